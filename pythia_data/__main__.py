@@ -1,0 +1,4 @@
+from pythia_data.cli import main
+
+if __name__ == "__main__":
+    main()

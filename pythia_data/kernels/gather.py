@@ -1,0 +1,96 @@
+"""Gather kernel: copy byte spans of a logical file split across one or more buffers.
+
+The logical ``.bin`` of a dataset is the concatenation of ``sources`` (one memory map per file:
+one file, or every shard). ``bounds[k]`` is the logical byte offset where source ``k`` starts
+(``bounds[-1]`` = total size). A span may cross any number of source boundaries.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+from numba.typed import List
+
+from pythia_data.errors import UsageError
+
+
+@njit(cache=True, nogil=True)
+def _gather_bytes(sources, bounds, starts, nbytes, dst, dst_starts):  # pragma: no cover - jit
+    nsrc = len(sources)
+    for k in range(starts.shape[0]):
+        pos = starts[k]
+        remaining = nbytes[k]
+        out = dst_starts[k]
+        if remaining <= 0:
+            continue
+        # binary search: last source whose start <= pos
+        lo = 0
+        hi = nsrc - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if bounds[mid] <= pos:
+                lo = mid
+            else:
+                hi = mid - 1
+        s = lo
+        while remaining > 0:
+            src = sources[s]
+            local = pos - bounds[s]
+            avail = bounds[s + 1] - pos
+            n = remaining if remaining < avail else avail
+            for i in range(n):
+                dst[out + i] = src[local + i]
+            out += n
+            pos += n
+            remaining -= n
+            s += 1
+    return 0
+
+
+def make_sources(buffers: list[np.ndarray]) -> List:
+    """Pack per-file uint8 arrays into the typed list the kernel takes."""
+    typed = List()
+    for buf in buffers:
+        typed.append(buf)
+    return typed
+
+
+def gather_bytes(
+    sources: List,
+    bounds: np.ndarray,
+    starts: np.ndarray,
+    nbytes: np.ndarray,
+    dst: np.ndarray,
+    dst_starts: np.ndarray | None = None,
+) -> np.ndarray:
+    """Copy logical byte spans ``[starts[k], starts[k] + nbytes[k])`` into ``dst`` (uint8).
+
+    ``dst_starts`` defaults to packing the spans back to back from 0. Bounds are checked
+    here, so the kernel never reads or writes out of range.
+    """
+    starts = np.ascontiguousarray(starts, dtype=np.int64)
+    nbytes = np.ascontiguousarray(nbytes, dtype=np.int64)
+    bounds = np.ascontiguousarray(bounds, dtype=np.int64)
+    if starts.ndim != 1 or starts.shape != nbytes.shape:
+        raise UsageError("gather: starts and lengths must be 1-D arrays of the same length")
+    if dst.dtype != np.uint8 or dst.ndim != 1 or not dst.flags.c_contiguous:
+        raise UsageError("gather: destination must be a contiguous 1-D uint8 array")
+    if len(sources) == 0 or bounds.shape != (len(sources) + 1,):
+        raise UsageError("gather: bounds must have one entry per source plus one")
+    if dst_starts is None:
+        dst_starts = np.zeros(starts.shape[0], dtype=np.int64)
+        if starts.shape[0] > 1:
+            np.cumsum(nbytes[:-1], out=dst_starts[1:])
+    else:
+        dst_starts = np.ascontiguousarray(dst_starts, dtype=np.int64)
+        if dst_starts.shape != starts.shape:
+            raise UsageError("gather: dst_starts must match starts")
+    if starts.shape[0]:
+        if (nbytes < 0).any():
+            raise UsageError("gather: negative span length")
+        if (starts < 0).any() or (starts + nbytes > bounds[-1]).any():
+            raise UsageError("gather: span outside the data file")
+        if (dst_starts < 0).any() or (dst_starts + nbytes > dst.shape[0]).any():
+            raise UsageError("gather: destination too small for the spans")
+        _gather_bytes(sources, bounds, starts, nbytes, dst, dst_starts)
+    return dst
