@@ -171,7 +171,7 @@ def _validate(folder: Path, base: str, groups: dict[tuple[str, int], list[tuple[
         size0 = sizes[0]
         if size0 == 0:
             raise ShardError(f"shard {paths[0].name} is empty but is not the last shard")
-        for p, s in zip(paths[1:-1], sizes[1:-1]):
+        for p, s in zip(paths[1:-1], sizes[1:-1], strict=True):
             if s != size0:
                 raise ShardError(
                     f"shard {p.name} has {s} bytes but shard {paths[0].name} has {size0}; "

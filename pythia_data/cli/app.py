@@ -1,4 +1,9 @@
-"""The click group and the one place where errors become exit codes."""
+"""The click group and the one place where errors become exit codes.
+
+Every failure the user can cause ends as one line on stderr and a non-zero exit code:
+2 for bad input or usage, 1 for a failed verification (``PythiaDataError.exit_code``),
+130 when interrupted. A closed stdout pipe (``| head``) ends quietly with 0.
+"""
 
 from __future__ import annotations
 
@@ -11,56 +16,65 @@ import click
 from pythia_data.errors import PythiaDataError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _quiet_stdout_close() -> None:
+    # Point stdout at devnull so the interpreter's final flush does not raise again.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"pythia-data: {message}", err=True)
+    sys.exit(code)
+
+
+class PythiaGroup(click.Group):
+    """A click group whose ``main`` maps every expected failure to one line + exit code
+    (also under click's ``CliRunner``, which calls ``main``)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(
+                args=args, prog_name=prog_name or "pythia-data", complete_var=complete_var,
+                standalone_mode=False, **extra,
+            )
+        except click.exceptions.Abort:
+            _fail("interrupted", 130)
+        except click.ClickException as exc:
+            hint = ""
+            if isinstance(exc, click.UsageError) and exc.ctx is not None:
+                hint = f" (see '{exc.ctx.command_path} --help')"
+            _fail(f"error: {_one_line(exc.format_message())}{hint}", 2)
+        except PythiaDataError as exc:
+            _fail(f"error: {_one_line(str(exc) or type(exc).__name__)}", exc.exit_code)
+        except BrokenPipeError:
+            _quiet_stdout_close()
+            sys.exit(0)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                _quiet_stdout_close()
+                sys.exit(0)
+            where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+            _fail(f"error: {_one_line(exc.strerror or str(exc))}{where}", 2)
+        except MemoryError:
+            _fail("error: out of memory", 2)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=PythiaGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pythia-data")
 def cli() -> None:
     """pythia-data: the exact token data Pythia was trained on."""
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or exc.__class__.__name__
-    return " ".join(text.split())
-
-
-def _quiet_stdout_close() -> None:
-    # A closed pipe (`| head`) ends quietly: point stdout at devnull so the
-    # interpreter's final flush does not raise again.
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except OSError:
-        pass
-
-
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the group, map errors to one line and an exit code."""
-    try:
-        cli.main(args=argv, prog_name="pythia-data", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("pythia-data: interrupted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        click.echo(f"pythia-data: {_one_line(exc.format_message())}", err=True)
-        sys.exit(2)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except PythiaDataError as exc:
-        click.echo(f"pythia-data: error: {_one_line(exc)}", err=True)
-        sys.exit(exc.exit_code)
-    except BrokenPipeError:
-        _quiet_stdout_close()
-        sys.exit(0)
-    except KeyboardInterrupt:
-        click.echo("pythia-data: interrupted", err=True)
-        sys.exit(130)
-    except OSError as exc:
-        if exc.errno == errno.EPIPE:
-            _quiet_stdout_close()
-            sys.exit(0)
-        name = f": {exc.filename}" if getattr(exc, "filename", None) else ""
-        click.echo(f"pythia-data: error: {exc.strerror or exc}{name}", err=True)
-        sys.exit(2)
-    except MemoryError:
-        click.echo("pythia-data: error: out of memory", err=True)
-        sys.exit(2)
-    sys.exit(0)
+    """Console entry point (``pythia-data`` and ``python -m pythia_data``)."""
+    cli.main(args=argv, prog_name="pythia-data")

@@ -1,0 +1,130 @@
+"""The embedded demo: a small deterministic dataset in Pythia's published layout.
+
+``build_demo(DIR)`` writes, without network::
+
+    DIR/source/demo_text_document-0000K-of-0000M.bin   shards (plain byte slices)
+    DIR/source/demo_text_document.idx                   the (unsharded) index
+    DIR/source/demo_text_document.shard_hashes.txt      SHA256 manifest, Pythia's style
+
+The documents are drawn from a fixed-seed generator, so every run writes the same bytes;
+a finished demo folder is reused (checked against its manifest) instead of rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pythia_data.indexed import DatasetBuilder
+
+BASE = "demo_text_document"
+NUM_DOCUMENTS = 3000
+SHARD_BYTES = 1_000_000
+VOCAB_SIZE = 50277  # GPT-NeoX-20B's vocabulary: uint16 tokens, as Pythia's data
+EOD = 0
+SEED = 20230403
+
+# The demo "training run": Pythia's sequence length, a tiny batch and run length.
+DEMO_TRAIN_ITERS = 100
+DEMO_BATCH_SIZE = 8
+DEMO_SEQ_LENGTH = 2048
+DEMO_SEED = 1234
+
+
+@dataclass
+class DemoFiles:
+    folder: Path
+    source: Path
+    prefix: Path  # source/BASE (sharded .bin, unsharded .idx)
+    manifest: Path
+    shards: list[Path]
+    reused: bool
+
+
+def demo_documents(num_documents: int = NUM_DOCUMENTS, seed: int = SEED):
+    """Yield the demo's documents: varied lengths (1 to ~6,000 tokens), each ending in EOD."""
+    rng = np.random.RandomState(seed)
+    lengths = np.clip(rng.lognormal(mean=5.6, sigma=1.0, size=num_documents), 1, 6000)
+    for length in lengths.astype(np.int64):
+        body = rng.randint(1, VOCAB_SIZE, size=int(length) - 1).astype(np.uint16)
+        yield np.concatenate([body, np.array([EOD], dtype=np.uint16)])
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _shard_name(index: int, last: int) -> str:
+    return f"{BASE}-{index:05d}-of-{last:05d}.bin"
+
+
+def _read_manifest(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            out[parts[0]] = parts[1]
+    return out
+
+
+def _existing(folder: Path) -> DemoFiles | None:
+    source = folder / "source"
+    manifest = source / f"{BASE}.shard_hashes.txt"
+    if not manifest.is_file():
+        return None
+    expected = _read_manifest(manifest)
+    shards = sorted(source.glob(f"{BASE}-*-of-*.bin"))
+    names = {p.name for p in shards} | {f"{BASE}.idx"}
+    if not names <= set(expected) or len(shards) == 0:
+        return None
+    for name in names:
+        path = source / name
+        if not path.is_file() or _sha256(path) != expected[name]:
+            return None
+    return DemoFiles(folder, source, source / BASE, manifest, shards, reused=True)
+
+
+def build_demo(folder: str | os.PathLike = "pythia-demo") -> DemoFiles:
+    """Create (or reuse, when intact) the demo dataset under ``folder``."""
+    folder = Path(folder)
+    found = _existing(folder)
+    if found is not None:
+        return found
+    source = folder / "source"
+    work = folder / "source.partial"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    prefix = work / BASE
+    with DatasetBuilder(prefix, np.uint16) as builder:
+        for doc in demo_documents():
+            builder.add_document(doc)
+    bin_path = prefix.with_suffix(".bin")
+    total = bin_path.stat().st_size
+    last = (total - 1) // SHARD_BYTES
+    lines = []
+    with open(bin_path, "rb") as f:
+        for k in range(last + 1):
+            name = _shard_name(k, last)
+            data = f.read(SHARD_BYTES)
+            (work / name).write_bytes(data)
+            lines.append(f"{name} {hashlib.sha256(data).hexdigest()}")
+    whole = _sha256(bin_path)
+    lines.append(f"{BASE}.idx {_sha256(prefix.with_suffix('.idx'))}")
+    lines.append(f"{BASE}.bin {whole}")
+    bin_path.unlink()  # the unsharded file is what `unshard` rebuilds
+    (work / f"{BASE}.shard_hashes.txt").write_text("\n".join(lines) + "\n")
+    shutil.rmtree(source, ignore_errors=True)
+    os.replace(work, source)
+    shards = sorted(source.glob(f"{BASE}-*-of-*.bin"))
+    return DemoFiles(
+        folder, source, source / BASE, source / f"{BASE}.shard_hashes.txt", shards, reused=False
+    )

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pythia_data.indexed import write_dataset
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def position_docs(sizes, base: int = 100):
+    """Documents whose token p of document d is d*base + p (order is checkable)."""
+    return [np.arange(d * base, d * base + n, dtype=np.int64) for d, n in enumerate(sizes)]
+
+
+@pytest.fixture
+def small_dataset(tmp_path):
+    sizes = [5, 17, 3, 40, 1, 9, 26, 12, 7, 2, 31, 4, 15, 8, 22, 6, 11, 3, 19, 10]
+    prefix = write_dataset(tmp_path / "small", position_docs(sizes), dtype=np.uint16)
+    return prefix, sizes
+
+
+def subprocess_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
