@@ -38,8 +38,7 @@ def _gather_bytes(sources, bounds, starts, nbytes, dst, dst_starts):  # pragma: 
             local = pos - bounds[s]
             avail = bounds[s + 1] - pos
             n = remaining if remaining < avail else avail
-            for i in range(n):
-                dst[out + i] = src[local + i]
+            dst[out : out + n] = src[local : local + n]  # lowers to a fast block copy
             out += n
             pos += n
             remaining -= n
