@@ -51,6 +51,7 @@ def problems(draw):
     gaps = draw(st.lists(st.integers(0, 3), min_size=len(sizes), max_size=len(sizes)))
     token_starts = base + np.cumsum([0] + [s + g for s, g in zip(sizes, gaps, strict=True)])[:-1]
     big = draw(st.booleans())
+    itemsize = draw(st.sampled_from([1, 2, 4]))
     return dict(
         sizes=np.asarray(sizes, dtype=np.int64 if big else np.int32),
         doc_idx=doc_idx.astype(np.int64) if big else doc_idx,
@@ -60,6 +61,7 @@ def problems(draw):
         sample_len=sample_len,
         window=(w0, wl),
         token_starts=token_starts.astype(np.int64),
+        itemsize=itemsize,
     )
 
 
@@ -70,10 +72,11 @@ def test_spans_match_oracle(pb):
     starts, lengths = sample_spans(
         *cols,
         pb["doc_idx"],
-        pb["token_starts"],
+        pb["token_starts"] * pb["itemsize"],
         pb["sizes"],
         pb["sample_len"],
         *pb["window"],
+        itemsize=pb["itemsize"],
     )
     assert starts.dtype == np.int64 and lengths.dtype == np.int64
     assert (lengths > 0).all()

@@ -4,7 +4,7 @@ A GPT-NeoX v1.0 sample (DESIGN.md §4.5-4.6) starts at position ``doc_pos_start`
 shuffled document list ``doc_idx`` at token offset ``off_start`` and ends at position
 ``doc_pos_end``, offset ``off_end`` (inclusive). It therefore crosses one or more
 documents; each piece is one contiguous span of the dataset's logical token stream:
-``token_starts[doc] + offset``, where ``doc = doc_idx[position]``.
+``pointers[doc] // itemsize + offset``, where ``doc = doc_idx[position]``.
 
 :func:`sample_spans` turns a chunk of samples into those spans, optionally keeping only a
 window ``[window_start, window_start + window_len)`` of each sample's tokens, so that one
@@ -35,7 +35,8 @@ def _spans_kernel(
     doc_pos_end,
     off_end,
     doc_idx,
-    token_starts,
+    pointers,
+    itemsize,
     sizes,
     sample_len,
     win_start,
@@ -69,7 +70,7 @@ def _spans_kernel(
             if hi > lo:
                 if k >= starts_out.shape[0]:
                     return k, _BAD_POSITION, i  # cannot happen: caller sizes the output
-                starts_out[k] = token_starts[doc] + a + (lo - cursor)
+                starts_out[k] = pointers[doc] // itemsize + a + (lo - cursor)
                 lengths_out[k] = hi - lo
                 k += 1
             cursor += b - a
@@ -104,11 +105,13 @@ def sample_spans(
     doc_pos_end,
     off_end,
     doc_idx,
-    token_starts,
+    pointers,
     sizes,
     sample_len: int,
     window_start: int = 0,
     window_len: int | None = None,
+    *,
+    itemsize: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Spans of the logical token stream that make up a chunk of samples.
 
@@ -116,7 +119,9 @@ def sample_spans(
         doc_pos_start, off_start, doc_pos_end, off_end: (n,) integer arrays, one sample per
             entry (the ``sample_idx`` rows ``j`` and ``j + 1``; the end offset is inclusive).
         doc_idx: (D,) int32/int64, position -> document id (the shuffled document list).
-        token_starts: (N,) int64, start of each document in the logical token stream.
+        pointers: (N,) int64, start of each document in the logical stream: in bytes
+            (the index's pointers, with ``itemsize``) or in tokens (``itemsize=1``, e.g.
+            ``IndexedDataset.token_starts``).
         sizes: (N,) int32/int64, tokens per document.
         sample_len: tokens per sample (``seq_length + 1``).
         window_start, window_len: keep only tokens ``[window_start, window_start +
@@ -149,10 +154,13 @@ def sample_spans(
     if any(c.shape[0] != n for c in columns):
         raise UsageError("sample position arrays must have the same length")
     doc_idx = _int_vector("doc_idx", doc_idx, (np.int32, np.int64))
-    token_starts = _int_vector("token_starts", token_starts, (np.int64,))
+    pointers = _int_vector("pointers", pointers, (np.int64,))
     sizes = _int_vector("sizes", sizes, (np.int32, np.int64))
-    if token_starts.shape[0] != sizes.shape[0]:
-        raise UsageError("token_starts and sizes must have one entry per document")
+    if pointers.shape[0] != sizes.shape[0]:
+        raise UsageError("pointers and sizes must have one entry per document")
+    itemsize = int(itemsize)
+    if itemsize not in (1, 2, 4, 8):
+        raise UsageError(f"itemsize must be 1, 2, 4 or 8, got {itemsize}")
 
     # Each sample has at most one span per doc_idx position it crosses.
     bound = int(np.sum(columns[2] - columns[0] + 1)) if n else 0
@@ -166,7 +174,8 @@ def sample_spans(
         columns[2],
         columns[3],
         doc_idx,
-        token_starts,
+        pointers,
+        np.int64(itemsize),
         sizes,
         np.int64(sample_len),
         np.int64(window_start),
