@@ -414,6 +414,9 @@ def checksum_files(
         raise UsageError(f"--jobs must be at least 1, got {jobs}")
 
     files, folders, absent = expand_paths(paths)
+    if expected is not None and not isinstance(expected, Manifest):
+        own = os.path.realpath(expected)  # the manifest itself, if it lies in a folder checked
+        files = [p for p in files if os.path.realpath(p) != own]
     lookup = manifest if manifest is not None else (known_manifest() if use_known else Manifest())
 
     results: list[FileResult] = []

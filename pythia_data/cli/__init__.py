@@ -10,7 +10,7 @@ import importlib
 
 from pythia_data.cli.app import cli, main
 
-_COMMAND_MODULES = ["format_cmds", "demo"]
+_COMMAND_MODULES = ["format_cmds", "demo", "order_cmds", "shard_cmds", "batches_cmd"]
 
 for _name in _COMMAND_MODULES:
     importlib.import_module(f"pythia_data.cli.{_name}")

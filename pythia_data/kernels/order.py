@@ -129,11 +129,12 @@ def _apply_swaps(data, i_hi, js):  # pragma: no cover - jit
 
 
 @njit(cache=True, nogil=True)
-def _shuffle(data, key, pos, js):  # pragma: no cover - jit
-    i = data.shape[0] - 1
+def _shuffle(data, key, pos, js, i_top, i_stop):  # pragma: no cover - jit
+    # Fisher-Yates steps i = i_top, i_top - 1, ..., i_stop + 1 (i_stop >= 0).
+    i = i_top
     chunk = js.shape[0]
-    while i >= 1:
-        c = chunk if i >= chunk else i
+    while i > i_stop:
+        c = chunk if i - i_stop >= chunk else i - i_stop
         buf = js[:c]
         _draw_bounded(key, pos, i, buf)
         _apply_swaps(data, i, buf)
@@ -187,8 +188,10 @@ class MT19937:
         _draw_bounded(self.key, self.pos, np.int64(i_hi), js)
         return js
 
-    def shuffle(self, data: np.ndarray) -> None:
-        """Shuffle a 1-D contiguous integer array in place, exactly as ``RandomState.shuffle``."""
+    def shuffle(self, data: np.ndarray, callback=None, step: int = 1 << 23) -> None:
+        """Shuffle a 1-D contiguous integer array in place, exactly as ``RandomState.shuffle``.
+
+        ``callback(n)``, if given, is called after every ``step`` Fisher–Yates steps."""
         if not isinstance(data, np.ndarray) or data.ndim != 1:
             raise UsageError("shuffle: expected a 1-D numpy array")
         if not data.flags.c_contiguous or not data.flags.writeable:
@@ -198,7 +201,16 @@ class MT19937:
         if data.shape[0] <= 1:
             return
         js = np.empty(min(_CHUNK, data.shape[0]), dtype=np.int64)
-        _shuffle(data, self.key, self.pos, js)
+        top = data.shape[0] - 1
+        if callback is None:
+            _shuffle(data, self.key, self.pos, js, np.int64(top), np.int64(0))
+            return
+        step = max(int(step), 1)
+        while top > 0:
+            stop = max(top - step, 0)
+            _shuffle(data, self.key, self.pos, js, np.int64(top), np.int64(stop))
+            callback(top - stop)
+            top = stop
 
 
 # --------------------------------------------------------------------------- doc_idx
@@ -230,37 +242,62 @@ def epoch_doc_list(n_docs: int, num_epochs: int, dtype=np.int32) -> np.ndarray:
 # --------------------------------------------------------------------------- sample walk
 
 
+_GATHER = 1 << 14  # doc positions whose sizes are gathered ahead of the walk
+
+
 @njit(cache=True, nogil=True)
-def _sample_walk(sizes, doc_idx, seq_length, num_samples, out):  # pragma: no cover - jit
-    # GPT-NeoX's build_sample_idx: each sample takes seq_length + 1 tokens; the last
-    # token of a sample is the first of the next one.
-    pos = 0
-    offset = 0
-    out[0, 0] = 0
-    out[0, 1] = 0
+def _walk_rows(sizes, doc_idx, seq_length, state, gbuf, out):  # pragma: no cover - jit
+    # GPT-NeoX's build_sample_idx, resumable. Each sample takes seq_length + 1 tokens and
+    # the last token of a sample is the first of the next, so a sample ends (and the next
+    # starts) at an offset <= doc_length - 1 inside a document. Same arithmetic as
+    # GPT-NeoX's loop, turned document-major: the sizes of a block of doc positions are
+    # gathered first (independent loads instead of one cache miss per step), then walked.
+    # state = (pos, offset, remaining). Returns rows written (< len(out): out of
+    # documents) or -1 (a doc_idx value out of range).
+    pos = state[0]
+    offset = state[1]
+    remaining = state[2]
     n_pos = doc_idx.shape[0]
-    for s in range(1, num_samples + 1):
-        remaining = seq_length + 1
-        while True:
-            if pos >= n_pos:
-                return -1  # ran out of documents: inputs inconsistent
-            length = np.int64(sizes[doc_idx[pos]]) - offset
+    n_docs = sizes.shape[0]
+    n_out = out.shape[0]
+    block = gbuf.shape[0]
+    r = 0
+    if n_out == 0:
+        return 0
+    while pos < n_pos:
+        end = min(pos + block, n_pos)
+        base = pos
+        for k in range(end - base):
+            d = doc_idx[base + k]
+            if d < 0 or d >= n_docs:
+                return -1
+            gbuf[k] = sizes[d]
+        while pos < end:
+            size = gbuf[pos - base]
+            length = size - offset
             remaining -= length
-            if remaining <= 0:
+            while remaining <= 0:
                 offset += remaining + length - 1
-                break
+                out[r, 0] = pos
+                out[r, 1] = offset
+                r += 1
+                if r == n_out:
+                    state[0] = pos
+                    state[1] = offset
+                    state[2] = seq_length + 1
+                    return r
+                remaining = seq_length + 1
+                length = size - offset
+                remaining -= length
             pos += 1
             offset = 0
-        out[s, 0] = pos
-        out[s, 1] = offset
-    return 0
+    state[0] = pos
+    state[1] = offset
+    state[2] = remaining
+    return r
 
 
-def build_sample_idx(
-    sizes: np.ndarray, doc_idx: np.ndarray, seq_length: int, num_samples: int, dtype=np.int32
-) -> np.ndarray:
-    """``sample_idx`` of shape ``(num_samples + 1, 2)``: where each sample starts
-    (position in ``doc_idx``, token offset in that document)."""
+def _check_walk_args(sizes, doc_idx, seq_length, num_samples):
     _check_int_array("sizes", sizes, (np.int32, np.int64))
     _check_int_array("doc_idx", doc_idx, (np.int32, np.int64))
     seq_length = int(seq_length)
@@ -269,11 +306,92 @@ def build_sample_idx(
         raise UsageError("seq_length must be at least 1")
     if num_samples < 0:
         raise UsageError("num_samples must be >= 0")
+    return seq_length, num_samples
+
+
+def iter_sample_idx(sizes, doc_idx, seq_length, num_samples, dtype=np.int32,
+                    chunk_rows: int = 1 << 20):
+    """``sample_idx`` (see :func:`build_sample_idx`) in blocks of at most ``chunk_rows``
+    rows, so it can be written out without holding all of it. Each block is a reused
+    buffer, valid until the next one is produced."""
+    seq_length, num_samples = _check_walk_args(sizes, doc_idx, seq_length, num_samples)
+    state = np.array([0, 0, seq_length + 1], dtype=np.int64)
+    gbuf = np.empty(_GATHER, dtype=np.int64)
+    first = np.zeros((1, 2), dtype=dtype)
+    yield first
+    done = 0
+    buf = np.empty((max(1, min(int(chunk_rows), num_samples)), 2), dtype=dtype)
+    while done < num_samples:
+        part = buf[: min(buf.shape[0], num_samples - done)]
+        got = _walk_rows(sizes, doc_idx, np.int64(seq_length), state, gbuf, part)
+        if got == -1:
+            raise UsageError("doc_idx holds a document index out of range")
+        if got < part.shape[0]:
+            raise UsageError("sample walk ran past the end of doc_idx: too few tokens")
+        done += part.shape[0]
+        yield part
+
+
+def build_sample_idx(
+    sizes: np.ndarray, doc_idx: np.ndarray, seq_length: int, num_samples: int, dtype=np.int32
+) -> np.ndarray:
+    """``sample_idx`` of shape ``(num_samples + 1, 2)``: where each sample starts
+    (position in ``doc_idx``, token offset in that document); row 0 is (0, 0)."""
+    seq_length, num_samples = _check_walk_args(sizes, doc_idx, seq_length, num_samples)
     out = np.empty((num_samples + 1, 2), dtype=dtype)
-    rc = _sample_walk(sizes, doc_idx, np.int64(seq_length), np.int64(num_samples), out)
-    if rc != 0:
+    out[0] = 0
+    state = np.array([0, 0, seq_length + 1], dtype=np.int64)
+    gbuf = np.empty(_GATHER, dtype=np.int64)
+    got = _walk_rows(sizes, doc_idx, np.int64(seq_length), state, gbuf, out[1:])
+    if got == -1:
+        raise UsageError("doc_idx holds a document index out of range")
+    if got < num_samples:
         raise UsageError("sample walk ran past the end of doc_idx: too few tokens")
     return out
+
+
+@njit(cache=True, nogil=True)
+def _first_walk_mismatch(sizes, doc_idx, seq_length, sample_idx):  # pragma: no cover - jit
+    # The sample walk again, compared row by row with an existing sample_idx.
+    n = sample_idx.shape[0] - 1
+    n_pos = doc_idx.shape[0]
+    n_docs = sizes.shape[0]
+    pos = 0
+    offset = 0
+    if sample_idx[0, 0] != 0 or sample_idx[0, 1] != 0:
+        return 0
+    for s in range(1, n + 1):
+        remaining = seq_length + 1
+        while True:
+            if pos >= n_pos:
+                return s
+            d = doc_idx[pos]
+            if d < 0 or d >= n_docs:
+                return s
+            length = np.int64(sizes[d]) - offset
+            remaining -= length
+            if remaining <= 0:
+                offset += remaining + length - 1
+                break
+            pos += 1
+            offset = 0
+        if sample_idx[s, 0] != pos or sample_idx[s, 1] != offset:
+            return s
+    return -1
+
+
+def first_walk_mismatch(
+    sizes: np.ndarray, doc_idx: np.ndarray, seq_length: int, sample_idx: np.ndarray
+) -> int:
+    """The first row of ``sample_idx`` that differs from the sample walk over ``doc_idx``
+    (-1 if none): checks a sample_idx without a second copy of it in memory."""
+    _check_int_array("sizes", sizes, None)
+    _check_int_array("doc_idx", doc_idx, None)
+    if sample_idx.ndim != 2 or sample_idx.shape[1] != 2 or sample_idx.dtype.kind not in "iu":
+        raise UsageError("sample_idx must be an integer array of shape (n + 1, 2)")
+    if int(seq_length) < 1:
+        raise UsageError("seq_length must be at least 1")
+    return int(_first_walk_mismatch(sizes, doc_idx, np.int64(seq_length), sample_idx))
 
 
 # --------------------------------------------------------------------------- checks
@@ -360,7 +478,7 @@ def positions_of(values: np.ndarray, target: int, expected: int = 4) -> np.ndarr
 
 @njit(cache=True, nogil=True)
 def _inverse_lookup(values, targets, out):  # pragma: no cover - jit
-    # targets sorted ascending (int64); out[t] = the index k with values[k] == targets[t].
+    # targets sorted ascending and unique (int64); out[t] = the index k with values[k] == targets[t].
     lo_t = targets[0]
     hi_t = targets[targets.shape[0] - 1]
     for k in range(values.shape[0]):
@@ -388,14 +506,11 @@ def inverse_lookup(values: np.ndarray, targets: np.ndarray) -> np.ndarray:
     targets = np.asarray(targets, dtype=np.int64)
     if targets.ndim != 1:
         raise UsageError("inverse_lookup: targets must be 1-D")
-    order = np.argsort(targets, kind="stable")
-    sorted_t = np.ascontiguousarray(targets[order])
-    found = np.full(sorted_t.shape[0], -1, dtype=np.int64)
-    if sorted_t.shape[0]:
-        _inverse_lookup(values, sorted_t, found)
-    out = np.empty_like(found)
-    out[order] = found
-    return out
+    uniq, back = np.unique(targets, return_inverse=True)
+    found = np.full(uniq.shape[0], -1, dtype=np.int64)
+    if uniq.shape[0]:
+        _inverse_lookup(values, np.ascontiguousarray(uniq, dtype=np.int64), found)
+    return found[back.reshape(-1)]
 
 
 @njit(cache=True, nogil=True)

@@ -28,7 +28,7 @@ _BAD_OFFSET = 3  # offsets outside their document
 _BAD_LENGTH = 4  # the pieces do not add up to sample_len tokens
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _spans_kernel(
     doc_pos_start,
     off_start,

@@ -1,0 +1,164 @@
+"""``order build``, ``order verify`` and ``locate``: GPT-NeoX v1.0's training order."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+
+from pythia_data.cli.app import cli
+from pythia_data.errors import CacheMismatchError, VerificationError
+from pythia_data.order import OrderParams, TrainingOrder, verify_cache
+
+
+def order_options(func):
+    """DATA plus the options that define the order (shared by all three commands)."""
+
+    @click.argument("data")
+    @click.option("--train-iters", type=int, default=None,
+                  help="Training iterations [config's train-iters, else 143000].")
+    @click.option("--batch-size", type=int, default=None,
+                  help="Global batch size in sequences [config's train_batch_size, else 1024].")
+    @click.option("--seq-length", type=int, default=None,
+                  help="Sequence length [config's seq-length, else 2048].")
+    @click.option("--seed", type=int, default=None, help="Seed [config's seed, else 1234].")
+    @click.option("--config", "configs", multiple=True, type=click.Path(dir_okay=False),
+                  help="GPT-NeoX YAML config (repeatable); options override it.")
+    @click.option("--index-dir", type=click.Path(file_okay=False), default=None,
+                  help="Folder of the cache files [next to the data].")
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+    @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+def _params(train_iters, batch_size, seq_length, seed, configs) -> OrderParams:
+    for name, value, low in (("--train-iters", train_iters, 1), ("--batch-size", batch_size, 1),
+                             ("--seq-length", seq_length, 1), ("--seed", seed, 0)):
+        if value is not None and value < low:
+            raise click.BadParameter(f"must be >= {low}, not {value}", param_hint=name)
+    if seed is not None and seed > 0xFFFFFFFF:
+        raise click.BadParameter(f"must be below 2**32, not {seed}", param_hint="--seed")
+    if configs:
+        return OrderParams.from_config(list(configs), batch_size=batch_size,
+                                       train_iters=train_iters, seq_length=seq_length, seed=seed)
+    values = {"train_iters": train_iters, "batch_size": batch_size, "seq_length": seq_length,
+              "seed": seed}
+    return OrderParams(**{k: v for k, v in values.items() if v is not None})
+
+
+def _progress(quiet: bool) -> bool:
+    return not quiet and sys.stderr.isatty()
+
+
+@cli.group("order")
+def order_group() -> None:
+    """GPT-NeoX v1.0 training order: doc_idx, sample_idx and shuffle_idx cache files."""
+
+
+@order_group.command("build")
+@order_options
+@click.option("--force", is_flag=True, help="Rebuild and overwrite existing cache files.")
+def order_build(data, train_iters, batch_size, seq_length, seed, configs, index_dir, as_json,
+                quiet, force) -> None:
+    """Build (or load and check) the training order of DATA and write GPT-NeoX's cache files.
+
+    DATA is a dataset prefix, .bin/.idx, shard or folder. A cache already there is used
+    only after checking it; one that does not match is an error (use --force)."""
+    params = _params(train_iters, batch_size, seq_length, seed, configs)
+    try:
+        order = TrainingOrder.build(data, params, index_dir=index_dir, use_cache=not force,
+                                    write_cache=True, progress=_progress(quiet))
+    except CacheMismatchError as exc:
+        raise CacheMismatchError(f"{exc} (rebuild it with --force)") from None
+    summary = order.summary()
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    p = order.params
+    click.echo(f"params         train_iters {p.train_iters}, batch {p.batch_size}, "
+               f"seq_length {p.seq_length}, seed {p.seed}")
+    click.echo(f"documents      {order.num_docs:,} ({order.tokens_per_epoch:,} tokens per epoch)")
+    click.echo(f"epochs         {order.num_epochs}")
+    click.echo(f"samples        {p.num_samples:,} requested, {order.total_samples:,} in the index")
+    verb = {"built": "wrote", "cache": "loaded", "neox-cache": "loaded (GPT-NeoX cache)"}
+    for name in ("doc_idx", "sample_idx", "shuffle_idx", "meta"):
+        if name in order.cache_paths:
+            click.echo(f"{verb.get(order.source, order.source):<14} {order.cache_paths[name]}")
+
+
+@order_group.command("verify")
+@order_options
+def order_verify(data, train_iters, batch_size, seq_length, seed, configs, index_dir, as_json,
+                 quiet) -> None:
+    """Check existing cache files of DATA against a fresh build (nothing is written).
+
+    Reports the first index where each file differs and whether shuffle_idx is a
+    permutation; exit status 1 on any mismatch."""
+    params = _params(train_iters, batch_size, seq_length, seed, configs)
+    report = verify_cache(data, params, index_dir=index_dir, progress=_progress(quiet))
+    if as_json:
+        click.echo(json.dumps(report))
+    else:
+        for name, entry in report["arrays"].items():
+            click.echo(_verify_line(name, entry))
+    if not report["ok"]:
+        bad = [n for n, e in report["arrays"].items() if not e.get("ok")]
+        raise VerificationError(f"cache does not match a fresh build: {', '.join(bad)}")
+
+
+def _verify_line(name: str, entry: dict) -> str:
+    if not entry["exists"]:
+        return f"MISSING   {name:<12} {entry['path']}"
+    if "error" in entry:
+        return f"BAD       {name:<12} {entry['path']}: {entry['error']}"
+    parts = []
+    if not entry["dtype_ok"]:
+        parts.append(f"dtype {entry['dtype']}")
+    if not entry["shape_ok"]:
+        parts.append(f"shape {tuple(entry['shape'])}")
+    if entry["first_difference"] is not None:
+        k = entry["first_difference"]
+        where = f"row {k // 2}" if name == "sample_idx" else f"index {k}"
+        parts.append(f"first difference at {where}")
+    if "is_permutation" in entry:
+        if entry["is_permutation"]:
+            parts.append("a permutation")
+        else:
+            parts.append(f"NOT a permutation (index {entry['first_not_permutation']})")
+    status = "OK" if entry["ok"] else "MISMATCH"
+    return f"{status:<9} {name:<12} {entry['path']}" + (f": {', '.join(parts)}" if parts else "")
+
+
+@cli.command("locate")
+@order_options
+@click.option("--document", "-d", type=int, required=True, help="Document (sequence) index.")
+@click.option("--all", "show_all", is_flag=True,
+              help="Also list samples past the last training iteration (never trained on).")
+def locate(data, train_iters, batch_size, seq_length, seed, configs, index_dir, as_json, quiet,
+           document, show_all) -> None:
+    """Where document D of DATA was trained on: iteration, position in the batch and
+    token span, for every time it occurs in the order (GPT-NeoX v1.0 order; the cache is
+    built or reused as by 'order build')."""
+    if document < 0:
+        raise click.BadParameter(f"must be >= 0, not {document}", param_hint="--document")
+    params = _params(train_iters, batch_size, seq_length, seed, configs)
+    order = TrainingOrder.build(data, params, index_dir=index_dir, progress=_progress(quiet))
+    hits = order.locate(document)
+    if not show_all:
+        hits = [h for h in hits if h["trained"]]
+    if as_json:
+        click.echo(json.dumps({"document": document, "size": int(order.sizes[document]),
+                               "occurrences": order.num_epochs, "hits": hits}))
+        return
+    click.echo("# iteration batch_position sample sample_tokens doc_tokens occurrence")
+    for h in hits:
+        st, dt = h["sample_tokens"], h["doc_tokens"]
+        mark = "" if h["trained"] else " untrained"
+        click.echo(f"{h['iteration']} {h['batch_position']} {h['sample']} "
+                   f"{st[0]}:{st[1]} {dt[0]}:{dt[1]} {h['occurrence']}{mark}")

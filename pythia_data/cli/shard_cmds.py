@@ -1,0 +1,158 @@
+"""``checksum``, ``unshard`` and ``shard``: thin commands over checksum.py and shards.py."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+
+import click
+
+from pythia_data.checksum import ALGORITHMS, atomic_write_text, checksum_files
+from pythia_data.cli.app import cli
+from pythia_data.shards import DEFAULT_SHARD_SIZE, find_shards, shard, unshard
+
+
+@contextlib.contextmanager
+def byte_progress(total: int, quiet: bool, desc: str):
+    """A tqdm bar by bytes on stderr (off with --quiet or when stderr is not a TTY).
+
+    Yields a callback ``progress(n)`` or ``None``.
+    """
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
+               file=sys.stderr, dynamic_ncols=True)
+    try:
+        yield bar.update
+    finally:
+        bar.close()
+
+
+def _paths_bytes(paths) -> int:
+    total = 0
+    for p in paths:
+        if os.path.isdir(p):
+            with contextlib.suppress(OSError):
+                for e in os.scandir(p):
+                    if e.is_file():
+                        total += e.stat().st_size
+        elif os.path.isfile(p):
+            total += os.path.getsize(p)
+    return total
+
+
+def _positive(ctx, param, value):
+    if value is not None and value < 1:
+        raise click.BadParameter("must be at least 1")
+    return value
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--expected", "-c", "expected", type=click.Path(dir_okay=False),
+              help="Manifest to check against ('HEX  NAME', 'NAME HEX' or 'SHA256 (NAME) = HEX'). "
+                   "Default: known Pythia checksums, by file name.")
+@click.option("--algorithm", "-a", type=click.Choice(sorted(ALGORITHMS)), default=None,
+              help="sha256 (default) or xxh3 (128-bit, fast re-checks/fingerprints).")
+@click.option("--jobs", "-j", type=int, default=None, callback=_positive,
+              help="Files hashed side by side (default: all cores).")
+@click.option("--write-manifest", type=click.Path(dir_okay=False),
+              help="Write the computed digests here ('HEX  NAME', sha256sum style).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary line.")
+def checksum(paths, expected, algorithm, jobs, write_manifest, as_json, quiet) -> None:
+    """Hash files (or every file in folders) and check them against expected digests.
+
+    Exit status: 0 when every file with an expected digest matches, 1 when any mismatches
+    or is missing, 2 on bad input.
+    """
+    with byte_progress(_paths_bytes(paths), quiet, "checksum") as progress:
+        report = checksum_files(list(paths), expected, algorithm, jobs=jobs, progress=progress)
+    if write_manifest:
+        atomic_write_text(write_manifest, report.manifest_text())
+    if as_json:
+        click.echo(json.dumps(report.to_dict()))
+    else:
+        for r in report.results:
+            shown = r.path or r.name
+            if r.status == "ok":
+                click.echo(f"{shown}: OK")
+            elif r.status == "mismatch":
+                click.echo(f"{shown}: FAILED (expected {r.expected}, got {r.digest})")
+            elif r.status == "missing":
+                click.echo(f"{shown}: MISSING")
+            else:
+                click.echo(f"{r.digest}  {shown}")
+        if not quiet:
+            click.echo(f"pythia-data: {report.summary()}", err=True)
+    if not report.ok:
+        bad = [r.name for r in report.results if r.status in ("mismatch", "missing")]
+        if not as_json:
+            click.echo(f"pythia-data: verification failed: {', '.join(bad)}", err=True)
+        raise click.exceptions.Exit(1)
+
+
+@cli.command("unshard")
+@click.argument("shard_path", metavar="SHARD", type=click.Path())
+@click.option("--output-dir", "-o", type=click.Path(file_okay=False),
+              help="Where BASE.bin (and BASE.idx) go. Default: beside the shards.")
+@click.option("--expected", "-c", type=click.Path(dir_okay=False),
+              help="Manifest with per-shard and/or whole-file SHA256s "
+                   "(the known Pythia checksums are used too).")
+@click.option("--no-verify", is_flag=True, help="Copy without hashing.")
+@click.option("--full-hash", is_flag=True,
+              help="Also compute the whole file's SHA256 even when every shard's is known "
+                   "(one extra sequential SHA256 pass over the data, on its own core).")
+@click.option("--jobs", "-j", type=int, default=None, callback=_positive,
+              help="Shards copied side by side (default: all cores).")
+@click.option("--force", is_flag=True, help="Replace an existing BASE.bin.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def unshard_cmd(shard_path, output_dir, expected, no_verify, full_hash, jobs, force, as_json,
+                quiet) -> None:
+    """Reassemble BASE.bin from its shards in one verified, atomic, resumable pass.
+
+    SHARD is any shard's path, the prefix, or the folder holding the shards. Rerun the same
+    command after an interruption to continue from the last completed shard.
+    """
+    ss = find_shards(shard_path)
+    with byte_progress(ss.total_bytes, quiet, "unshard") as progress:
+        result = unshard(ss.paths[0], output_dir, expected=expected, verify=not no_verify,
+                         full_hash=full_hash, jobs=jobs, overwrite=force, progress=progress)
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+    else:
+        click.echo(result.summary())
+
+
+@cli.command("shard")
+@click.argument("bin_path", metavar="PREFIX.bin", type=click.Path(dir_okay=False))
+@click.option("--output-dir", "-o", required=True, type=click.Path(file_okay=False))
+@click.option("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, show_default=True,
+              callback=_positive, help="Bytes per shard (all but the last).")
+@click.option("--no-checksums", is_flag=True,
+              help="Do not hash the shards nor write BASE.sha256.")
+@click.option("--force", is_flag=True, help="Replace existing shards.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def shard_cmd(bin_path, output_dir, shard_size, no_checksums, force, as_json, quiet) -> None:
+    """Split PREFIX.bin into PREFIX-NNNNN-of-MMMMM.bin shards, named exactly as Pythia's."""
+    size = os.path.getsize(bin_path) if os.path.isfile(bin_path) else 0
+    with byte_progress(size, quiet, "shard") as progress:
+        result = shard(bin_path, output_dir, shard_size, checksums=not no_checksums,
+                       overwrite=force, progress=progress)
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+    else:
+        for p, s in zip(result.paths, result.sizes, strict=True):
+            click.echo(f"{p}  {s}")
+        if result.manifest:
+            click.echo(f"checksums: {result.manifest}")
+
+
+__all__ = ["checksum", "unshard_cmd", "shard_cmd", "find_shards"]
