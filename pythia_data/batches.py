@@ -18,6 +18,7 @@ sinks consume) and :func:`write_batches` (chunks -> a sink, streaming).
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 from collections.abc import Iterator
@@ -383,7 +384,12 @@ class BatchReader:
 
         if not prefetch or len(bounds) < 2:
             for k in range(len(bounds)):
-                yield read(k)
+                chunk = read(k)
+                try:
+                    yield chunk
+                finally:
+                    if buffers[0] is None and chunk.tokens.base is not None:
+                        _release_file_pages(chunk.tokens)
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batches") as pool:
             pending = pool.submit(read, 0)
@@ -396,6 +402,31 @@ class BatchReader:
             finally:
                 if pending is not None:
                     pending.cancel()
+
+
+def _release_file_pages(view: np.ndarray) -> None:
+    """Drop the page-table entries of a consumed, read-only view of a memory-mapped file.
+
+    The pages stay in the page cache (a later read maps them again), but they no longer
+    count in this process's RSS, so streaming a long preshuffled range keeps a flat
+    footprint. Does nothing unless ``view`` is backed by an ``mmap.mmap`` (a copy is left
+    alone).
+    """
+    owner = view
+    while owner is not None and not isinstance(owner, mmap.mmap):
+        owner = getattr(owner, "base", None)
+    if owner is None or not hasattr(owner, "madvise") or view.nbytes == 0:
+        return
+    try:
+        origin = np.frombuffer(owner, dtype=np.uint8, count=1).ctypes.data
+        offset = view.ctypes.data - origin
+        page = mmap.PAGESIZE
+        start = offset - offset % page
+        stop = min(offset + view.nbytes, len(owner))
+        if 0 <= start < stop:
+            owner.madvise(mmap.MADV_DONTNEED, start, stop - start)
+    except (OSError, ValueError):  # closed map, odd platform: only an optimisation
+        pass
 
 
 def iteration_batch(ds, order, iteration: int, **kwargs) -> np.ndarray:

@@ -154,11 +154,8 @@ def _resolve_sizes(source, prefix: str | None):
     if isinstance(source, np.ndarray):
         sizes = source
     elif isinstance(source, (str, os.PathLike)):
-        from pythia_data.indexed import IndexedDataset
-
-        ds = IndexedDataset(source, validate=False)
-        sizes = ds.sizes
-        prefix = prefix or ds.prefix
+        sizes, found = _sizes_from_index(source)
+        prefix = prefix or found
     elif hasattr(source, "sizes"):
         ds = source
         sizes = source.sizes
@@ -177,6 +174,23 @@ def _resolve_sizes(source, prefix: str | None):
     if sizes.shape[0] - 1 > _I32_MAX:
         raise InputError("more documents than int32 doc_idx can hold")
     return sizes, (os.fspath(prefix) if prefix is not None else None), ds
+
+
+def _sizes_from_index(path) -> tuple[np.ndarray, str]:
+    """The sizes array of a dataset, read from its ``.idx`` alone (the order needs nothing
+    else, so the ``.bin`` or its shards need not be there yet)."""
+    from pythia_data.indexed import read_index_header, resolve_prefix, strip_suffix
+
+    text = os.fspath(path)
+    prefix = strip_suffix(text)
+    if os.path.isdir(text) or not os.path.isfile(prefix + ".idx"):
+        prefix = resolve_prefix(text)[0]  # folders, shard names; raises a clear error
+    header = read_index_header(prefix + ".idx")
+    if header.num_sequences == 0:
+        raise InputError(f"{prefix}.idx holds no sequences")
+    sizes = np.memmap(prefix + ".idx", dtype="<i4", mode="r", offset=header.sizes_offset,
+                      shape=(header.num_sequences,))
+    return sizes, prefix
 
 
 def _sizes_digest(sizes: np.ndarray) -> str:

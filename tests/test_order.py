@@ -408,3 +408,21 @@ def test_write_of_in_memory_order(ka_dataset):
     order._write(order.cache_paths)
     again = TrainingOrder.build(ka_dataset, params)
     assert again.source == "cache" and again.sample_idx.tolist() == case["sample_idx"]
+
+
+def test_order_needs_only_the_idx(ka_dataset, tmp_path):
+    os.unlink(ka_dataset + ".bin")
+    case = KA["cases"][0]
+    order = TrainingOrder.build(ka_dataset + ".idx", ka_params(case))
+    assert order.sample_idx.tolist() == case["sample_idx"]
+    assert order.cache_paths["doc_idx"].startswith(ka_dataset + "_train_0_indexmap_")
+    with pytest.raises(InputError):
+        TrainingOrder.build(tmp_path / "absent", ka_params(case))
+
+
+def test_build_from_indexed_dataset_object(ka_dataset):
+    case = KA["cases"][2]
+    with IndexedDataset(ka_dataset) as ds:
+        order = TrainingOrder.build(ds, ka_params(case))
+        assert order.cache_paths["meta"].startswith(ds.prefix)
+        assert order.shuffle_idx.tolist() == case["shuffle_idx"]
