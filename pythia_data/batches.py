@@ -47,7 +47,7 @@ __all__ = [
 PYTHIA_BATCH_SIZE = 1024
 PYTHIA_SEQ_LENGTH = 2048
 DEFAULT_CHUNK_TOKENS = 1 << 20  # 1M tokens per read (2 MB of uint16): stays in cache
-VIEW_CHUNK_TOKENS = 1 << 25  # zero-copy reads of a preshuffled file: no buffer, bigger writes
+VIEW_CHUNK_TOKENS = 1 << 24  # zero-copy reads of a preshuffled file: no buffer, bigger writes
 ORDERS = ("auto", "preshuffled", "neox")
 
 
@@ -309,6 +309,25 @@ class BatchReader:
             and self.world_size == 1
         )
 
+    def contiguous_bytes(self, start: int, end: int) -> tuple[int, int] | None:
+        """``(byte_start, nbytes)`` when the rows of iterations ``start..end`` are one
+        contiguous byte range of the data file (preshuffled, whole sequences stored back to
+        back, one rank), else None. Checked in bounded chunks of the index."""
+        start, end = self.check_range(start, end)
+        if not self._views_possible():
+            return None
+        lo, hi = start * self.batch_size, (end + 1) * self.batch_size
+        row_bytes = self.sample_len * self.itemsize
+        sizes, pointers = self.ds.sizes, self.ds.pointers
+        step = 1 << 20
+        for a in range(lo, hi, step):
+            b = min(a + step, hi)
+            if np.any(sizes[a:b] != self.sample_len):
+                return None  # the regular path names the offending sequence
+            if np.any(np.diff(pointers[a : min(b + 1, hi)]) != row_bytes):
+                return None
+        return int(pointers[lo]), (hi - lo) * row_bytes
+
     def read_samples(self, samples, out: np.ndarray | None = None, *, allow_view: bool = False):
         """Token rows of the given sample ids, ``(n, width)``.
 
@@ -414,7 +433,7 @@ def _release_file_pages(view: np.ndarray) -> None:
     """
     owner = view
     while owner is not None and not isinstance(owner, mmap.mmap):
-        owner = getattr(owner, "base", None)
+        owner = owner.obj if isinstance(owner, memoryview) else getattr(owner, "base", None)
     if owner is None or not hasattr(owner, "madvise") or view.nbytes == 0:
         return
     try:
@@ -427,6 +446,42 @@ def _release_file_pages(view: np.ndarray) -> None:
             owner.madvise(mmap.MADV_DONTNEED, start, stop - start)
     except (OSError, ValueError):  # closed map, odd platform: only an optimisation
         pass
+
+
+def _file_segments(ds, byte_start: int, nbytes: int) -> list[tuple[str, int, int]] | None:
+    """The logical byte range ``[byte_start, byte_start + nbytes)`` of ``ds``'s data as
+    ``(file, offset, nbytes)`` pieces (shards are plain byte slices of the logical file);
+    None when the files on disk do not add up to the dataset (then read through ds)."""
+    paths = [os.fspath(p) for p in getattr(ds, "bin_paths", [])]
+    try:
+        lengths = [os.path.getsize(p) for p in paths]
+    except OSError:
+        return None
+    if not paths or sum(lengths) != getattr(ds, "bin_bytes", -1):
+        return None
+    pieces, origin, pos, stop = [], 0, byte_start, byte_start + nbytes
+    for path, length in zip(paths, lengths, strict=True):
+        if pos < stop and pos < origin + length:
+            n = min(stop, origin + length) - pos
+            pieces.append((path, pos - origin, n))
+            pos += n
+        origin += length
+    return pieces if pos == stop else None
+
+
+def _copy_segments(sink, segments, row_bytes: int, bar) -> None:
+    """Copy file pieces into a byte sink inside the kernel (no buffer, no mapping)."""
+    done_rows = 0
+    copied = 0
+    for path, offset, n in segments:
+        with open(path, "rb") as f:
+            base = copied
+            for done in sink.copy_from(f.fileno(), offset, n):
+                copied = base + done
+                if bar is not None:
+                    rows = copied // row_bytes
+                    bar.update(rows - done_rows)
+                    done_rows = rows
 
 
 def iteration_batch(ds, order, iteration: int, **kwargs) -> np.ndarray:
@@ -465,6 +520,11 @@ def write_batches(
     """
     rows, width = reader.shape(start, end)
     fmt = infer_format(target, fmt)
+    segments = None
+    if fmt in ("npy", "raw"):
+        span = reader.contiguous_bytes(start, end)
+        if span is not None:
+            segments = _file_segments(reader.ds, *span)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -472,10 +532,13 @@ def write_batches(
         bar = tqdm(total=rows, unit="seq", desc="batches", leave=False)
     try:
         with open_sink(fmt, target, dtype=reader.dtype, shape=(rows, width), stream=stream) as sink:
-            for chunk in reader.iter_chunks(start, end, allow_view=fmt in ("npy", "raw")):
-                sink.write(chunk.tokens, chunk.columns() if fmt == "jsonl" else None)
-                if bar is not None:
-                    bar.update(len(chunk.samples))
+            if segments is not None:
+                _copy_segments(sink, segments, width * reader.itemsize, bar)
+            else:
+                for chunk in reader.iter_chunks(start, end):
+                    sink.write(chunk.tokens, chunk.columns() if fmt == "jsonl" else None)
+                    if bar is not None:
+                        bar.update(len(chunk.samples))
     finally:
         if bar is not None:
             bar.close()

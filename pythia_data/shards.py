@@ -445,14 +445,16 @@ class _SequentialHasher:
 class _Committer:
     """Makes completed shards durable and records them in the state file, off the copy path.
 
-    A shard enters the state file only after an fsync of the partial output that covers it,
-    so whatever the state lists survives a crash; the copy threads never wait for the disk.
+    Without verification a shard enters the state file only after an fsync of the partial
+    output that covers it, so whatever the state lists survives a crash; with verification
+    the resumed run re-hashes what the state lists instead. The copy threads never wait.
     """
 
     def __init__(self, fd: int, out_name: str, state_path: Path, ss: ShardSet,
-                 done: dict[int, dict]) -> None:
+                 done: dict[int, dict], sync: bool = True) -> None:
         import queue
 
+        self._sync = sync
         self._fd, self._out_name, self._state_path, self._ss = fd, out_name, state_path, ss
         self._done = done
         self._q: queue.Queue = queue.Queue()
@@ -477,7 +479,8 @@ class _Committer:
             if not items or self._error is not None:
                 continue
             try:
-                _fsync(self._fd, self._out_name)
+                if self._sync:
+                    _fsync(self._fd, self._out_name)
                 for i, rec in items:
                     self._done[i] = rec
                 _save_state(self._state_path, self._ss, self._done)
@@ -826,7 +829,10 @@ def unshard(
             _save_state(state_path, ss, done)
         if compute_whole:
             whole = _SequentialHasher()
-        committer = _Committer(fd, out_name, state_path, ss, done)
+        # With verification, a resumed run re-hashes every recorded shard from the partial
+        # file, so the partial need not be fsynced per shard (only before the final rename);
+        # without it, the partial is fsynced before a shard is recorded.
+        committer = _Committer(fd, out_name, state_path, ss, done, sync=not verify)
         lock = threading.Lock()
         cancel = threading.Event()
 

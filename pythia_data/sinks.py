@@ -17,6 +17,7 @@ inside a ``with`` block) removes the partial file. ``-`` means a binary stream (
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -116,6 +117,40 @@ class _Output:
         except OSError as exc:
             raise OutputError(f"cannot write {self.partial}: {exc.strerror or exc}") from None
 
+    def copy_from(self, fd: int, offset: int, nbytes: int, step: int = 1 << 26):
+        """Append bytes ``[offset, offset + nbytes)`` of the open file ``fd``; yields the
+        bytes done after each piece. Uses ``os.sendfile`` (a copy inside the kernel: no
+        buffer, no mapping) and falls back to ``pread`` + write where it cannot."""
+        where = self.partial or "stdout"
+        try:
+            self.fh.flush()
+            out_fd = self.fh.fileno()
+        except (AttributeError, OSError, ValueError):  # an in-memory stream
+            out_fd = None
+        done = 0
+        while done < nbytes:
+            n = min(step, nbytes - done)
+            sent = 0
+            if out_fd is not None:
+                try:
+                    sent = os.sendfile(out_fd, fd, offset + done, n)
+                except BrokenPipeError:
+                    raise
+                except OSError as exc:
+                    if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                        if self.final is None:
+                            raise
+                        raise OutputError(f"cannot write {where}: {exc.strerror or exc}") from None
+                    out_fd = None  # e.g. a terminal: copy through user space instead
+            if out_fd is None:
+                data = os.pread(fd, n, offset + done)
+                self.write(data)
+                sent = len(data)
+            if sent == 0:
+                raise OutputError(f"cannot copy into {where}: the input ended early")
+            done += sent
+            yield done
+
     def commit(self) -> None:
         if self.final is None:
             self.fh.flush()
@@ -187,6 +222,10 @@ class _StreamSink(Sink):
 class RawSink(_StreamSink):
     """Tokens little-endian back to back (the dtype is whatever the chunks have)."""
 
+    def copy_from(self, fd: int, offset: int, nbytes: int):
+        """Append raw little-endian token bytes straight from a file (see _Output)."""
+        yield from self._out.copy_from(fd, offset, nbytes)
+
     def write(self, tokens, columns=None) -> None:
         arr = _rows(tokens)
         self._out.write(memoryview(np.ascontiguousarray(_little_endian(arr))).cast("B"))
@@ -201,6 +240,9 @@ class NpySink(_StreamSink):
         self.shape = (int(shape[0]), int(shape[1]))
         if self.shape[0] < 0 or self.shape[1] < 0:
             raise UsageError(f"bad array shape {self.shape}")
+        self._row_bytes = self.shape[1] * self.dtype.itemsize
+        self._expected = self.shape[0] * self._row_bytes
+        self._bytes = 0
         super().__init__(target, stream)
         try:
             self._out.write(npy_header(self.dtype, self.shape))
@@ -219,13 +261,25 @@ class NpySink(_StreamSink):
             raise UsageError(f"npy sink: more than the {self.shape[0]} rows announced")
         self._out.write(memoryview(np.ascontiguousarray(_little_endian(arr))).cast("B"))
         self.rows_written += arr.shape[0]
+        self._bytes += arr.nbytes
+
+    def copy_from(self, fd: int, offset: int, nbytes: int):
+        """Append rows as little-endian bytes straight from a file (see _Output); the
+        pieces may split rows, the total is checked on close."""
+        if self._bytes + nbytes > self._expected:
+            raise UsageError(f"npy sink: more than the {self.shape[0]} rows announced")
+        base = self._bytes
+        for done in self._out.copy_from(fd, offset, nbytes):
+            self._bytes = base + done
+            self.rows_written = self._bytes // self._row_bytes if self._row_bytes else 0
+            yield done
 
     def close(self) -> None:
-        if not self._done and self.rows_written != self.shape[0]:
+        if not self._done and self._bytes != self._expected:
             self.abort()
             raise OutputError(
-                f"npy output got {self.rows_written} rows but its header announces "
-                f"{self.shape[0]}; removed"
+                f"npy output got {self._bytes // max(self._row_bytes, 1)} rows but its "
+                f"header announces {self.shape[0]}; removed"
             )
         super().close()
 

@@ -222,7 +222,8 @@ def test_subprocess_one_line_error(pre):
     assert proc.stderr.count("\n") == 1 and "past the end" in proc.stderr
 
 
-def test_real_pipe_into_head_ends_quietly(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--window", "0:1000"]], ids=["file-copy", "chunks"])
+def test_real_pipe_into_head_ends_quietly(tmp_path, extra):
     # 4 iterations x 64 sequences x 1025 uint16 tokens: ~0.5 MB, more than a pipe holds
     docs = [np.full(1025, s % 60000) for s in range(256)]
     prefix = write_documents(tmp_path / "big", docs, np.uint16)
@@ -241,6 +242,7 @@ def test_real_pipe_into_head_ends_quietly(tmp_path):
             "0",
             "-e",
             "3",
+            *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -173,3 +173,36 @@ def test_infer_format(target, explicit, fmt):
 def test_unknown_format():
     with pytest.raises(UsageError):
         infer_format("a.npy", "parquet")
+
+
+@pytest.mark.parametrize("to_stream", [False, True])
+def test_copy_from_file(tmp_path, to_stream):
+    arr = rows(6, 5)
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"junk" + arr.astype("<u2").tobytes())
+    buf = io.BytesIO()
+    target = "-" if to_stream else tmp_path / "c.npy"
+    with open(src, "rb") as f, NpySink(target, np.uint16, arr.shape, stream=buf) as sink:
+        sink.write(arr[:1])
+        progress = list(sink.copy_from(f.fileno(), 4 + 10, 4 * 5 * 2))  # rows 1..4
+        assert progress[-1] == 40
+        sink.write(arr[5:])
+    data = buf.getvalue() if to_stream else (tmp_path / "c.npy").read_bytes()
+    np.testing.assert_array_equal(np.load(io.BytesIO(data)), arr)
+
+
+def test_copy_from_short_input_is_output_error(tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"\0" * 10)
+    with pytest.raises(OutputError), open(src, "rb") as f:
+        with RawSink(tmp_path / "r.raw") as sink:
+            list(sink.copy_from(f.fileno(), 0, 20))
+    assert not (tmp_path / "r.raw").exists() and not (tmp_path / "r.raw.partial").exists()
+
+
+def test_npy_copy_more_than_announced(tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"\0" * 100)
+    with pytest.raises(UsageError), open(src, "rb") as f:
+        with NpySink(tmp_path / "n.npy", np.uint16, (1, 5)) as sink:
+            list(sink.copy_from(f.fileno(), 0, 12))
