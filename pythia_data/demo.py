@@ -128,3 +128,71 @@ def build_demo(folder: str | os.PathLike = "pythia-demo") -> DemoFiles:
     return DemoFiles(
         folder, source, source / BASE, source / f"{BASE}.shard_hashes.txt", shards, reused=False
     )
+
+
+# --------------------------------------------------------------------------- the main job
+
+
+@dataclass
+class DemoRun:
+    files: DemoFiles
+    checksum: object  # ChecksumReport
+    unshard: object  # UnshardResult
+    merged_prefix: Path
+    stats: dict
+    order: object  # TrainingOrder
+    batches_path: Path
+    batches: np.ndarray  # iterations 0..1, read back from batches_path
+    batch_summary: dict
+    shards_agree: bool  # the same batches read from the shards in place
+    located: list[dict]  # where the first document of iteration 0 was trained
+
+
+def run_demo(folder: str | os.PathLike = "pythia-demo", progress=None) -> DemoRun:
+    """Build (or reuse) the demo, then the whole job: verify the shards against their
+    manifest, unshard them (verified, into ``folder/merged``), describe the dataset,
+    reconstruct GPT-NeoX's training order (cache files in ``folder/index``) and dump
+    iterations 0..1 to ``folder/batches/iterations_0-1.npy``. Idempotent: the unshard
+    output is rewritten, a checked order cache is reused."""
+    from pythia_data.batches import BatchReader, write_batches
+    from pythia_data.checksum import checksum_files
+    from pythia_data.errors import VerificationError
+    from pythia_data.indexed import IndexedDataset
+    from pythia_data.order import OrderParams, TrainingOrder
+    from pythia_data.shards import unshard
+
+    files = build_demo(folder)
+    report = checksum_files(
+        [*files.shards, files.prefix.with_suffix(".idx")], expected=files.manifest, jobs=2
+    )
+    if not report.ok:
+        raise VerificationError(f"demo shards do not match their manifest: {report.summary()}")
+    merged_dir = files.folder / "merged"
+    merged_dir.mkdir(exist_ok=True)
+    result = unshard(files.shards[0], merged_dir, expected=files.manifest, overwrite=True,
+                     progress=progress)
+    merged = merged_dir / BASE
+    params = OrderParams(train_iters=DEMO_TRAIN_ITERS, batch_size=DEMO_BATCH_SIZE,
+                         seq_length=DEMO_SEQ_LENGTH, seed=DEMO_SEED)
+    index_dir = files.folder / "index"
+    index_dir.mkdir(exist_ok=True)
+    out_dir = files.folder / "batches"
+    out_dir.mkdir(exist_ok=True)
+    out = out_dir / "iterations_0-1.npy"
+    with IndexedDataset(merged) as ds:
+        stats = ds.stats()
+        order = TrainingOrder.build(ds, params, index_dir=index_dir)
+        summary = write_batches(BatchReader(ds, order), 0, 1, out)
+        dumped = np.load(out)
+        located = order.locate(_first_document(order)) if len(dumped) else []
+    with IndexedDataset(files.prefix) as sharded:
+        in_place = np.concatenate(list(order.attach(sharded).batches(0, 1)))
+        agree = bool(np.array_equal(in_place, dumped))
+    return DemoRun(files, report, result, merged, stats, order, out, dumped, summary, agree,
+                   located)
+
+
+def _first_document(order) -> int:
+    """The document whose tokens open sample 0 of the training order."""
+    start_pos = int(order.sample_positions([0])[0][0])
+    return int(order.doc_idx[start_pos])

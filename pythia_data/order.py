@@ -556,6 +556,9 @@ class TrainingOrder:
         self.tokens_per_epoch = int(tokens_per_epoch)
         self.cache_paths = dict(cache_paths or {})
         self.source = source  # "built", "cache", "neox-cache" or "memory"
+        self.dataset = None  # the IndexedDataset batches are read from (see attach)
+        self._data_path = None
+        self._reader = None
 
     # -- construction
     @classmethod
@@ -567,7 +570,16 @@ class TrainingOrder:
         ``write_cache``, writes one. A sizes array has no prefix: pass ``prefix`` (or
         ``index_dir``) to cache it."""
         params = params or OrderParams()
-        sizes, prefix, _ds = _resolve_sizes(source, prefix)
+        sizes, prefix, ds = _resolve_sizes(source, prefix)
+        order = cls._build(sizes, prefix, params, index_dir, use_cache, write_cache, progress)
+        order.dataset = ds
+        if ds is None and isinstance(source, (str, os.PathLike)):
+            order._data_path = os.fspath(source)
+        return order
+
+    @classmethod
+    def _build(cls, sizes, prefix, params, index_dir, use_cache, write_cache,
+               progress) -> TrainingOrder:
         if prefix is None and index_dir is not None:
             prefix = "dataset"
         paths = cache_paths(prefix, params, index_dir) if prefix is not None else {}
@@ -661,6 +673,49 @@ class TrainingOrder:
             "source": self.source,
             "files": {k: v for k, v in self.cache_paths.items()},
         }
+
+    # -- batches
+    def attach(self, dataset) -> TrainingOrder:
+        """Read batches from ``dataset`` (an IndexedDataset or a path); returns self."""
+        if isinstance(dataset, (str, os.PathLike)):
+            from pythia_data.indexed import IndexedDataset
+
+            dataset = IndexedDataset(dataset)
+        self.dataset = dataset
+        self._reader = None
+        return self
+
+    def reader(self, **kwargs):
+        """A :class:`pythia_data.batches.BatchReader` over this order (``window``, ``rank``,
+        ``world_size`` ... as keyword arguments)."""
+        from pythia_data.batches import BatchReader
+
+        if self.dataset is None:
+            if self._data_path is None:
+                raise UsageError("this order has no dataset to read batches from: "
+                                 "call order.attach(dataset) first")
+            self.attach(self._data_path)
+        if kwargs:
+            return BatchReader(self.dataset, self, **kwargs)
+        if self._reader is None:
+            self._reader = BatchReader(self.dataset, self)
+        return self._reader
+
+    @property
+    def num_iterations(self) -> int:
+        """Whole iterations the run trains on (``min(train_iters, samples // batch)``)."""
+        return min(self.params.train_iters, self.total_samples // self.params.batch_size)
+
+    def __getitem__(self, iteration: int):
+        """The batch of iteration ``iteration``: a ``(batch_size, seq_length + 1)`` array
+        of tokens, the same code path as :func:`pythia_data.batches.batches`."""
+        return self.reader()[iteration]
+
+    def batches(self, start: int = 0, end: int | None = None, **kwargs):
+        """Yield one array per iteration ``start..end`` inclusive (default: to the last)."""
+        from pythia_data.batches import batches
+
+        return batches(self.reader().ds, self, start, end, **kwargs)
 
     # -- samples
     def sample_positions(self, sample_ids):

@@ -311,6 +311,32 @@ def test_training_order_integration(tmp_path):
         np.testing.assert_array_equal(reader[k], expected_neox(docs, ref, range(4 * k, 4 * k + 4)))
 
 
+def test_training_order_getitem_and_batches(tmp_path):
+    """``order[k]`` and ``order.batches()`` read the dataset the order was built from."""
+    from pythia_data.order import OrderParams, TrainingOrder
+
+    docs = make_documents(SIZES)
+    prefix = write_documents(tmp_path / "docs", docs)
+    params = OrderParams(train_iters=5, batch_size=4, seq_length=8, seed=1234)
+    ref = reference_order(SIZES, train_iters=5, batch_size=4, seq_length=8, seed=1234)
+    (tmp_path / "idx").mkdir()
+    by_path = TrainingOrder.build(prefix, params, index_dir=tmp_path / "idx")
+    assert by_path.num_iterations == 5
+    got = list(by_path.batches(1, 3))
+    for k in range(5):
+        want = expected_neox(docs, ref, range(4 * k, 4 * k + 4))
+        np.testing.assert_array_equal(by_path[k], want)
+        if 1 <= k <= 3:
+            np.testing.assert_array_equal(got[k - 1], want)
+    np.testing.assert_array_equal(by_path[-1], by_path[4])
+    with pytest.raises(UsageError):
+        by_path[5]
+    bare = TrainingOrder.build(np.asarray(SIZES), params, write_cache=False)
+    with pytest.raises(UsageError, match="attach"):
+        bare[0]
+    np.testing.assert_array_equal(bare.attach(prefix)[2], by_path[2])
+
+
 # --------------------------------------------------------------------------- file copies
 
 

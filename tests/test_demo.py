@@ -8,7 +8,7 @@ import numpy as np
 from click.testing import CliRunner
 
 from pythia_data.cli import cli
-from pythia_data.demo import BASE, build_demo
+from pythia_data.demo import BASE, DEMO_BATCH_SIZE, DEMO_SEQ_LENGTH, build_demo, run_demo
 from pythia_data.indexed import IndexedDataset
 
 
@@ -49,6 +49,34 @@ def test_demo_is_idempotent_and_repairs(tmp_path):
 def test_demo_cli(tmp_path):
     result = CliRunner().invoke(cli, ["demo", str(tmp_path / "d")])
     assert result.exit_code == 0, result.output
-    assert "tokens" in result.stdout
+    out = result.stdout
+    assert "tokens" in out and "4 files: 4 OK" in out and "3/3 shard SHA256s verified" in out
+    assert "training order (GPT-NeoX v1.0), built" in out
+    assert "read from the shards in place instead: identical" in out
+    dumped = np.load(tmp_path / "d" / "batches" / "iterations_0-1.npy")
+    assert dumped.shape == (2 * DEMO_BATCH_SIZE, DEMO_SEQ_LENGTH + 1)
+    assert dumped.dtype == np.uint16
     again = CliRunner().invoke(cli, ["demo", str(tmp_path / "d")])
     assert again.exit_code == 0 and "reused" in again.stdout
+    assert "loaded from its checked cache" in again.stdout
+    assert np.array_equal(np.load(tmp_path / "d" / "batches" / "iterations_0-1.npy"), dumped)
+
+
+def test_run_demo_batches_follow_the_order(tmp_path):
+    """The dumped rows are the order's samples: each is seq_length + 1 consecutive tokens
+    of the shuffled document stream that sample_idx/shuffle_idx point at."""
+    run = run_demo(tmp_path)
+    order = run.order
+    with IndexedDataset(run.merged_prefix) as ds:
+        docs = [ds[i] for i in range(len(ds))]
+    for row in range(2 * DEMO_BATCH_SIZE):
+        j = int(order.shuffle_idx[row])
+        (p0, o0), (p1, o1) = order.sample_idx[j], order.sample_idx[j + 1]
+        pieces = [docs[order.doc_idx[p]] for p in range(p0, p1 + 1)]
+        pieces[-1] = pieces[-1][: o1 + 1]
+        pieces[0] = pieces[0][o0:]
+        np.testing.assert_array_equal(np.concatenate(pieces), run.batches[row])
+    assert run.shards_agree
+    assert run.unshard.verified
+    assert (run.merged_prefix.with_suffix(".bin")).stat().st_size == run.stats["bin_bytes"]
+    assert any(r["iteration"] == 0 and r["batch_position"] == 0 for r in run.located)

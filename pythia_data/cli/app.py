@@ -34,6 +34,11 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+class _PipeClosed(Exception):
+    """stdout's reader went away (``| head``). Raised in place of click's own handling,
+    which would turn EPIPE into exit code 1 before ``main`` could end quietly."""
+
+
 class PythiaGroup(click.Group):
     """A click group whose ``main`` maps every expected failure to one line + exit code
     (also under click's ``CliRunner``, which calls ``main``)."""
@@ -53,7 +58,7 @@ class PythiaGroup(click.Group):
             _fail(f"error: {_one_line(exc.format_message())}{hint}", 2)
         except PythiaDataError as exc:
             _fail(f"error: {_one_line(str(exc) or type(exc).__name__)}", exc.exit_code)
-        except BrokenPipeError:
+        except _PipeClosed:
             _quiet_stdout_close()
             sys.exit(0)
         except KeyboardInterrupt:
@@ -67,6 +72,14 @@ class PythiaGroup(click.Group):
         except MemoryError:
             _fail("error: out of memory", 2)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise _PipeClosed() from None
+            raise
 
 
 @click.group(cls=PythiaGroup, context_settings={"help_option_names": ["-h", "--help"]})

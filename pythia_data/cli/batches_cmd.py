@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import click
@@ -12,16 +11,6 @@ from pythia_data.cli.app import cli
 from pythia_data.cli.order_cmds import order_options  # DATA + order options, --json, -q
 
 _FORMATS = ("npy", "bin", "jsonl", "raw")
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass
 
 
 def _resolve_order(
@@ -166,15 +155,7 @@ def batches_cmd(
             world_size=world_size,
         )
         stream = sys.stdout.buffer if output == "-" else None
-        try:
-            summary = write_batches(
-                reader, start, end, output, fmt, stream=stream, progress=progress
-            )
-        except BrokenPipeError:
-            # `| head -c N` closed stdout: end quietly with 0. (click itself turns EPIPE into
-            # exit code 1 before the group's handler sees it, so handle it here.)
-            _silence_stdout()
-            click.get_current_context().exit(0)
+        summary = write_batches(reader, start, end, output, fmt, stream=stream, progress=progress)
     if output == "-":
         return
     if as_json:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import click
+import numpy as np
 
 from pythia_data.cli.app import cli
 from pythia_data.cli.format_cmds import format_info
-from pythia_data.demo import build_demo
-from pythia_data.indexed import IndexedDataset
+from pythia_data.demo import run_demo
 
 
 def _step(title: str) -> None:
@@ -15,18 +15,69 @@ def _step(title: str) -> None:
     click.secho(f"== {title}", bold=True)
 
 
+def _row(tokens: np.ndarray, shown: int = 8) -> str:
+    head = " ".join(f"{int(t):>5}" for t in tokens[:shown])
+    return f"[{head} ... {int(tokens[-1]):>5}]"
+
+
 @cli.command()
 @click.argument("folder", default="pythia-demo", required=False)
 def demo(folder: str) -> None:
-    """Build a small Pythia-layout dataset in FOLDER (default ./pythia-demo) and run
-    the main job on it. Offline, deterministic, idempotent."""
-    files = build_demo(folder)
+    """Build a small Pythia-layout dataset in FOLDER (default ./pythia-demo) and run the
+    main job on it: verify the shards, unshard, reconstruct GPT-NeoX's training order and
+    dump iterations 0..1. Offline, deterministic, idempotent."""
+    run = run_demo(folder)
+    files = run.files
     state = "reused (intact)" if files.reused else "built"
     _step(f"demo dataset {state}: {files.source}")
     for shard in files.shards:
         click.echo(f"  {shard.name}  {shard.stat().st_size:,} bytes")
     click.echo(f"  {files.prefix.name}.idx, manifest {files.manifest.name}")
 
-    _step("info (shards read in place)")
-    with IndexedDataset(files.prefix) as ds:
-        click.echo(format_info(ds.stats()))
+    _step(f"checksum (sha256, against {files.manifest.name})")
+    for r in run.checksum.results:
+        click.echo(f"  {r.status.upper():<3} {r.name}")
+    click.echo(f"  {run.checksum.summary()}")
+
+    _step("unshard (one pass, verified)")
+    click.echo(f"  {run.unshard.summary()}")
+
+    _step(f"info: {run.merged_prefix}")
+    click.echo("\n".join("  " + line for line in format_info(run.stats).splitlines()))
+
+    order = run.order
+    p = order.params
+    how = "built" if order.source == "built" else "loaded from its checked cache"
+    _step(f"training order (GPT-NeoX v1.0), {how}")
+    click.echo(
+        f"  train_iters {p.train_iters}, batch {p.batch_size}, seq_length {p.seq_length}, "
+        f"seed {p.seed}: {order.params.num_samples:,} samples needed, "
+        f"{order.num_epochs} epochs, {order.total_samples:,} samples in the index"
+    )
+    for name in ("doc_idx", "sample_idx", "shuffle_idx"):
+        arr = getattr(order, name)
+        click.echo(f"  {name:<12} {arr.dtype.name:<7} {str(arr.shape):<12} "
+                   f"{order.cache_paths.get(name, '')}")
+
+    s = run.batch_summary
+    _step(f"batches: iterations 0..1 -> {run.batches_path}")
+    click.echo(f"  array {run.batches.shape} {run.batches.dtype} (rows = 2 x batch "
+               f"{s['batch_size']}, columns = seq_length + 1)")
+    per = s["batch_size"]
+    for k in range(2):
+        click.echo(f"  iteration {k}:")
+        for i in range(min(3, per)):
+            click.echo(f"    [{i}] {_row(run.batches[k * per + i])}")
+        if per > 3:
+            click.echo(f"    ... {per - 3} more")
+    agree = "identical" if run.shards_agree else "DIFFERENT (a bug: please report it)"
+    click.echo(f"  read from the shards in place instead: {agree}")
+    if run.located:
+        first = run.located[0]
+        doc = int(order.doc_idx[first["doc_position"]])
+        trained = [r for r in run.located if r["trained"]]
+        where = ", ".join(f"it {r['iteration']} pos {r['batch_position']}" for r in trained[:6])
+        more = f" (+{len(trained) - 6})" if len(trained) > 6 else ""
+        click.echo(f"  document {doc} (opens sample 0) was trained at: {where}{more}")
+    if not run.shards_agree:
+        raise SystemExit(1)
