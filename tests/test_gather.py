@@ -76,6 +76,20 @@ def test_gather_rejects_out_of_range():
         gather_bytes(sources, np.array([0, 10]), np.array([0]), np.array([-1]), out)
     with pytest.raises(UsageError, match="uint8"):
         gather_bytes(sources, np.array([0, 10]), np.array([0]), np.array([1]), out.view(np.int8))
+    with pytest.raises(UsageError, match="contiguous"):
+        make_sources([np.arange(20, dtype=np.uint8)[::2]])  # the kernel copies raw bytes
+
+
+def test_gather_large_spans_at_odd_offsets():
+    """Long copies (the memcpy path) at unaligned offsets, across two sources."""
+    rng = np.random.default_rng(7)
+    flat = rng.integers(0, 256, 1 << 20, dtype=np.uint8)
+    sources = make_sources([flat[:333_333].copy(), flat[333_333:].copy()])
+    starts = np.array([1, 333_000, 777_777, 3], np.int64)
+    lengths = np.array([200_001, 1_001, 270_000, 0], np.int64)
+    out = np.zeros(int(lengths.sum()), np.uint8)
+    gather_bytes(sources, np.array([0, 333_333, 1 << 20]), starts, lengths, out)
+    np.testing.assert_array_equal(out, oracle(flat, starts, lengths))
 
 
 @st.composite
