@@ -716,6 +716,7 @@ def unshard(
     jobs: int | None = None,
     overwrite: bool = False,
     progress=None,
+    sync: bool = True,
 ) -> UnshardResult:
     """Reassemble ``BASE.bin`` from its shards in one pass; see the module notes above.
 
@@ -724,7 +725,9 @@ def unshard(
     :class:`pythia_data.checksum.Manifest`) with per-shard and/or whole-file SHA256s; the
     known manifests are consulted too. ``verify=False`` copies without hashing. ``jobs``:
     shards copied side by side (default: all cores; 1 when the whole-file hash is computed).
-    ``progress(n)`` is called with bytes processed. Raises :class:`VerificationError` (naming
+    ``progress(n)`` is called with bytes processed. ``sync=False`` skips the fsyncs of the
+    data (as ``cat`` and ``cp`` do): an interrupted or killed run is still safe to rerun,
+    but after a power loss the output may hold bytes that never reached the disk. Raises :class:`VerificationError` (naming
     the shard) on a mismatch, leaving no ``BASE.bin``; :class:`ShardError` before writing
     anything if the shard set or its size against ``BASE.idx`` is wrong;
     :class:`OutputError` if the output cannot be written (rerun to resume).
@@ -832,7 +835,7 @@ def unshard(
         # With verification, a resumed run re-hashes every recorded shard from the partial
         # file, so the partial need not be fsynced per shard (only before the final rename);
         # without it, the partial is fsynced before a shard is recorded.
-        committer = _Committer(fd, out_name, state_path, ss, done, sync=not verify)
+        committer = _Committer(fd, out_name, state_path, ss, done, sync=sync and not verify)
         lock = threading.Lock()
         cancel = threading.Event()
 
@@ -901,7 +904,8 @@ def unshard(
             whole_digest = whole.hexdigest()
             whole = None
         committer.close()
-        _fsync(fd, out_name)
+        if sync:
+            _fsync(fd, out_name)
     finally:
         if whole is not None:
             whole.close()

@@ -116,3 +116,31 @@ def test_merge_cli(tmp_path):
     bad = run("merge", str(tmp_path / "n"), a, c)
     assert bad.exit_code == 2 and "different dtypes" in bad.stderr
     assert not list(tmp_path.glob("n.*"))
+
+
+def test_every_lazy_command_is_registered():
+    from pythia_data.cli import COMMANDS
+
+    ctx = cli.make_context("pythia-data", ["--help"], resilient_parsing=True)
+    names = cli.list_commands(ctx)
+    assert sorted(COMMANDS) == sorted(names)
+    for name in names:
+        assert cli.get_command(ctx, name) is not None
+
+
+def test_checksum_starts_without_numpy_or_numba(tmp_path):
+    """Commands load only what they use: hashing needs neither numpy nor numba."""
+    f = tmp_path / "x.bin"
+    f.write_bytes(b"abc" * 1000)
+    code = (
+        "import sys\n"
+        "from pythia_data.cli import main\n"
+        "try:\n"
+        f"    main(['checksum', {str(f)!r}, '--algorithm', 'xxh3'])\n"
+        "except SystemExit as e:\n"
+        "    code = e.code\n"
+        "print('loaded', sorted(m for m in ('numpy', 'numba') if m in sys.modules), code)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=subprocess_env(), check=True).stdout
+    assert out.strip().endswith("loaded [] 0"), out

@@ -132,6 +132,27 @@ def test_default_output_beside_shards_and_existing_output(tmp_path):
     assert r.exit_code == 2
 
 
+@pytest.mark.parametrize("verify", [True, False])
+def test_no_sync_skips_data_fsyncs_only(tmp_path, monkeypatch, verify):
+    import pythia_data.shards as shards_mod
+
+    data, paths, manifest = make_set(tmp_path, 4_000, 1_000)
+    calls = []
+    real = shards_mod._fsync
+    monkeypatch.setattr(shards_mod, "_fsync", lambda fd, name: (calls.append(name), real(fd, name)))
+    res = unshard(paths[0], tmp_path / "durable", expected=manifest, verify=verify)
+    assert calls, "the default run fsyncs the output"
+    calls.clear()
+    fast = unshard(paths[0], tmp_path / "fast", expected=manifest, verify=verify, sync=False)
+    assert calls == []
+    assert (tmp_path / "fast" / "doc.bin").read_bytes() == data
+    assert fast.verified == res.verified == verify
+    r = CliRunner().invoke(cli, ["unshard", str(paths[0]), "-o", str(tmp_path / "cli"),
+                                 "-c", str(manifest), "-q", "--no-sync"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "cli" / "doc.bin").read_bytes() == data
+
+
 # -------------------------------------------------------------------- verification
 
 

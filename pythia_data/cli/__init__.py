@@ -1,18 +1,27 @@
 """Command-line interface: thin click commands over the library.
 
-Each command lives in its own module and registers itself on :data:`cli` when imported;
-``_COMMAND_MODULES`` lists them (add yours there).
+Each command lives in its own module and registers itself on :data:`cli` when imported.
+The modules are imported only when their command is invoked (or when ``--help`` lists
+them), so ``pythia-data checksum`` starts without loading numpy or numba: ``COMMANDS``
+maps each command name to its module (add yours there).
 """
 
 from __future__ import annotations
 
-import importlib
-
 from pythia_data.cli.app import cli, main
 
-_COMMAND_MODULES = ["format_cmds", "demo", "order_cmds", "shard_cmds", "batches_cmd"]
+COMMANDS = {
+    "info": "format_cmds",
+    "merge": "format_cmds",
+    "demo": "demo",
+    "order": "order_cmds",
+    "locate": "order_cmds",
+    "checksum": "shard_cmds",
+    "unshard": "shard_cmds",
+    "shard": "shard_cmds",
+    "batches": "batches_cmd",
+}
 
-for _name in _COMMAND_MODULES:
-    importlib.import_module(f"pythia_data.cli.{_name}")
+cli.lazy_commands.update(COMMANDS)
 
-__all__ = ["cli", "main"]
+__all__ = ["COMMANDS", "cli", "main"]

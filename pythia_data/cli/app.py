@@ -41,7 +41,30 @@ class _PipeClosed(Exception):
 
 class PythiaGroup(click.Group):
     """A click group whose ``main`` maps every expected failure to one line + exit code
-    (also under click's ``CliRunner``, which calls ``main``)."""
+    (also under click's ``CliRunner``, which calls ``main``).
+
+    Commands named in ``lazy_commands`` (name -> module under ``pythia_data.cli``) are
+    registered by importing their module on first use, so a command pays only for the
+    libraries it needs."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy_commands: dict[str, str] = {}
+
+    def _load(self, module: str) -> None:
+        import importlib
+
+        importlib.import_module(f"pythia_data.cli.{module}")
+
+    def get_command(self, ctx, cmd_name):
+        if cmd_name not in self.commands and cmd_name in self.lazy_commands:
+            self._load(self.lazy_commands[cmd_name])
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx):
+        for module in sorted(set(self.lazy_commands.values())):
+            self._load(module)
+        return super().list_commands(ctx)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:

@@ -111,10 +111,13 @@ def checksum(paths, expected, algorithm, jobs, write_manifest, as_json, quiet) -
 @click.option("--jobs", "-j", type=int, default=None, callback=_positive,
               help="Shards copied side by side (default: all cores).")
 @click.option("--force", is_flag=True, help="Replace an existing BASE.bin.")
+@click.option("--no-sync", is_flag=True,
+              help="Do not fsync the output before renaming it (like cat/cp: faster when "
+                   "it fits in memory; safe against interruption, not against power loss).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def unshard_cmd(shard_path, output_dir, expected, no_verify, full_hash, jobs, force, as_json,
-                quiet) -> None:
+def unshard_cmd(shard_path, output_dir, expected, no_verify, full_hash, jobs, force, no_sync,
+                as_json, quiet) -> None:
     """Reassemble BASE.bin from its shards in one verified, atomic, resumable pass.
 
     SHARD is any shard's path, the prefix, or the folder holding the shards. Rerun the same
@@ -123,7 +126,8 @@ def unshard_cmd(shard_path, output_dir, expected, no_verify, full_hash, jobs, fo
     ss = find_shards(shard_path)
     with byte_progress(ss.total_bytes, quiet, "unshard") as progress:
         result = unshard(ss.paths[0], output_dir, expected=expected, verify=not no_verify,
-                         full_hash=full_hash, jobs=jobs, overwrite=force, progress=progress)
+                         full_hash=full_hash, jobs=jobs, overwrite=force, progress=progress,
+                         sync=not no_sync)
     if as_json:
         click.echo(json.dumps(result.to_dict()))
     else:
