@@ -23,17 +23,12 @@ from pythia_data.checksum import (
 )
 from pythia_data.cli.app import cli
 from pythia_data.errors import InputError, UsageError
+from tests.conftest import subprocess_env
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE = REPO.parent / "shared" / "reference" / "pythia_deduped_pile_idxmaps.shard_hashes.txt"
 PILE = "pile_0.87_deduped_text_document"
 PILE_BIN_SHA = "0cd548efd15974d5cca78f9baddbd59220ca675535dcfc0c350087c79f504693"
-
-
-def env() -> dict:
-    e = dict(os.environ)
-    e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
-    return e
 
 
 def sha(b: bytes) -> str:
@@ -237,12 +232,12 @@ def test_cli_subprocess_one_line_errors(files, tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_text("garbage line\n")
     p = subprocess.run([sys.executable, "-m", "pythia_data", "checksum", str(d), "-c", str(bad)],
-                       capture_output=True, text=True, env=env(), timeout=120)
+                       capture_output=True, text=True, env=subprocess_env(), timeout=120)
     assert p.returncode == 2
     assert p.stderr.count("\n") == 1 and "bad.txt:1" in p.stderr and "Traceback" not in p.stderr
     man = tmp_path / "m.txt"
     man.write_text(f"{sha(b'zz')}  f0.bin\n")
     p = subprocess.run([sys.executable, "-m", "pythia_data", "checksum", str(d / "f0.bin"),
-                        "-c", str(man)], capture_output=True, text=True, env=env(), timeout=120)
+                        "-c", str(man)], capture_output=True, text=True, env=subprocess_env(), timeout=120)
     assert p.returncode == 1
     assert "FAILED" in p.stdout and "f0.bin" in p.stderr

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pythia_data.shards import shard
+from tests.conftest import subprocess_env
 
 REPO = Path(__file__).resolve().parent.parent
 UNSHARD = REPO / "bin" / "unshard_memmap.py"
@@ -18,10 +19,8 @@ CHECKSUM = REPO / "bin" / "checksum_shards.py"
 
 
 def run(script: Path, *args, cwd=None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=120)
+                          text=True, env=subprocess_env(), cwd=cwd, timeout=120)
 
 
 @pytest.fixture

@@ -24,14 +24,9 @@ from pythia_data.cli.app import cli
 from pythia_data.errors import OutputError, ShardError, VerificationError
 from pythia_data.indexed import IndexedDataset, write_dataset
 from pythia_data.shards import find_shards, shard, shard_layout, unshard
+from tests.conftest import subprocess_env
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def env() -> dict:
-    e = dict(os.environ)
-    e["PYTHONPATH"] = str(REPO) + os.pathsep + e.get("PYTHONPATH", "")
-    return e
 
 
 def sha(b: bytes) -> str:
@@ -134,8 +129,6 @@ def test_default_output_beside_shards_and_existing_output(tmp_path):
 
 @pytest.mark.parametrize("verify", [True, False])
 def test_no_sync_skips_data_fsyncs_only(tmp_path, monkeypatch, verify):
-    import pythia_data.shards as shards_mod
-
     data, paths, manifest = make_set(tmp_path, 4_000, 1_000)
     calls = []
     real = shards_mod._fsync
@@ -191,7 +184,7 @@ def test_subprocess_verification_failure_one_line(tmp_path):
     paths[1].write_bytes(bytes(raw))
     p = subprocess.run([sys.executable, "-m", "pythia_data", "unshard", str(paths[0]), "-o",
                         str(tmp_path / "out"), "-c", str(manifest)],
-                       capture_output=True, text=True, env=env(), timeout=120)
+                       capture_output=True, text=True, env=subprocess_env(), timeout=120)
     assert p.returncode == 1
     assert p.stderr.count("\n") == 1 and paths[1].name in p.stderr
     assert not (tmp_path / "out" / "doc.bin").exists()
@@ -338,7 +331,7 @@ def test_kill_9_mid_unshard_then_rerun(tmp_path):
     out = tmp_path / "out"
     marker = tmp_path / "marker"
     proc = subprocess.Popen([sys.executable, "-c", KILLER, str(paths[0]), str(marker), str(out),
-                             str(manifest)], env=env())
+                             str(manifest)], env=subprocess_env())
     try:
         deadline = time.time() + 60
         while not marker.exists() and proc.poll() is None and time.time() < deadline:
@@ -364,7 +357,7 @@ def test_kill_9_mid_unshard_then_rerun(tmp_path):
     assert (out / "doc.bin.partial").exists()
     p = subprocess.run([sys.executable, "-m", "pythia_data", "unshard", str(paths[0]), "-o",
                         str(out), "-c", str(manifest), "--json", "-q"],
-                       capture_output=True, text=True, env=env(), timeout=120)
+                       capture_output=True, text=True, env=subprocess_env(), timeout=120)
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
     assert doc["resumed_shards"] == 3 and doc["verified"] is True
