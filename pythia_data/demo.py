@@ -186,7 +186,7 @@ def run_demo(folder: str | os.PathLike = "pythia-demo", progress=None) -> DemoRu
         dumped = np.load(out)
         located = order.locate(_first_document(order)) if len(dumped) else []
     with IndexedDataset(files.prefix) as sharded:
-        in_place = np.concatenate(list(order.attach(sharded).batches(0, 1)))
+        in_place = np.concatenate(list(BatchReader(sharded, order).iter_batches(0, 1)))
         agree = bool(np.array_equal(in_place, dumped))
     return DemoRun(files, report, result, merged, stats, order, out, dumped, summary, agree,
                    located)
