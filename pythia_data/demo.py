@@ -184,7 +184,7 @@ def run_demo(folder: str | os.PathLike = "pythia-demo", progress=None) -> DemoRu
         order = TrainingOrder.build(ds, params, index_dir=index_dir)
         summary = write_batches(BatchReader(ds, order), 0, 1, out)
         dumped = np.load(out)
-        located = order.locate(_first_document(order)) if len(dumped) else []
+        located = order.locate(_first_document(order))
     with IndexedDataset(files.prefix) as sharded:
         in_place = np.concatenate(list(BatchReader(sharded, order).iter_batches(0, 1)))
         agree = bool(np.array_equal(in_place, dumped))

@@ -712,10 +712,12 @@ class TrainingOrder:
         return self.reader()[iteration]
 
     def batches(self, start: int = 0, end: int | None = None, **kwargs):
-        """Yield one array per iteration ``start..end`` inclusive (default: to the last)."""
-        from pythia_data.batches import batches
-
-        return batches(self.reader().ds, self, start, end, **kwargs)
+        """Yield one array per iteration ``start..end`` inclusive (default: to the last);
+        ``kwargs`` as for :meth:`reader`."""
+        reader = self.reader(**kwargs)
+        if end is None:
+            end = reader.num_iterations - 1
+        return reader.iter_batches(start, end)
 
     # -- samples
     def sample_positions(self, sample_ids):

@@ -727,9 +727,10 @@ def unshard(
     shards copied side by side (default: all cores; 1 when the whole-file hash is computed).
     ``progress(n)`` is called with bytes processed. ``sync=False`` skips the fsyncs of the
     data (as ``cat`` and ``cp`` do): an interrupted or killed run is still safe to rerun,
-    but after a power loss the output may hold bytes that never reached the disk. Raises :class:`VerificationError` (naming
-    the shard) on a mismatch, leaving no ``BASE.bin``; :class:`ShardError` before writing
-    anything if the shard set or its size against ``BASE.idx`` is wrong;
+    but after a power loss the output may hold bytes that never reached the disk. Raises
+    :class:`VerificationError` (naming the shard) on a mismatch, leaving no ``BASE.bin``;
+    :class:`ShardError` before writing anything if the shard set or its size against
+    ``BASE.idx`` is wrong;
     :class:`OutputError` if the output cannot be written (rerun to resume).
     """
     from pythia_data.checksum import Manifest, known_manifest

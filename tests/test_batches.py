@@ -329,6 +329,9 @@ def test_training_order_getitem_and_batches(tmp_path):
         if 1 <= k <= 3:
             np.testing.assert_array_equal(got[k - 1], want)
     np.testing.assert_array_equal(by_path[-1], by_path[4])
+    every = list(by_path.batches())  # default end: the last iteration
+    assert len(every) == 5
+    np.testing.assert_array_equal(every[1], got[0])
     with pytest.raises(UsageError):
         by_path[5]
     bare = TrainingOrder.build(np.asarray(SIZES), params, write_cache=False)
