@@ -73,8 +73,8 @@ def parse_args(argv=None):
 
 def run(args) -> str:
     from pythia_data.batches import PYTHIA_BATCH_SIZE, PYTHIA_SEQ_LENGTH, BatchReader, write_batches
+    from pythia_data.dataset import IndexedDataset
     from pythia_data.errors import OutputError
-    from pythia_data.indexed import IndexedDataset
 
     with IndexedDataset(args.load_path) as ds:
         reader = BatchReader(ds, None, batch_size=PYTHIA_BATCH_SIZE, seq_length=PYTHIA_SEQ_LENGTH)

@@ -21,8 +21,8 @@ try:
 except ImportError:  # running from a checkout
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
 
-from pythia_data.checksum import checksum_files  # noqa: E402
 from pythia_data.errors import PythiaDataError  # noqa: E402
+from pythia_data.integrity.verify import checksum_files  # noqa: E402
 
 PYTHIA_DIRECTORY = "./pythia_deduped_pile_idxmaps"
 PYTHIA_HASHES = "./utils/shard_hashes.txt"

@@ -20,7 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pythia_data.indexed import DatasetBuilder
+from pythia_data.batches import BatchReader, write_batches
+from pythia_data.dataset import DatasetBuilder, IndexedDataset
+from pythia_data.errors import VerificationError
+from pythia_data.integrity.verify import checksum_files
+from pythia_data.order import OrderParams, TrainingOrder
+from pythia_data.shards import unshard
 
 BASE = "demo_text_document"
 NUM_DOCUMENTS = 3000
@@ -154,12 +159,6 @@ def run_demo(folder: str | os.PathLike = "pythia-demo", progress=None) -> DemoRu
     reconstruct GPT-NeoX's training order (cache files in ``folder/index``) and dump
     iterations 0..1 to ``folder/batches/iterations_0-1.npy``. Idempotent: the unshard
     output is rewritten, a checked order cache is reused."""
-    from pythia_data.batches import BatchReader, write_batches
-    from pythia_data.checksum import checksum_files
-    from pythia_data.errors import VerificationError
-    from pythia_data.indexed import IndexedDataset
-    from pythia_data.order import OrderParams, TrainingOrder
-    from pythia_data.shards import unshard
 
     files = build_demo(folder)
     report = checksum_files(

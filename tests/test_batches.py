@@ -18,8 +18,8 @@ from pythia_data.batches import (
     iteration_batch,
     write_batches,
 )
+from pythia_data.dataset import IndexedDataset
 from pythia_data.errors import FormatError, UsageError
-from pythia_data.indexed import IndexedDataset
 from tests.test_batches_support import (
     make_documents,
     neox_sample,

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from pythia_data.batches import BatchReader
 from pythia_data.cli import cli, main
-from pythia_data.indexed import IndexedDataset
+from pythia_data.dataset import IndexedDataset
 from tests.conftest import subprocess_env
 from tests.test_batches_support import (
     make_documents,

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pythia_data.indexed import DatasetBuilder
+from pythia_data.dataset import DatasetBuilder
 
 # GPT-NeoX's own answers: ../shared/reference when present (CI), else the copy in tests/data
 KNOWN = next((p for p in (

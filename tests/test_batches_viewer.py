@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from pythia_data.indexed import DatasetBuilder
+from pythia_data.dataset import DatasetBuilder
 from tests.conftest import REPO, subprocess_env
 
 SCRIPT = REPO / "bin" / "batch_viewer.py"

@@ -15,14 +15,11 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pythia_data.checksum import (
-    Manifest,
-    checksum_files,
-    hash_file,
-    known_manifest,
-)
 from pythia_data.cli.app import cli
 from pythia_data.errors import InputError, UsageError
+from pythia_data.integrity.hashing import hash_file
+from pythia_data.integrity.manifest import Manifest, known_manifest
+from pythia_data.integrity.verify import checksum_files
 from tests.conftest import subprocess_env
 
 REPO = Path(__file__).resolve().parent.parent

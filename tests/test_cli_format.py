@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from pythia_data.cli import cli
-from pythia_data.indexed import IndexedDataset, write_dataset
+from pythia_data.dataset import IndexedDataset, write_dataset
 
 from .conftest import position_docs, subprocess_env
 

@@ -8,8 +8,8 @@ import numpy as np
 from click.testing import CliRunner
 
 from pythia_data.cli import cli
+from pythia_data.dataset import IndexedDataset
 from pythia_data.demo import BASE, DEMO_BATCH_SIZE, DEMO_SEQ_LENGTH, build_demo, run_demo
-from pythia_data.indexed import IndexedDataset
 
 
 def test_demo_layout_and_determinism(tmp_path):

@@ -9,16 +9,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pythia_data.errors import FormatError, InputError, OutputError, UsageError
-from pythia_data.indexed import (
-    DTYPE_CODES,
+from pythia_data.dataset import (
     DatasetBuilder,
     IndexedDataset,
+    merge_datasets,
+    write_dataset,
+)
+from pythia_data.errors import FormatError, InputError, OutputError, UsageError
+from pythia_data.format.mmidx import (
+    DTYPE_CODES,
     best_dtype,
     expected_bin_bytes,
-    merge_datasets,
     read_index_header,
-    write_dataset,
 )
 
 from .conftest import position_docs
@@ -116,7 +118,7 @@ def test_num_tokens_is_int64_safe(tmp_path):
     big = tmp_path / "big"
     sizes = np.array([2**30, 2**30, 2**30], dtype=np.int32)
     with open(str(big) + ".idx", "wb") as f:
-        from pythia_data.indexed import _write_index
+        from pythia_data.format.mmidx import write_index as _write_index
 
         _write_index(f, np.dtype(np.uint8), sizes, np.arange(4, dtype=np.int64))
     with open(str(big) + ".bin", "wb") as f:
@@ -149,6 +151,7 @@ def test_builder_rejects_bad_tokens(tmp_path):
     with pytest.raises(UsageError):
         with DatasetBuilder(tmp_path / "a", np.uint16) as b:
             b.add_document(np.zeros((2, 2)))
+    (tmp_path / "missing").write_text("a file where a folder should be")
     with pytest.raises(OutputError):
         DatasetBuilder(tmp_path / "missing" / "a", np.uint16)
     assert not list(tmp_path.glob("a*"))

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pythia_data.cli.app import cli
+from pythia_data.dataset import write_dataset
 from pythia_data.errors import UsageError
-from pythia_data.indexed import write_dataset
 from pythia_data.order import OrderParams, TrainingOrder
 from tests.conftest import position_docs
 from tests.test_order_reference import known_answers, ref_index_mappings, ref_sample_tokens

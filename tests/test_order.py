@@ -12,8 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pythia_data.errors import CacheMismatchError, ConfigError, InputError, UsageError
-from pythia_data.indexed import IndexedDataset, write_dataset
+from pythia_data.dataset import IndexedDataset, write_dataset
+from pythia_data.errors import (
+    CacheMismatchError,
+    ConfigError,
+    InputError,
+    OutputError,
+    UsageError,
+)
 from pythia_data.order import (
     OrderParams,
     TrainingOrder,
@@ -377,21 +383,21 @@ def test_verify_reports_first_difference_and_permutation(ka_dataset):
 @pytest.mark.parametrize("fail_at", [1, 2, 3])
 @pytest.mark.parametrize("streamed", [True, False])
 def test_failed_write_leaves_nothing(ka_dataset, tmp_path, monkeypatch, fail_at, streamed):
-    import pythia_data.order as O
+    import pythia_data.order.cache as O
 
     params = ka_params(KA["cases"][0])
     calls = []
-    real = O._write_partial
+    real = O._write_npy
 
-    def flaky(path, chunks, dtype, shape, partials):
-        calls.append(path)
-        digest = real(path, chunks, dtype, shape, partials)
+    def flaky(out, chunks, dtype, shape):
+        calls.append(out.name)
+        digest = real(out, chunks, dtype, shape)
         if len(calls) == fail_at:
-            raise O.OutputError("No space left on device")
+            raise OutputError("No space left on device")
         return digest
 
-    monkeypatch.setattr(O, "_write_partial", flaky)
-    with pytest.raises(O.OutputError):
+    monkeypatch.setattr(O, "_write_npy", flaky)
+    with pytest.raises(OutputError):
         if streamed:
             TrainingOrder.build(ka_dataset, params)
         else:

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from pythia_data.cli.app import cli
-from pythia_data.indexed import write_dataset
+from pythia_data.dataset import write_dataset
 from pythia_data.order import OrderParams, cache_paths
 from tests.conftest import DATA, position_docs, subprocess_env
 from tests.test_order_reference import known_answers

@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pythia_data.indexed import IndexedDataset, write_dataset
+from pythia_data.dataset import IndexedDataset, write_dataset
 from pythia_data.shards import find_shards, shard
 
 

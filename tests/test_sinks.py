@@ -10,17 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pythia_data.errors import OutputError, UsageError
-from pythia_data.indexed import IndexedDataset
-from pythia_data.sinks import (
+from pythia_data.batches.sinks import (
     BinSink,
     JsonlSink,
     NpySink,
     RawSink,
     infer_format,
-    npy_header,
     open_sink,
 )
+from pythia_data.dataset import IndexedDataset
+from pythia_data.errors import OutputError, UsageError
+from pythia_data.format.npy import npy_header
 
 
 def rows(n, width, dtype=np.uint16):
@@ -147,9 +147,13 @@ def test_bin_refuses_stdout_and_other_dtypes(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_missing_folder_is_output_error(tmp_path):
-    with pytest.raises(OutputError):
-        RawSink(tmp_path / "nope" / "x.raw")
+def test_missing_folder_is_created(tmp_path):
+    with RawSink(tmp_path / "nope" / "deeper" / "x.raw") as sink:
+        sink.write(rows(2, 3))
+    assert (tmp_path / "nope" / "deeper" / "x.raw").stat().st_size == 12
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputError, match="file"):
+        RawSink(tmp_path / "file" / "x.raw")
 
 
 @pytest.mark.parametrize(

@@ -18,11 +18,12 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import pythia_data.shards as shards_mod
-from pythia_data.checksum import Manifest, format_manifest
+import pythia_data.io.copy as copy_mod
+import pythia_data.shards.reassemble as shards_mod
 from pythia_data.cli.app import cli
+from pythia_data.dataset import IndexedDataset, write_dataset
 from pythia_data.errors import OutputError, ShardError, VerificationError
-from pythia_data.indexed import IndexedDataset, write_dataset
+from pythia_data.integrity.manifest import Manifest, format_manifest
 from pythia_data.shards import find_shards, shard, shard_layout, unshard
 from tests.conftest import subprocess_env
 
@@ -131,8 +132,8 @@ def test_default_output_beside_shards_and_existing_output(tmp_path):
 def test_no_sync_skips_data_fsyncs_only(tmp_path, monkeypatch, verify):
     data, paths, manifest = make_set(tmp_path, 4_000, 1_000)
     calls = []
-    real = shards_mod._fsync
-    monkeypatch.setattr(shards_mod, "_fsync", lambda fd, name: (calls.append(name), real(fd, name)))
+    real = shards_mod.fsync_fd
+    monkeypatch.setattr(shards_mod, "fsync_fd", lambda fd, name: (calls.append(name), real(fd, name)))
     res = unshard(paths[0], tmp_path / "durable", expected=manifest, verify=verify)
     assert calls, "the default run fsyncs the output"
     calls.clear()
@@ -223,7 +224,7 @@ def test_bad_sets_refused_before_any_write(tmp_path, damage):
 def test_enospc_then_resume(tmp_path, monkeypatch):
     data, paths, manifest = make_set(tmp_path, 10_000, 1_000)
     out = tmp_path / "out"
-    real = shards_mod._pwrite
+    real = copy_mod.pwrite_raw
     written = [0]
 
     def full_disk(fd, buf, offset):
@@ -232,7 +233,7 @@ def test_enospc_then_resume(tmp_path, monkeypatch):
         written[0] += len(buf)
         return real(fd, buf, offset)
 
-    monkeypatch.setattr(shards_mod, "_pwrite", full_disk)
+    monkeypatch.setattr(copy_mod, "pwrite_raw", full_disk)
     with pytest.raises(OutputError, match="No space left on device"):
         unshard(paths[0], out, expected=manifest, jobs=1)
     assert listing(out) == ["doc.bin.partial", "doc.bin.partial.json"]
@@ -242,10 +243,10 @@ def test_enospc_then_resume(tmp_path, monkeypatch):
     written[0] = 10**9
     r = CliRunner().invoke(cli, ["unshard", str(paths[0]), "-o", str(out), "-j", "1", "-q"])
     assert r.exit_code != 0 and not (out / "doc.bin").exists()
-    monkeypatch.setattr(shards_mod, "_pwrite", real)
+    monkeypatch.setattr(copy_mod, "pwrite_raw", real)
     copied = []
-    orig_copy = shards_mod._copy_shard
-    monkeypatch.setattr(shards_mod, "_copy_shard",
+    orig_copy = shards_mod.copy_hashed
+    monkeypatch.setattr(shards_mod, "copy_hashed",
                         lambda src, *a, **k: copied.append(src.name) or orig_copy(src, *a, **k))
     res = unshard(paths[0], out, expected=manifest, jobs=1)
     assert res.resumed_shards == 4
@@ -257,17 +258,17 @@ def test_enospc_then_resume(tmp_path, monkeypatch):
 def test_resume_repairs_damaged_partial_and_replaced_shard(tmp_path, monkeypatch):
     data, paths, manifest = make_set(tmp_path, 6_000, 1_000)
     out = tmp_path / "out"
-    real = shards_mod._copy_shard
+    real = shards_mod.copy_hashed
 
     def stop_at_4(src, *a, **k):
         if src.name == paths[4].name:
             raise KeyboardInterrupt
         return real(src, *a, **k)
 
-    monkeypatch.setattr(shards_mod, "_copy_shard", stop_at_4)
+    monkeypatch.setattr(shards_mod, "copy_hashed", stop_at_4)
     with pytest.raises(KeyboardInterrupt):
         unshard(paths[0], out, expected=manifest, jobs=1)
-    monkeypatch.setattr(shards_mod, "_copy_shard", real)
+    monkeypatch.setattr(shards_mod, "copy_hashed", real)
     # damage shard 1's bytes inside the partial; touch shard 2 (re-downloaded)
     with open(out / "doc.bin.partial", "r+b") as f:
         f.seek(1_500)
@@ -282,17 +283,17 @@ def test_resume_repairs_damaged_partial_and_replaced_shard(tmp_path, monkeypatch
 def test_resume_with_full_hash_rehashes_prefix(tmp_path, monkeypatch):
     data, paths, manifest = make_set(tmp_path, 5_000, 1_000)
     out = tmp_path / "out"
-    real = shards_mod._copy_shard
+    real = shards_mod.copy_hashed
 
     def stop_at_3(src, *a, **k):
         if src.name == paths[3].name:
             raise OSError(errno.EIO, "boom")
         return real(src, *a, **k)
 
-    monkeypatch.setattr(shards_mod, "_copy_shard", stop_at_3)
+    monkeypatch.setattr(shards_mod, "copy_hashed", stop_at_3)
     with pytest.raises(OSError):
         unshard(paths[0], out, expected=manifest, full_hash=True)
-    monkeypatch.setattr(shards_mod, "_copy_shard", real)
+    monkeypatch.setattr(shards_mod, "copy_hashed", real)
     res = unshard(paths[0], out, expected=manifest, full_hash=True)
     assert res.resumed_shards == 3 and res.whole_digest == sha(data)
     assert (out / "doc.bin").read_bytes() == data
@@ -310,15 +311,15 @@ def test_stale_state_for_other_shards_is_ignored(tmp_path):
 
 KILLER = r"""
 import os, sys, time
-import pythia_data.shards as S
-real = S._copy_shard
+import pythia_data.shards.reassemble as S
+real = S.copy_hashed
 marker = sys.argv[2]
 def slow(src, *a, **k):
     if src.name.startswith("doc-00003"):
         open(marker, "w").close()   # tell the test we are mid-unshard
         time.sleep(60)
     return real(src, *a, **k)
-S._copy_shard = slow
+S.copy_hashed = slow
 from pythia_data.cli import main
 sys.argv = ["pythia-data", "unshard", sys.argv[1], "-o", sys.argv[3], "-j", "1", "-q",
             "-c", sys.argv[4]]

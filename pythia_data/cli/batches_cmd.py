@@ -7,44 +7,12 @@ import sys
 
 import click
 
+from pythia_data.batches import FORMATS, BatchReader, infer_format, write_batches
 from pythia_data.cli.app import cli
-from pythia_data.cli.order_cmds import order_options  # DATA + order options, --json, -q
-
-_FORMATS = ("npy", "bin", "jsonl", "raw")
-
-
-def _resolve_order(
-    ds, order_kind, train_iters, batch_size, seq_length, seed, config, index_dir, progress
-):
-    """(order or None, batch_size, seq_length) for the chosen --order."""
-    from pythia_data.batches import PYTHIA_BATCH_SIZE, PYTHIA_SEQ_LENGTH, detect_order
-
-    cfg = None
-    if config:
-        from pythia_data.order import load_neox_config
-
-        cfg = load_neox_config(list(config))
-    if seq_length is None:
-        seq_length = cfg.seq_length if cfg is not None else PYTHIA_SEQ_LENGTH
-    if batch_size is None:
-        cfg_batch = getattr(cfg, "train_batch_size", None) if cfg is not None else None
-        batch_size = cfg_batch or PYTHIA_BATCH_SIZE
-    if order_kind == "auto":
-        order_kind = detect_order(ds, seq_length)
-    if order_kind == "preshuffled":
-        return None, batch_size, seq_length
-
-    from pythia_data.order import OrderParams, TrainingOrder
-
-    overrides = {"train_iters": train_iters, "seq_length": seq_length, "seed": seed}
-    if config:
-        params = OrderParams.from_config(list(config), batch_size=batch_size, **overrides)
-    else:
-        params = OrderParams(
-            batch_size=batch_size, **{k: v for k, v in overrides.items() if v is not None}
-        )
-    order = TrainingOrder.build(ds, params, index_dir=index_dir, progress=progress)
-    return order, batch_size, seq_length
+from pythia_data.cli.options import order_options, progress_factory
+from pythia_data.dataset import IndexedDataset
+from pythia_data.order import ORDER_KINDS, order_params, resolve_order
+from pythia_data.order.registry import config_defaults
 
 
 @cli.command("batches")
@@ -75,14 +43,14 @@ def _resolve_order(
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(_FORMATS),
+    type=click.Choice(FORMATS),
     default=None,
     help="Output format [from OUTPUT's suffix; raw for stdout].",
 )
 @click.option(
     "--order",
     "order_kind",
-    type=click.Choice(["auto", "preshuffled", "neox"]),
+    type=click.Choice(["auto", *ORDER_KINDS]),
     default="auto",
     show_default=True,
     help="auto: preshuffled when every sequence has seq_length + 1 tokens, else neox.",
@@ -129,10 +97,6 @@ def batches_cmd(
     indicies.npy; bin a preshuffled-style dataset; jsonl one object per sequence
     (iteration, index_in_batch, sample, tokens); raw the tokens little-endian.
     """
-    from pythia_data.batches import BatchReader, write_batches
-    from pythia_data.indexed import IndexedDataset
-    from pythia_data.sinks import infer_format
-
     if end is None:
         end = start
     fmt = infer_format(output, fmt)
@@ -140,20 +104,12 @@ def batches_cmd(
         raise click.BadParameter(
             "bin writes PREFIX.bin/PREFIX.idx; give a file", param_hint="--format"
         )
-    progress = not quiet and sys.stderr.isatty()
+    progress = progress_factory(quiet)
+    batch, seq = config_defaults(configs)
+    params = order_params(train_iters, batch_size or batch, seq_length or seq, seed, configs)
     with IndexedDataset(data) as ds:
-        order, batch, seq = _resolve_order(
-            ds, order_kind, train_iters, batch_size, seq_length, seed, configs, index_dir, progress
-        )
-        reader = BatchReader(
-            ds,
-            order,
-            batch_size=batch,
-            seq_length=seq,
-            window=window,
-            rank=rank,
-            world_size=world_size,
-        )
+        order = resolve_order(ds, order_kind, params, index_dir=index_dir, progress=progress)
+        reader = BatchReader(ds, order, window=window, rank=rank, world_size=world_size)
         stream = sys.stdout.buffer if output == "-" else None
         summary = write_batches(reader, start, end, output, fmt, stream=stream, progress=progress)
     if output == "-":

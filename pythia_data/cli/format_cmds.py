@@ -7,7 +7,7 @@ import json
 import click
 
 from pythia_data.cli.app import cli
-from pythia_data.indexed import IndexedDataset, merge_datasets
+from pythia_data.dataset import IndexedDataset, merge_datasets
 
 
 def format_info(stats: dict) -> str:

@@ -2,39 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
 
 import click
 
 from pythia_data.cli.app import cli
+from pythia_data.cli.options import order_options, progress_factory
 from pythia_data.errors import CacheMismatchError, VerificationError
-from pythia_data.order import OrderParams, TrainingOrder, verify_cache
-
-
-def order_options(func):
-    """DATA plus the options that define the order (shared by all three commands)."""
-
-    @click.argument("data")
-    @click.option("--train-iters", type=int, default=None,
-                  help="Training iterations [config's train-iters, else 143000].")
-    @click.option("--batch-size", type=int, default=None,
-                  help="Global batch size in sequences [config's train_batch_size, else 1024].")
-    @click.option("--seq-length", type=int, default=None,
-                  help="Sequence length [config's seq-length, else 2048].")
-    @click.option("--seed", type=int, default=None, help="Seed [config's seed, else 1234].")
-    @click.option("--config", "configs", multiple=True, type=click.Path(dir_okay=False),
-                  help="GPT-NeoX YAML config (repeatable); options override it.")
-    @click.option("--index-dir", type=click.Path(file_okay=False), default=None,
-                  help="Folder of the cache files [next to the data].")
-    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-    @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        return func(*args, **kwargs)
-
-    return wrapper
+from pythia_data.order import OrderParams, TrainingOrder, order_params, verify_cache
 
 
 def _params(train_iters, batch_size, seq_length, seed, configs) -> OrderParams:
@@ -44,16 +19,7 @@ def _params(train_iters, batch_size, seq_length, seed, configs) -> OrderParams:
             raise click.BadParameter(f"must be >= {low}, not {value}", param_hint=name)
     if seed is not None and seed > 0xFFFFFFFF:
         raise click.BadParameter(f"must be below 2**32, not {seed}", param_hint="--seed")
-    if configs:
-        return OrderParams.from_config(list(configs), batch_size=batch_size,
-                                       train_iters=train_iters, seq_length=seq_length, seed=seed)
-    values = {"train_iters": train_iters, "batch_size": batch_size, "seq_length": seq_length,
-              "seed": seed}
-    return OrderParams(**{k: v for k, v in values.items() if v is not None})
-
-
-def _progress(quiet: bool) -> bool:
-    return not quiet and sys.stderr.isatty()
+    return order_params(train_iters, batch_size, seq_length, seed, configs)
 
 
 @cli.group("order")
@@ -73,7 +39,7 @@ def order_build(data, train_iters, batch_size, seq_length, seed, configs, index_
     params = _params(train_iters, batch_size, seq_length, seed, configs)
     try:
         order = TrainingOrder.build(data, params, index_dir=index_dir, use_cache=not force,
-                                    write_cache=True, progress=_progress(quiet))
+                                    write_cache=True, progress=progress_factory(quiet))
     except CacheMismatchError as exc:
         raise CacheMismatchError(f"{exc} (rebuild it with --force)") from None
     summary = order.summary()
@@ -101,7 +67,7 @@ def order_verify(data, train_iters, batch_size, seq_length, seed, configs, index
     Reports the first index where each file differs and whether shuffle_idx is a
     permutation; exit status 1 on any mismatch."""
     params = _params(train_iters, batch_size, seq_length, seed, configs)
-    report = verify_cache(data, params, index_dir=index_dir, progress=_progress(quiet))
+    report = verify_cache(data, params, index_dir=index_dir, progress=progress_factory(quiet))
     if as_json:
         click.echo(json.dumps(report))
     else:
@@ -148,7 +114,7 @@ def locate(data, train_iters, batch_size, seq_length, seed, configs, index_dir, 
     if document < 0:
         raise click.BadParameter(f"must be >= 0, not {document}", param_hint="--document")
     params = _params(train_iters, batch_size, seq_length, seed, configs)
-    order = TrainingOrder.build(data, params, index_dir=index_dir, progress=_progress(quiet))
+    order = TrainingOrder.build(data, params, index_dir=index_dir, progress=progress_factory(quiet))
     hits = order.locate(document)
     if not show_all:
         hits = [h for h in hits if h["trained"]]

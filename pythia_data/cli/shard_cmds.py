@@ -1,36 +1,20 @@
-"""``checksum``, ``unshard`` and ``shard``: thin commands over checksum.py and shards.py."""
+"""``checksum``, ``unshard`` and ``shard``: thin commands over integrity/ and shards/."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import sys
 
 import click
 
-from pythia_data.checksum import ALGORITHMS, atomic_write_text, checksum_files
 from pythia_data.cli.app import cli
-from pythia_data.shards import DEFAULT_SHARD_SIZE, find_shards, shard, unshard
-
-
-@contextlib.contextmanager
-def byte_progress(total: int, quiet: bool, desc: str):
-    """A tqdm bar by bytes on stderr (off with --quiet or when stderr is not a TTY).
-
-    Yields a callback ``progress(n)`` or ``None``.
-    """
-    if quiet or not sys.stderr.isatty():
-        yield None
-        return
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-               file=sys.stderr, dynamic_ncols=True)
-    try:
-        yield bar.update
-    finally:
-        bar.close()
+from pythia_data.cli.options import byte_progress
+from pythia_data.format.shardset import DEFAULT_SHARD_SIZE, find_shards
+from pythia_data.integrity.hashing import ALGORITHMS
+from pythia_data.integrity.verify import checksum_files
+from pythia_data.io.atomic import atomic_write_text
+from pythia_data.shards import shard, unshard
 
 
 def _paths_bytes(paths) -> int:
@@ -159,4 +143,4 @@ def shard_cmd(bin_path, output_dir, shard_size, no_checksums, force, as_json, qu
             click.echo(f"checksums: {result.manifest}")
 
 
-__all__ = ["checksum", "unshard_cmd", "shard_cmd", "find_shards"]
+__all__ = ["byte_progress", "checksum", "find_shards", "shard_cmd", "unshard_cmd"]

@@ -1,25 +1,21 @@
-"""Training batches: iteration ranges -> samples -> token rows (windows, rank slices).
+"""Reading the batches of a training run over any order kind: iteration ranges -> samples
+-> token rows (windows, data-parallel rank slices), in bounded chunks.
 
-Iteration ``k`` of a run with global batch ``B`` is samples ``k*B .. (k+1)*B - 1``
-(DESIGN.md §4.7); data-parallel rank ``r`` of ``W`` sees the slice
-``[r*B//W, (r+1)*B//W)`` of each batch. A sample is ``seq_length + 1`` tokens:
-
-* **neox** order: sample ``i`` is ``shuffle_idx[i] = j`` -> ``sample_idx[j] .. sample_idx[j+1]``
-  (end offset inclusive) over the shuffled documents ``doc_idx``; it crosses one or more
-  documents. A numba kernel (:mod:`pythia_data.kernels.spans`) turns a chunk of samples into
-  spans of the token stream, and one ``IndexedDataset.gather`` call reads them in order.
-* **preshuffled**: the dataset already is the training order, every sequence has
-  ``seq_length + 1`` tokens, and sample ``s`` is sequence ``s`` (Pythia's preshuffled Pile).
+Iteration ``k`` of a run with global batch ``B`` is samples ``k*B .. (k+1)*B - 1``; data-
+parallel rank ``r`` of ``W`` sees the slice ``[r*B//W, (r+1)*B//W)`` of each batch. A
+sample is ``seq_length + 1`` tokens; the order kind (:mod:`pythia_data.order.registry`)
+turns sample ids into spans of the dataset's token stream, and one
+``IndexedDataset.gather`` call reads a whole chunk of them in order.
 
 :class:`BatchReader` is the one code path: ``reader[k]`` (one iteration), ``iter_batches``
 (an array per iteration), ``iter_chunks`` (bounded chunks into a reused buffer, what the
-sinks consume) and :func:`write_batches` (chunks -> a sink, streaming).
+sinks of :mod:`pythia_data.batches` consume). It lives in the order layer so that
+``TrainingOrder[k]`` can use it without an upward import.
 """
 
 from __future__ import annotations
 
 import mmap
-import os
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,28 +23,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pythia_data.errors import FormatError, UsageError
-from pythia_data.kernels.spans import sample_spans
-from pythia_data.sinks import infer_format, open_sink
+from pythia_data.errors import UsageError
+from pythia_data.order.base import as_int
+from pythia_data.order.mappings import as_order
+from pythia_data.order.params import PYTHIA_BATCH_SIZE, PYTHIA_SEQ_LENGTH, OrderParams
+from pythia_data.order.preshuffled import PreshuffledOrder
 
-__all__ = [
-    "PYTHIA_BATCH_SIZE",
-    "PYTHIA_SEQ_LENGTH",
-    "BatchReader",
-    "Chunk",
-    "Window",
-    "batches",
-    "detect_order",
-    "iteration_batch",
-    "is_preshuffled",
-    "write_batches",
-]
-
-PYTHIA_BATCH_SIZE = 1024
-PYTHIA_SEQ_LENGTH = 2048
 DEFAULT_CHUNK_TOKENS = 1 << 20  # 1M tokens per read (2 MB of uint16): stays in cache
 VIEW_CHUNK_TOKENS = 1 << 24  # zero-copy reads of a preshuffled file: no buffer, bigger writes
-ORDERS = ("auto", "preshuffled", "neox")
+
+__all__ = ["BatchReader", "Chunk", "Window"]
 
 
 @dataclass(frozen=True)
@@ -96,35 +80,12 @@ class Chunk:
         }
 
 
-def _as_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise UsageError(f"{name} must be an integer, got {value!r}")
-    return int(value)
-
-
-def is_preshuffled(ds, seq_length: int, chunk: int = 1 << 24) -> bool:
-    """True when every sequence of ``ds`` has ``seq_length + 1`` tokens (checked in chunks)."""
-    sizes = ds.sizes
-    if len(sizes) == 0:
-        return False
-    target = int(seq_length) + 1
-    for lo in range(0, len(sizes), chunk):
-        if not np.all(sizes[lo : lo + chunk] == target):
-            return False
-    return True
-
-
-def detect_order(ds, seq_length: int) -> str:
-    """``"preshuffled"`` if every sequence has ``seq_length + 1`` tokens, else ``"neox"``."""
-    return "preshuffled" if is_preshuffled(ds, seq_length) else "neox"
-
-
 class BatchReader:
     """Batches of one training run over ``ds``.
 
-    ``order`` is a training order (anything with ``doc_idx``, ``sample_idx`` and
-    ``shuffle_idx``, such as :class:`pythia_data.order.TrainingOrder`; its ``params``
-    supply the defaults) or None for a preshuffled dataset. ``batch_size`` and
+    ``order`` is an order kind (:class:`pythia_data.order.base.Order`: a
+    :class:`~pythia_data.order.TrainingOrder`, a :class:`~pythia_data.order.PreshuffledOrder`;
+    its ``params`` supply the defaults) or None for a preshuffled dataset. ``batch_size`` and
     ``seq_length`` default to the order's, else Pythia's (1024, 2048). ``window`` is a
     :class:`Window`, ``(start, length)``, ``"START:LENGTH"`` or None (whole sequences);
     ``rank``/``world_size`` select a data-parallel rank's slice of each batch.
@@ -149,8 +110,8 @@ class BatchReader:
             batch_size = getattr(params, "batch_size", None) or PYTHIA_BATCH_SIZE
         if seq_length is None:
             seq_length = getattr(params, "seq_length", None) or PYTHIA_SEQ_LENGTH
-        self.batch_size = _as_int("batch size", batch_size)
-        self.seq_length = _as_int("sequence length", seq_length)
+        self.batch_size = as_int("batch size", batch_size)
+        self.seq_length = as_int("sequence length", seq_length)
         if self.batch_size < 1:
             raise UsageError(f"batch size must be positive, got {self.batch_size}")
         if self.seq_length < 1:
@@ -170,12 +131,12 @@ class BatchReader:
             window = Window.parse(window)
         elif not isinstance(window, Window):
             start, length = window
-            window = Window(_as_int("window start", start), _as_int("window length", length))
+            window = Window(as_int("window start", start), as_int("window length", length))
         window.check(self.sample_len)
         self.window = window
 
-        self.rank = _as_int("rank", rank)
-        self.world_size = _as_int("world size", world_size)
+        self.rank = as_int("rank", rank)
+        self.world_size = as_int("world size", world_size)
         if self.world_size < 1:
             raise UsageError(f"world size must be positive, got {self.world_size}")
         if not 0 <= self.rank < self.world_size:
@@ -193,29 +154,17 @@ class BatchReader:
 
         self.itemsize = ds.dtype.itemsize
         if order is None:
-            self.kind = "preshuffled"
-            self.num_samples = len(ds)
-            self.num_iterations = self.num_samples // self.batch_size
-        else:
-            self.kind = "neox"
-            for name in ("doc_idx", "sample_idx", "shuffle_idx"):
-                if getattr(order, name, None) is None:
-                    raise UsageError(f"the training order has no {name}")
-            theirs = getattr(order, "sizes", None)
-            if theirs is not None and len(theirs) != len(ds):
-                raise FormatError(
-                    f"the training order was built for {len(theirs)} documents but the dataset "
-                    f"has {len(ds)} sequences"
-                )
-            sample_idx = order.sample_idx
-            if sample_idx.ndim != 2 or sample_idx.shape[1] != 2:
-                raise FormatError(f"sample_idx must have shape (n + 1, 2), got {sample_idx.shape}")
-            self.num_samples = min(len(order.shuffle_idx), len(sample_idx) - 1)
-            iterations = self.num_samples // self.batch_size
-            train_iters = getattr(params, "train_iters", None)
-            if train_iters is not None:
-                iterations = min(iterations, int(train_iters))
-            self.num_iterations = iterations
+            order = PreshuffledOrder(OrderParams(batch_size=self.batch_size,
+                                                 seq_length=self.seq_length))
+            self.order = order
+        order = self.order = as_order(order)
+        order.check_dataset(ds)
+        self.kind = order.kind
+        self.num_samples = order.num_samples(ds)
+        iterations = self.num_samples // self.batch_size
+        if getattr(order, "cap_iterations", True):
+            iterations = min(iterations, int(order.params.train_iters))
+        self.num_iterations = iterations
 
     # -- shape and ranges
     @property
@@ -232,8 +181,8 @@ class BatchReader:
 
     def check_range(self, start, end) -> tuple[int, int]:
         """Validate an inclusive iteration range; returns it as ints."""
-        start = _as_int("start iteration", start)
-        end = _as_int("end iteration", end)
+        start = as_int("start iteration", start)
+        end = as_int("end iteration", end)
         if start < 0 or end < 0:
             raise UsageError(f"iterations must be >= 0, got {start}..{end}")
         if start > end:
@@ -263,48 +212,11 @@ class BatchReader:
         return iterations, index, iterations * self.batch_size + index
 
     # -- reading
-    def _preshuffled_spans(self, samples: np.ndarray):
-        if samples.size and int(samples.max()) >= len(self.ds):
-            raise UsageError(f"sample {int(samples.max())} is past the end of the dataset")
-        sizes = self.ds.sizes[samples]
-        bad = np.flatnonzero(sizes != self.sample_len)
-        if bad.size:
-            s = int(samples[bad[0]])
-            raise FormatError(
-                f"sequence {s} has {int(sizes[bad[0]])} tokens, not seq_length + 1 = "
-                f"{self.sample_len}: not a preshuffled dataset for this sequence length "
-                "(use the neox order)"
-            )
-        starts = self.ds.pointers[samples] // self.itemsize + self.window.start
-        return starts, np.full(samples.shape[0], self.window.length, dtype=np.int64)
-
-    def _neox_spans(self, samples: np.ndarray):
-        order = self.order
-        j = np.asarray(order.shuffle_idx[samples], dtype=np.int64)
-        n_rows = len(order.sample_idx)
-        if j.size and (int(j.min()) < 0 or int(j.max()) + 1 >= n_rows):
-            raise FormatError("shuffle_idx points outside sample_idx: the order is inconsistent")
-        first = np.asarray(order.sample_idx[j])
-        last = np.asarray(order.sample_idx[j + 1])
-        return sample_spans(
-            first[:, 0],
-            first[:, 1],
-            last[:, 0],
-            last[:, 1],
-            order.doc_idx,
-            self.ds.pointers,
-            self.ds.sizes,
-            self.sample_len,
-            self.window.start,
-            self.window.length,
-            itemsize=self.itemsize,
-        )
-
     def _views_possible(self) -> bool:
         """Preshuffled, whole sequences, one rank: consecutive rows are consecutive bytes
         (when the file stores sequences back to back, which read_samples checks)."""
         return (
-            self.kind == "preshuffled"
+            self.order.samples_are_sequences
             and self.window.length == self.sample_len
             and self.world_size == 1
         )
@@ -339,12 +251,11 @@ class BatchReader:
         if samples.size and (int(samples.min()) < 0 or int(samples.max()) >= self.num_samples):
             raise UsageError(f"sample ids must be in 0..{self.num_samples - 1}")
         n, width = samples.shape[0], self.width
-        if self.kind == "preshuffled":
-            starts, lengths = self._preshuffled_spans(samples)
-            if allow_view and n and width == self.sample_len and np.all(np.diff(starts) == width):
-                return self.ds.read_tokens(int(starts[0]), n * width).reshape(n, width)
-        else:
-            starts, lengths = self._neox_spans(samples)
+        starts, lengths = self.order.sample_spans(self.ds, samples, self.window.start,
+                                                  self.window.length)
+        if (allow_view and n and self.order.samples_are_sequences and width == self.sample_len
+                and np.all(np.diff(starts) == width)):
+            return self.ds.read_tokens(int(starts[0]), n * width).reshape(n, width)
         if out is None:
             flat = np.empty(n * width, dtype=self.dtype)
         else:
@@ -356,7 +267,7 @@ class BatchReader:
 
     def __getitem__(self, iteration) -> np.ndarray:
         """The batch of one iteration (this rank's slice, windowed): ``(rows, width)``."""
-        k = _as_int("iteration", iteration)
+        k = as_int("iteration", iteration)
         if k < 0:
             k += self.num_iterations
         k, _ = self.check_range(k, k)
@@ -408,7 +319,7 @@ class BatchReader:
                     yield chunk
                 finally:
                     if buffers[0] is None and chunk.tokens.base is not None:
-                        _release_file_pages(chunk.tokens)
+                        release_file_pages(chunk.tokens)
             return
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batches") as pool:
             pending = pool.submit(read, 0)
@@ -423,7 +334,7 @@ class BatchReader:
                     pending.cancel()
 
 
-def _release_file_pages(view: np.ndarray) -> None:
+def release_file_pages(view: np.ndarray) -> None:
     """Drop the page-table entries of a consumed, read-only view of a memory-mapped file.
 
     The pages stay in the page cache (a later read maps them again), but they no longer
@@ -446,115 +357,3 @@ def _release_file_pages(view: np.ndarray) -> None:
             owner.madvise(mmap.MADV_DONTNEED, start, stop - start)
     except (OSError, ValueError):  # closed map, odd platform: only an optimisation
         pass
-
-
-def _file_segments(ds, byte_start: int, nbytes: int) -> list[tuple[str, int, int]] | None:
-    """The logical byte range ``[byte_start, byte_start + nbytes)`` of ``ds``'s data as
-    ``(file, offset, nbytes)`` pieces (shards are plain byte slices of the logical file);
-    None when the files on disk do not add up to the dataset (then read through ds)."""
-    paths = [os.fspath(p) for p in getattr(ds, "bin_paths", [])]
-    try:
-        lengths = [os.path.getsize(p) for p in paths]
-    except OSError:
-        return None
-    if not paths or sum(lengths) != getattr(ds, "bin_bytes", -1):
-        return None
-    pieces, origin, pos, stop = [], 0, byte_start, byte_start + nbytes
-    for path, length in zip(paths, lengths, strict=True):
-        if pos < stop and pos < origin + length:
-            n = min(stop, origin + length) - pos
-            pieces.append((path, pos - origin, n))
-            pos += n
-        origin += length
-    return pieces if pos == stop else None
-
-
-def _copy_segments(sink, segments, row_bytes: int, bar) -> None:
-    """Copy file pieces into a byte sink inside the kernel (no buffer, no mapping)."""
-    done_rows = 0
-    copied = 0
-    for path, offset, n in segments:
-        with open(path, "rb") as f:
-            base = copied
-            for done in sink.copy_from(f.fileno(), offset, n):
-                copied = base + done
-                if bar is not None:
-                    rows = copied // row_bytes
-                    bar.update(rows - done_rows)
-                    done_rows = rows
-
-
-def iteration_batch(ds, order, iteration: int, **kwargs) -> np.ndarray:
-    """The batch of one iteration: ``BatchReader(ds, order, **kwargs)[iteration]``
-    (what ``TrainingOrder[k]`` returns)."""
-    return BatchReader(ds, order, **kwargs)[iteration]
-
-
-def batches(ds, order=None, start: int = 0, end: int | None = None, **kwargs):
-    """Yield one ``(rows, width)`` array per iteration ``start..end`` (inclusive; default to
-    the last iteration). ``ds`` may be a path; ``kwargs`` go to :class:`BatchReader`."""
-    if isinstance(ds, (str, os.PathLike)):
-        from pythia_data.indexed import IndexedDataset
-
-        ds = IndexedDataset(ds)
-    reader = BatchReader(ds, order, **kwargs)
-    if end is None:
-        end = reader.num_iterations - 1
-    yield from reader.iter_batches(start, end)
-
-
-def write_batches(
-    reader: BatchReader,
-    start: int,
-    end: int,
-    target,
-    fmt: str | None = None,
-    *,
-    stream=None,
-    progress: bool = False,
-) -> dict:
-    """Write iterations ``start..end`` (inclusive) of ``reader`` to ``target`` (a path, or
-    ``-`` for ``stream``/stdout) in ``fmt`` (npy, bin, jsonl, raw; default from the suffix).
-
-    Streams chunk by chunk; a file output appears only when complete. Returns a summary.
-    """
-    rows, width = reader.shape(start, end)
-    fmt = infer_format(target, fmt)
-    segments = None
-    if fmt in ("npy", "raw"):
-        span = reader.contiguous_bytes(start, end)
-        if span is not None:
-            segments = _file_segments(reader.ds, *span)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=rows, unit="seq", desc="batches", leave=False)
-    try:
-        with open_sink(fmt, target, dtype=reader.dtype, shape=(rows, width), stream=stream) as sink:
-            if segments is not None:
-                _copy_segments(sink, segments, width * reader.itemsize, bar)
-            else:
-                for chunk in reader.iter_chunks(start, end):
-                    sink.write(chunk.tokens, chunk.columns() if fmt == "jsonl" else None)
-                    if bar is not None:
-                        bar.update(len(chunk.samples))
-    finally:
-        if bar is not None:
-            bar.close()
-    return {
-        "output": os.fspath(target),
-        "format": fmt,
-        "order": reader.kind,
-        "start_iteration": int(start),
-        "end_iteration": int(end),
-        "batch_size": reader.batch_size,
-        "seq_length": reader.seq_length,
-        "rank": reader.rank,
-        "world_size": reader.world_size,
-        "window": [reader.window.start, reader.window.length],
-        "rows": int(rows),
-        "width": int(width),
-        "dtype": reader.dtype.name,
-        "tokens": int(rows) * int(width),
-    }

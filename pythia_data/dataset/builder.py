@@ -1,0 +1,163 @@
+"""Writing MMIDIDX datasets: a streaming builder (GPT-NeoX's layout byte for byte) and merge."""
+
+from __future__ import annotations
+
+import os
+from array import array
+
+import numpy as np
+
+from pythia_data.dataset.reader import IndexedDataset
+from pythia_data.errors import OutputError, UsageError
+from pythia_data.format.mmidx import best_dtype, dtype_code, strip_suffix, write_index
+from pythia_data.io.atomic import AtomicGroup, AtomicOutput
+
+__all__ = ["DatasetBuilder", "merge_datasets", "write_dataset"]
+
+
+class DatasetBuilder:
+    """Stream documents into ``PREFIX.bin`` / ``PREFIX.idx`` with bounded memory.
+
+    Byte-compatible with GPT-NeoX's ``MMapIndexedDatasetBuilder``: sizes int32, pointers
+    int64 byte offsets, doc_idx int64 from 0 to N. Atomic: both files are written as
+    ``.partial`` and renamed only by a successful :meth:`finalize` (or ``with`` block);
+    an exception removes them.
+
+    Only the index arrays (4 bytes per sequence, 8 per document) are kept in memory, as
+    GPT-NeoX does.
+    """
+
+    def __init__(self, prefix: str | os.PathLike, dtype=None, *, vocab_size: int | None = None,
+                 buffer_bytes: int = 8 << 20, overwrite: bool = True):
+        if dtype is None:
+            dtype = best_dtype(vocab_size) if vocab_size is not None else np.uint16
+        self.dtype = np.dtype(dtype)
+        dtype_code(self.dtype)
+        self.prefix = strip_suffix(prefix)
+        if os.fspath(prefix) == "-":
+            raise UsageError("a dataset is two files (PREFIX.bin and PREFIX.idx), not stdout")
+        self._sizes = array("i")
+        self._doc_idx = array("q", [0])
+        self._buffer_bytes = buffer_bytes
+        self._closed = False
+        self._bin = AtomicOutput(self.prefix + ".bin", overwrite=overwrite)
+        try:
+            self._idx = AtomicOutput(self.prefix + ".idx", overwrite=overwrite)
+        except BaseException:
+            self._bin.abort()
+            raise
+        self._files = AtomicGroup([self._bin, self._idx])
+
+    def add_item(self, tokens) -> None:
+        """Append one sequence (does not end the document)."""
+        arr = np.asarray(tokens)
+        if arr.ndim != 1:
+            raise UsageError("a sequence must be a 1-D array of tokens")
+        if arr.dtype != self.dtype:
+            if arr.size and arr.dtype.kind in "iu":
+                info = np.iinfo(self.dtype) if self.dtype.kind in "iu" else None
+                if info is not None and (arr.min() < info.min or arr.max() > info.max):
+                    raise UsageError(f"token values do not fit in {self.dtype}")
+            arr = arr.astype(self.dtype)
+        if arr.size > np.iinfo(np.int32).max:
+            raise UsageError("a sequence cannot hold more than 2**31-1 tokens")
+        self._bin.write(np.ascontiguousarray(arr, dtype=self.dtype.newbyteorder("<")).tobytes())
+        self._sizes.append(arr.size)
+
+    def end_document(self) -> None:
+        """Mark the sequences added since the last call as one document."""
+        self._doc_idx.append(len(self._sizes))
+
+    def add_document(self, tokens) -> None:
+        """Append one sequence as a whole document (GPT-NeoX's preprocessing does this)."""
+        self.add_item(tokens)
+        self.end_document()
+
+    def add_index(self, other: IndexedDataset, progress=None) -> None:
+        """Append a whole dataset (tokens streamed, doc_idx rebased); ``progress(n)`` is
+        called with the bytes copied."""
+        if other.dtype != self.dtype:
+            raise UsageError(f"cannot merge {other.dtype} data into a {self.dtype} dataset")
+        offset = len(self._sizes)
+        chunk = self._buffer_bytes
+        for lo in range(0, other.bin_bytes, chunk):
+            n = min(chunk, other.bin_bytes - lo)
+            self._bin.write(other.read_bytes(lo, n).tobytes())
+            if progress is not None:
+                progress(n)
+        self._sizes.frombytes(np.ascontiguousarray(other.sizes, dtype=np.int32).tobytes())
+        rest = np.asarray(other.doc_idx[1:], dtype=np.int64) + offset
+        self._doc_idx.frombytes(rest.tobytes())
+
+    @property
+    def num_sequences(self) -> int:
+        return len(self._sizes)
+
+    def finalize(self) -> None:
+        """Write the index and move both files to their final names."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            sizes = np.frombuffer(self._sizes, dtype=np.int32)
+            doc_idx = np.frombuffer(self._doc_idx, dtype=np.int64)
+            write_index(self._idx, self.dtype, sizes, doc_idx)
+            self._files.commit()
+        except OSError as exc:
+            self._files.abort()
+            raise OutputError(f"cannot write {self.prefix}: {exc.strerror or exc}") from None
+        except BaseException:
+            self._files.abort()
+            raise
+
+    def abort(self) -> None:
+        self._closed = True
+        self._files.abort()
+
+    def __enter__(self) -> DatasetBuilder:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.finalize()
+        else:
+            self.abort()
+
+
+def write_dataset(prefix: str | os.PathLike, documents, dtype=np.uint16) -> str:
+    """Write an iterable of token arrays, one document each. Returns the prefix."""
+    with DatasetBuilder(prefix, dtype) as builder:
+        for doc in documents:
+            builder.add_document(doc)
+    return strip_suffix(prefix)
+
+
+def merge_datasets(output: str | os.PathLike, inputs: list[str | os.PathLike], *,
+                   overwrite: bool = True, progress=None) -> IndexedDataset:
+    """Concatenate datasets into ``output`` (pointers and doc_idx rebased), streaming.
+
+    ``overwrite=False`` refuses an existing output; ``progress(n)`` is called with the
+    bytes copied."""
+    if not inputs:
+        raise UsageError("merge needs at least one input dataset")
+    out_prefix = strip_suffix(output)
+    datasets = []
+    try:
+        for path in inputs:
+            datasets.append(IndexedDataset(path))
+        for ds in datasets:
+            if os.path.abspath(ds.prefix) == os.path.abspath(out_prefix):
+                raise UsageError(f"output {out_prefix} is also an input")
+        dtype = datasets[0].dtype
+        for ds in datasets[1:]:
+            if ds.dtype != dtype:
+                raise UsageError(
+                    f"cannot merge datasets of different dtypes ({dtype} and {ds.dtype})"
+                )
+        with DatasetBuilder(out_prefix, dtype, overwrite=overwrite) as builder:
+            for ds in datasets:
+                builder.add_index(ds, progress=progress)
+    finally:
+        for ds in datasets:
+            ds.close()
+    return IndexedDataset(out_prefix)

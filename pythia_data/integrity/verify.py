@@ -1,0 +1,253 @@
+"""Verification: hash files (and folders) in parallel against a manifest or the known
+checksums, and report each file as ok, mismatch, missing or unknown."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from pythia_data.errors import InputError, UsageError
+from pythia_data.format.shardset import parse_shard_name
+from pythia_data.integrity.hashing import ALGORITHMS, Progress, hash_file
+from pythia_data.integrity.manifest import Manifest, format_manifest, known_manifest
+
+
+@dataclass
+class FileResult:
+    """One file's outcome. ``status``: ok, mismatch, missing, or unknown (nothing expected)."""
+
+    name: str
+    path: str | None
+    status: str
+    digest: str | None = None
+    expected: str | None = None
+    size: int | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "status": self.status,
+            "digest": self.digest,
+            "expected": self.expected,
+            "size": self.size,
+        }
+
+
+@dataclass
+class ChecksumReport:
+    """What :func:`checksum_files` found; ``ok`` is False when any file mismatched or is missing."""
+
+    algorithm: str
+    results: list[FileResult]
+    manifest_source: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not any(r.status in ("mismatch", "missing") for r in self.results)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    def by_status(self, status: str) -> list[FileResult]:
+        return [r for r in self.results if r.status == status]
+
+    @property
+    def total_bytes(self) -> int:
+        return int(sum(r.size or 0 for r in self.results))
+
+    def summary(self) -> str:
+        counts = {s: len(self.by_status(s)) for s in ("ok", "mismatch", "missing", "unknown")}
+        parts = [f"{counts['ok']} OK"]
+        if counts["mismatch"]:
+            parts.append(f"{counts['mismatch']} FAILED")
+        if counts["missing"]:
+            parts.append(f"{counts['missing']} MISSING")
+        if counts["unknown"]:
+            parts.append(f"{counts['unknown']} without an expected {self.algorithm}")
+        return f"{len(self.results)} files: " + ", ".join(parts)
+
+    def manifest_text(self) -> str:
+        return format_manifest((r.name, r.digest) for r in self.results if r.digest)
+
+    def to_dict(self) -> dict:
+        return {
+            "algorithm": self.algorithm,
+            "ok": self.ok,
+            "manifest": self.manifest_source,
+            "files": [r.to_dict() for r in self.results],
+        }
+
+
+def expand_paths(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[Path], list[Path], list[Path]]:
+    """``(files, folders, absent)``: the files named or held (not recursively) by folders.
+
+    Hidden files and our own ``*.partial`` files inside folders are skipped.
+    """
+    files: list[Path] = []
+    folders: list[Path] = []
+    absent: list[Path] = []
+    seen: set[str] = set()
+
+    def add(p: Path) -> None:
+        key = os.path.realpath(p)
+        if key not in seen:
+            seen.add(key)
+            files.append(p)
+
+    for raw in paths:
+        p = Path(os.fspath(raw))
+        if p.is_dir():
+            folders.append(p)
+            try:
+                names = sorted(os.listdir(p))
+            except OSError as exc:
+                raise InputError(f"cannot read folder {p}: {exc.strerror or exc}") from exc
+            for n in names:
+                q = p / n
+                if n.startswith(".") or n.endswith((".partial", ".partial.json")):
+                    continue
+                if q.is_file():
+                    add(q)
+        elif p.is_file():
+            add(p)
+        elif p.exists():
+            raise InputError(f"not a regular file or folder: {p}")
+        else:
+            absent.append(p)
+    return files, folders, absent
+
+
+def _missing_known_shards(present: set[str], manifest: Manifest) -> list[str]:
+    """Names in ``manifest`` that are shards of a set with at least one member present."""
+    sets = set()
+    for n in present:
+        parsed = parse_shard_name(n)
+        if parsed is not None:
+            sets.add((parsed[0], parsed[2]))
+    out = []
+    for name in manifest.entries:
+        parsed = parse_shard_name(name)
+        if parsed is not None and (parsed[0], parsed[2]) in sets and name not in present:
+            out.append(name)
+    return sorted(out)
+
+
+def checksum_files(
+    paths: Sequence[str | os.PathLike[str]],
+    expected: str | os.PathLike[str] | Manifest | None = None,
+    algorithm: str | None = None,
+    *,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+    use_known: bool = True,
+) -> ChecksumReport:
+    """Hash files (and the files in folders) in parallel and compare with expected digests.
+
+    ``expected``: a manifest (path or :class:`Manifest`). Without one, file names are looked
+    up in the known manifests (when ``use_known``). ``algorithm``: ``sha256`` or ``xxh3``;
+    by default the manifest's algorithm when it has only one, else ``sha256``.
+
+    Missing files: with an explicit manifest and a folder among ``paths``, every manifest
+    entry not found is ``missing``; a named file that does not exist but is listed is
+    ``missing`` (one that is not listed raises :class:`InputError`). Without a manifest,
+    the known shards of a shard set of which some shard is present are expected too.
+
+    ``jobs`` threads hash files side by side (default: all cores); ``progress(n)`` is called
+    with the bytes hashed, from any thread.
+    """
+    manifest: Manifest | None
+    if isinstance(expected, Manifest):
+        manifest = expected
+    elif expected is not None:
+        manifest = Manifest.load(expected)
+    else:
+        manifest = None
+    if algorithm is None:
+        algos = manifest.algorithms if manifest is not None else set()
+        algorithm = algos.pop() if len(algos) == 1 else "sha256"
+    if algorithm not in ALGORITHMS:
+        raise UsageError(f"unknown hash algorithm {algorithm!r} (choose from {', '.join(ALGORITHMS)})")
+    if manifest is not None and len(manifest) and algorithm not in manifest.algorithms:
+        raise UsageError(
+            f"{manifest.source} lists {'/'.join(sorted(manifest.algorithms))} digests, "
+            f"not {algorithm}"
+        )
+    if jobs is None:
+        jobs = os.cpu_count() or 1
+    if jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {jobs}")
+
+    files, folders, absent = expand_paths(paths)
+    if expected is not None and not isinstance(expected, Manifest):
+        own = os.path.realpath(expected)  # the manifest itself, if it lies in a folder checked
+        files = [p for p in files if os.path.realpath(p) != own]
+    lookup = manifest if manifest is not None else (known_manifest() if use_known else Manifest())
+
+    results: list[FileResult] = []
+    for p in absent:
+        e = lookup.get(p.name, algorithm)
+        if e is None:
+            raise InputError(f"no such file or folder: {p}")
+        results.append(FileResult(p.name, str(p), "missing", expected=e.digest))
+
+    sizes = []
+    for p in files:
+        try:
+            sizes.append(p.stat().st_size)
+        except OSError as exc:
+            raise InputError(f"cannot read {p}: {exc.strerror or exc}") from exc
+
+    lock = threading.Lock()
+
+    def report(n: int) -> None:
+        if progress is not None:
+            with lock:
+                progress(n)
+
+    def work(p: Path) -> str:
+        try:
+            return hash_file(p, algorithm, progress=report if progress is not None else None)
+        except OSError as exc:
+            raise InputError(f"cannot read {p}: {exc.strerror or exc}") from exc
+
+    # Biggest files first so the last worker does not finish alone with a large file.
+    order = sorted(range(len(files)), key=lambda i: -sizes[i])
+    digests: dict[int, str] = {}
+    if jobs == 1 or len(files) <= 1:
+        for i in order:
+            digests[i] = work(files[i])
+    else:
+        with ThreadPoolExecutor(max_workers=min(jobs, len(files))) as pool:
+            futures = {i: pool.submit(work, files[i]) for i in order}
+            for i, fut in futures.items():
+                digests[i] = fut.result()
+
+    present = set()
+    for i, p in enumerate(files):
+        present.add(p.name)
+        e = lookup.get(p.name, algorithm)
+        if e is None:
+            status = "unknown"
+        else:
+            status = "ok" if e.digest == digests[i] else "mismatch"
+        results.append(
+            FileResult(p.name, str(p), status, digests[i], e.digest if e else None, sizes[i])
+        )
+
+    present |= {p.name for p in absent}
+    if manifest is not None and folders:
+        missing = sorted(n for n, e in manifest.entries.items() if n not in present and e.algorithm == algorithm)
+    elif manifest is None and use_known and folders:
+        missing = _missing_known_shards(present, lookup)
+    else:
+        missing = []
+    for n in missing:
+        e = lookup.get(n, algorithm)
+        results.append(FileResult(n, None, "missing", expected=e.digest if e else None))
+    return ChecksumReport(algorithm, results, manifest.source if manifest is not None else None)
