@@ -250,7 +250,7 @@ def unshard(
 
     ``shard``: any shard's path, the prefix, or the folder holding them. ``output_dir``:
     where ``BASE.bin`` goes (default: beside the shards). ``expected``: a manifest (path or
-    :class:`pythia_data.checksum.Manifest`) with per-shard and/or whole-file SHA256s; the
+    :class:`pythia_data.integrity.manifest.Manifest`) with per-shard and/or whole-file SHA256s; the
     known manifests are consulted too. ``verify=False`` copies without hashing. ``jobs``:
     shards copied side by side (default: all cores; 1 when the whole-file hash is computed).
     ``progress(n)`` is called with bytes processed. ``sync=False`` skips the fsyncs of the
