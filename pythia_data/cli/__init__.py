@@ -20,6 +20,7 @@ COMMANDS = {
     "unshard": "shard_cmds",
     "shard": "shard_cmds",
     "batches": "batches_cmd",
+    "download": "hub_cmds",
 }
 
 cli.lazy_commands.update(COMMANDS)

@@ -47,14 +47,24 @@ def _positive(ctx, param, value):
               help="Files hashed side by side (default: all cores).")
 @click.option("--write-manifest", type=click.Path(dir_okay=False),
               help="Write the computed digests here ('HEX  NAME', sha256sum style).")
+@click.option("--from-hub", metavar="REPO_ID",
+              help="Check against the digests the Hugging Face hub states for this dataset "
+                   "repository (or known name; see 'download --list').")
+@click.option("--revision", default=None, help="With --from-hub: branch, tag or commit [main].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary line.")
-def checksum(paths, expected, algorithm, jobs, write_manifest, as_json, quiet) -> None:
+def checksum(paths, expected, algorithm, jobs, write_manifest, from_hub, revision, as_json,
+             quiet) -> None:
     """Hash files (or every file in folders) and check them against expected digests.
 
     Exit status: 0 when every file with an expected digest matches, 1 when any mismatches
     or is missing, 2 on bad input.
     """
+    if from_hub:
+        from pythia_data.cli.hub_cmds import checksum_from_hub
+
+        return checksum_from_hub(paths, from_hub, revision, jobs, as_json, quiet,
+                                 byte_progress(_paths_bytes(paths), quiet, "checksum"))
     with byte_progress(_paths_bytes(paths), quiet, "checksum") as progress:
         report = checksum_files(list(paths), expected, algorithm, jobs=jobs, progress=progress)
     if write_manifest:
