@@ -76,7 +76,7 @@ class HubServer:
         self.port = self.httpd.server_address[1]
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.cdn = f"http://localhost:{self.port}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
     def start(self) -> HubServer:
         self._thread.start()
