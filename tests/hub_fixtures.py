@@ -93,8 +93,8 @@ def point_hf_at(monkeypatch, endpoint: str, home: Path) -> None:
             monkeypatch.setattr(constants, name, value)
 
 
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
+@pytest.fixture(name="hub")
+def hub_server(tmp_path, monkeypatch):
     """A running stand-in hub with a preshuffled-style repo, the seeds repo and a private one;
     huggingface_hub pointed at it."""
     srv = HubServer({
@@ -123,5 +123,5 @@ def listdir_all(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
 
 
-__all__ = ["hub", "run_cli", "one_line", "sha", "seed_run", "preshuffled_files", "PRESHUFFLED",
+__all__ = ["hub_server", "run_cli", "one_line", "sha", "seed_run", "preshuffled_files", "PRESHUFFLED",
            "SEEDS", "RUN", "listdir_all", "os", "point_hf_at"]

@@ -14,13 +14,13 @@ from tests.conftest import subprocess_env
 from tests.hub_fixtures import (
     PRESHUFFLED,
     SEEDS,
+    hub_server,  # noqa: F401 (registers the 'hub' fixture)
     listdir_all,
     one_line,
     preshuffled_files,
     run_cli,
     sha,
 )
-from tests.hub_fixtures import hub as _hub_fixture  # noqa: F401 (registers the fixture)
 from tests.hubserver import free_port
 
 SHARD1 = "document-00001-of-00002.bin"

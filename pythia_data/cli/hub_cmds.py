@@ -10,6 +10,7 @@ import threading
 import click
 
 from pythia_data.cli.app import cli
+from pythia_data.cli.options import show_progress
 
 
 def _quiet_hub_logging() -> None:
@@ -24,7 +25,7 @@ def _quiet_hub_logging() -> None:
 def _bars(plan, quiet: bool):
     """Byte bars for downloading and verifying on stderr (off with -q or without a TTY)."""
     verify_total = plan.fetch_bytes + sum(f.size for f in plan.to_adopt)
-    if quiet or not sys.stderr.isatty() or verify_total == 0:
+    if not show_progress(quiet) or verify_total == 0:
         yield None
         return
     from tqdm import tqdm

@@ -188,7 +188,7 @@ def plan_download(
     # The index belongs with its shards (pythia #126, #180): warn when it is left out.
     paths = {f.path for f in listing.files}
     if include:
-        from pythia_data.shards import parse_shard_name
+        from pythia_data.format.shardset import parse_shard_name
 
         full = list_repo(repo_id, listing.commit, (), token=token,
                          connect_timeout=connect_timeout) if any(
@@ -447,7 +447,7 @@ def check_indexes_in(plan: DownloadPlan, state: DownloadState | None = None,
 
 def next_steps(plan: DownloadPlan) -> list[str]:
     """What to run next on the downloaded shards (unshard, or read them in place)."""
-    from pythia_data.shards import parse_shard_name
+    from pythia_data.format.shardset import parse_shard_name
 
     sets: dict[str, str] = {}
     for f in plan.files:

@@ -14,9 +14,10 @@ import os
 import threading
 from pathlib import Path
 
-# The one place where hub/ imports the integrity layer (moves with the layout restructure).
-from pythia_data.checksum import atomic_write_text, hash_file, known_manifest
 from pythia_data.errors import InputError
+from pythia_data.integrity.hashing import hash_file
+from pythia_data.integrity.manifest import known_manifest
+from pythia_data.io.atomic import atomic_write_text
 
 STATE_DIR = ".pythia-data"
 STATE_FILE = "download-state.json"
