@@ -36,7 +36,7 @@ KNOWN: dict[str, KnownDataset] = {
             "pythia-deduped-idxmaps", "EleutherAI/pythia_deduped_pile_idxmaps", "idxmaps",
             "deduplicated Pile, tokenized, in document order (83 x 5 GB shards + .idx); "
             "pair with `pythia-data order` for the training order",
-            84, 415_000_000_000,
+            84, 414_000_000_000,
         ),
         KnownDataset(
             "pile-deduped-preshuffled", "EleutherAI/pile-deduped-pythia-preshuffled",
