@@ -17,7 +17,8 @@ It never sends an ``X-Xet-*`` header nor ``xetHash``, so clients use plain HTTP.
 
 Fault injection, per file path, consumed one per GET of the bytes (``server.faults[path]``
 is a list): ``"drop"`` (send half the body, then close the connection), ``"corrupt"`` (same
-size, one byte changed), ``"short"`` (a shorter body with a matching Content-Length).
+size, one byte changed), ``"short"`` (a shorter body with a matching Content-Length),
+``"slow"`` (64 KiB every 50 ms).
 ``server.requests`` counts ``(method, route, path)`` and ``server.gets(path)`` the byte GETs.
 """
 
@@ -27,6 +28,7 @@ import hashlib
 import json
 import socket
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -336,6 +338,12 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return
+        if fault == "slow":  # trickle: 64 KiB every 50 ms
+            for i in range(0, len(body), 1 << 16):
+                self.wfile.write(body[i:i + (1 << 16)])
+                self.wfile.flush()
+                time.sleep(0.05)
+            return
         self.wfile.write(body)
 
 
@@ -349,8 +357,6 @@ def free_port() -> int:
 
 
 if __name__ == "__main__":  # manual use: python tests/hubserver.py
-    import time
-
     srv = HubServer({"demo/data": Repo({"a.bin": b"x" * 1000, "sub/b.bin": b"y" * 10})}).start()
     print(srv.endpoint, flush=True)
     while True:

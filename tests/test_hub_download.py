@@ -300,3 +300,35 @@ def test_real_subprocess(hub, tmp_path):
                        timeout=60)
     assert p.returncode == 2
     assert one_line(p.stderr) and "cannot reach the hub" in p.stderr
+
+
+def test_interrupt_ends_promptly_and_resumes(tmp_path, monkeypatch):
+    import signal
+
+    from tests.hub_fixtures import point_hf_at
+    from tests.hubserver import HubServer, Repo
+
+    big = os.urandom(4 << 20)  # 64 chunks x 50 ms: ~3 s when trickled
+    with HubServer({"ns/big": Repo({"big.bin": big})}) as srv:
+        point_hf_at(monkeypatch, srv.endpoint, tmp_path / "home")
+        srv.faults["big.bin"] = ["slow"]
+        env = subprocess_env()
+        p = subprocess.Popen([sys.executable, "-m", "pythia_data", "download", "ns/big", "-d",
+                              str(tmp_path / "b")], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 20
+        while srv.gets("big.bin") == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        p.send_signal(signal.SIGINT)
+        t = time.monotonic()
+        _, err = p.communicate(timeout=20)
+        assert time.monotonic() - t < 2  # did not wait for the trickling file
+        assert p.returncode == 130
+        assert err.splitlines()[-1] == "pythia-data: interrupted (rerun the same command to resume)"
+        assert not (tmp_path / "b" / "big.bin").exists()
+        assert list((tmp_path / "b").rglob("*.incomplete"))  # huggingface_hub's, left behind
+        r = run_cli(["download", "ns/big", "-d", str(tmp_path / "b"), "-q"])
+        assert r.exit_code == 0, r.output
+        assert (tmp_path / "b" / "big.bin").read_bytes() == big
+        assert not list((tmp_path / "b").rglob("*.incomplete"))

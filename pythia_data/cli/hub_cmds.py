@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 import threading
 
@@ -147,15 +148,24 @@ def download_cmd(dataset, local_dir, include, revision, jobs, dry_run, allow_bad
         click.echo(head, err=True)
     n_warnings = len(plan.warnings)
     with _bars(plan, quiet or as_json) as progress:
-        result = run_download(plan, jobs=jobs, progress=progress, allow_bad=allow_bad)
+        try:
+            result = run_download(plan, jobs=jobs, progress=progress, allow_bad=allow_bad)
+        except KeyboardInterrupt:
+            # Download threads cannot be stopped; do not wait for the file in flight.
+            click.echo("pythia-data: interrupted (rerun the same command to resume)", err=True)
+            sys.stderr.flush()
+            sys.stdout.flush()
+            os._exit(130)
     plan = result.plan
     for w in plan.warnings[n_warnings:]:
         _warn(w)
     if as_json:
         click.echo(json.dumps(result.to_dict()))
     else:
+        retried = set(result.retried)
         for p in result.downloaded:
-            click.echo(f"{plan.local_dir / p}: downloaded, OK")
+            again = " (on the second try)" if p in retried else ""
+            click.echo(f"{plan.local_dir / p}: downloaded, OK{again}")
         for p in result.adopted:
             click.echo(f"{plan.local_dir / p}: already there, OK")
         for fail in result.failed:

@@ -280,6 +280,9 @@ def run_download(
 
     local = plan.local_dir
     staging = local / STATE_DIR / STAGING
+    # huggingface_hub's per-process temporary files of an interrupted run are never resumed.
+    for leftover in staging.glob(".cache/huggingface/download/**/*.incomplete"):
+        _quiet_remove(leftover)
     state = DownloadState(local)
     result = DownloadResult(plan, allow_bad=allow_bad)
     lock = threading.Lock()
