@@ -22,6 +22,10 @@ def format_info(stats: dict) -> str:
             f"length         min {stats['min_length']:,} / mean {stats['mean_length']:,.1f}"
             f" / max {stats['max_length']:,}",
         ]
+        + (["layout         non-canonical (pointers are not the running sum of the sizes)"]
+           if stats.get("layout") == "non-canonical" else [])
+        + ([f"dtype code     Megatron-LM's convention (6 = float64, 7 = float32), read as "
+            f"{stats['dtype']}"] if stats.get("dtype_convention") == "megatron" else [])
     )
 
 

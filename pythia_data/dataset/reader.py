@@ -11,7 +11,7 @@ import numpy as np
 
 from pythia_data.dataset.paths import resolve_prefix
 from pythia_data.errors import FormatError, InputError, UsageError
-from pythia_data.format.header import read_index_header
+from pythia_data.format.header import megatron_float_dtype, read_index_header
 from pythia_data.kernels import index_check
 from pythia_data.kernels.gather import gather_bytes, make_sources
 
@@ -74,14 +74,34 @@ class IndexedDataset:
         self._sources = make_sources(buffers)
         self._bounds = np.asarray(bounds, dtype=np.int64)
         self.bin_bytes = int(bounds[-1])
+        self.dtype_convention = "gpt-neox"
+        self._detect_megatron_float()
+        self.is_canonical = True
         self._check(validate)
+
+    def _implied_bin_bytes(self, itemsize: int) -> int:
+        # Python integers: a hostile pointer cannot wrap around.
+        return int(self.pointers[-1]) + int(self.sizes[-1]) * itemsize
+
+    def _detect_megatron_float(self) -> None:
+        """Current Megatron-LM writes dtype code 6 for float64 and 7 for float32, swapped
+        relative to GPT-NeoX/Pythia. When the ``.bin`` size fits only the swapped meaning,
+        read the data that way and say so (``dtype_convention == "megatron"``)."""
+        alt = megatron_float_dtype(self.header.dtype_code)
+        if alt is None or not len(self.sizes):
+            return
+        if self._implied_bin_bytes(self.dtype.itemsize) == self.bin_bytes:
+            return
+        if self._implied_bin_bytes(alt[1]) == self.bin_bytes:
+            self.dtype = np.dtype(alt[0])
+            self.dtype_convention = "megatron"
 
     def _check(self, validate: bool) -> None:
         n = len(self.sizes)
         itemsize = self.dtype.itemsize
         where = self.bin_paths[0] if len(self.bin_paths) == 1 else f"{self.prefix} shards"
         if n:
-            end = int(self.pointers[-1]) + int(self.sizes[-1]) * itemsize
+            end = self._implied_bin_bytes(itemsize)
             if end != self.bin_bytes:
                 raise FormatError(
                     f"{where} has {self.bin_bytes} bytes but the index implies {end} "
@@ -95,6 +115,7 @@ class IndexedDataset:
                 f"(found {int(self.doc_idx[0])}..{int(self.doc_idx[-1])})"
             )
         if not validate:
+            self.is_canonical = False  # unknown: read every sequence through its pointer
             return
         code, pos = index_check.check_index(
             self.sizes, self.pointers, itemsize, self.bin_bytes, self.doc_idx
@@ -102,11 +123,16 @@ class IndexedDataset:
         messages = {
             index_check.NEGATIVE_SIZE: f"sequence {pos} has a negative size",
             index_check.POINTER_OUT_OF_RANGE: f"sequence {pos} points past the end of the data",
+            index_check.POINTER_MISALIGNED: (
+                f"sequence {pos} has pointer {int(self.pointers[pos]) if code == 5 else 0}, "
+                f"not a multiple of the {itemsize}-byte item size"
+            ),
             index_check.DOC_IDX_OUT_OF_RANGE: f"doc_idx[{pos}] is out of range",
             index_check.DOC_IDX_NOT_MONOTONIC: f"doc_idx is not monotonic at entry {pos}",
         }
         if code != index_check.OK:
             raise FormatError(f"{self.idx_path}: {messages[code]}")
+        self.is_canonical = index_check.is_running_sum(self.sizes, self.pointers, itemsize)
 
     # -- context and lifetime
     def close(self) -> None:
@@ -209,6 +235,8 @@ class IndexedDataset:
                 raise IndexError("only contiguous slices of sequences are supported")
             if stop <= start:
                 return []
+            if not self.is_canonical:  # sequences need not be back to back: one by one
+                return [self.get(i) for i in range(start, stop)]
             sizes = self.sizes[start:stop].astype(np.int64)
             flat = self.read_tokens(int(self.token_starts[start]), int(sizes.sum()))
             return np.split(flat, np.cumsum(sizes)[:-1])
@@ -217,16 +245,26 @@ class IndexedDataset:
     def gather(self, starts, lengths, out: np.ndarray | None = None) -> np.ndarray:
         """Concatenate token spans ``[starts[k], starts[k] + lengths[k])`` of the logical
         token stream into ``out`` (1-D, this dataset's dtype; allocated when None)."""
-        starts = np.asarray(starts, dtype=np.int64)
-        lengths = np.asarray(lengths, dtype=np.int64)
+        try:
+            starts = np.asarray(starts, dtype=np.int64)
+            lengths = np.asarray(lengths, dtype=np.int64)
+        except (OverflowError, TypeError, ValueError):
+            raise UsageError("gather: starts and lengths must be int64 integers") from None
         if starts.shape != lengths.shape or starts.ndim != 1:
             raise UsageError("gather: starts and lengths must be 1-D arrays of the same length")
+        item = self.dtype.itemsize
+        if len(starts):
+            # Check in tokens before multiplying by the item size (no int64 wrap-around).
+            limit = self.bin_bytes // item
+            if (lengths < 0).any():
+                raise UsageError("gather: negative span length")
+            if (lengths > limit).any() or (starts < 0).any() or (starts > limit - lengths).any():
+                raise UsageError(f"gather: span outside the {limit} tokens of the data")
         total = int(lengths.sum()) if len(lengths) else 0
         if out is None:
             out = np.empty(total, dtype=self.dtype)
         elif out.dtype != self.dtype or out.ndim != 1 or out.shape[0] < total:
             raise UsageError(f"gather: out must be a 1-D {self.dtype} array of >= {total} items")
-        item = self.dtype.itemsize
         gather_bytes(self._sources, self._bounds, starts * item, lengths * item, out.view(np.uint8))
         return out
 
@@ -244,4 +282,6 @@ class IndexedDataset:
             "min_length": int(self.sizes.min()) if n else 0,
             "mean_length": float(total / n) if n else 0.0,
             "max_length": int(self.sizes.max()) if n else 0,
+            "layout": "canonical" if self.is_canonical else "non-canonical",
+            "dtype_convention": self.dtype_convention,
         }

@@ -26,6 +26,19 @@ DTYPE_NAMES: dict[int, tuple[str, int]] = {
     8: ("uint16", 2),
 }
 
+#: Megatron-LM since late 2023 writes the two float codes swapped: 6 = float64, 7 = float32.
+#: A reader tells the conventions apart by the ``.bin`` size (see :func:`megatron_float_dtype`).
+MEGATRON_FLOAT_NAMES: dict[int, tuple[str, int]] = {
+    6: ("float64", 8),
+    7: ("float32", 4),
+}
+
+
+def megatron_float_dtype(code: int) -> tuple[str, int] | None:
+    """(numpy name, item size) code ``code`` means in current Megatron-LM, when that differs
+    from the GPT-NeoX/Pythia meaning in :data:`DTYPE_NAMES`; else None."""
+    return MEGATRON_FLOAT_NAMES.get(code)
+
 
 def strip_suffix(path: str | os.PathLike) -> str:
     """``x.bin`` / ``x.idx`` / ``x`` -> ``x`` (as a string)."""
@@ -117,7 +130,10 @@ def read_index_header(idx_path: str | os.PathLike) -> IndexHeader:
 
 
 def expected_bin_bytes(idx_path: str | os.PathLike) -> int:
-    """The ``.bin`` size an index implies: last pointer + last size × itemsize."""
+    """The ``.bin`` size an index implies: last pointer + last size × itemsize (exact Python
+    integers; raises :class:`FormatError` for a negative pointer or size). For a float
+    dataset in Megatron-LM's swapped convention (codes 6/7), the size under the other
+    convention is ``last pointer + size × other itemsize``: see :data:`MEGATRON_FLOAT_NAMES`."""
     header = read_index_header(idx_path)
     if header.num_sequences == 0:
         return 0
@@ -126,4 +142,6 @@ def expected_bin_bytes(idx_path: str | os.PathLike) -> int:
         (size,) = struct.unpack("<i", f.read(4))
         f.seek(header.pointers_offset + 8 * (header.num_sequences - 1))
         (pointer,) = struct.unpack("<q", f.read(8))
+    if pointer < 0 or size < 0:
+        raise FormatError(f"{header.path}: the last sequence has a negative pointer or size")
     return pointer + size * header.itemsize

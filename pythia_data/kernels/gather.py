@@ -100,6 +100,18 @@ def gather_bytes(
         raise UsageError("gather: destination must be a contiguous 1-D uint8 array")
     if len(sources) == 0 or bounds.shape != (len(sources) + 1,):
         raise UsageError("gather: bounds must have one entry per source plus one")
+    if bounds[0] != 0 or (np.diff(bounds) < 0).any():
+        raise UsageError("gather: bounds must start at 0 and not decrease")
+    for k, buf in enumerate(sources):
+        if buf.shape[0] != bounds[k + 1] - bounds[k]:
+            raise UsageError(f"gather: source {k} does not have the size its bounds say")
+    # Every check compares against a limit without adding first (no int64 wrap-around).
+    total = int(bounds[-1])
+    if starts.shape[0]:
+        if (nbytes < 0).any():
+            raise UsageError("gather: negative span length")
+        if (nbytes > total).any() or (starts < 0).any() or (starts > total - nbytes).any():
+            raise UsageError("gather: span outside the data file")
     if dst_starts is None:
         dst_starts = np.zeros(starts.shape[0], dtype=np.int64)
         if starts.shape[0] > 1:
@@ -109,11 +121,8 @@ def gather_bytes(
         if dst_starts.shape != starts.shape:
             raise UsageError("gather: dst_starts must match starts")
     if starts.shape[0]:
-        if (nbytes < 0).any():
-            raise UsageError("gather: negative span length")
-        if (starts < 0).any() or (starts + nbytes > bounds[-1]).any():
-            raise UsageError("gather: span outside the data file")
-        if (dst_starts < 0).any() or (dst_starts + nbytes > dst.shape[0]).any():
+        room = dst.shape[0]
+        if (nbytes > room).any() or (dst_starts < 0).any() or (dst_starts > room - nbytes).any():
             raise UsageError("gather: destination too small for the spans")
         _gather_bytes(sources, bounds, starts, nbytes, dst, dst_starts)
     return dst

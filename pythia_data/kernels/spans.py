@@ -1,6 +1,6 @@
 """Token spans of GPT-NeoX training samples (numba kernel + typed wrapper).
 
-A GPT-NeoX v1.0 sample (DESIGN.md §4.5-4.6) starts at position ``doc_pos_start`` of the
+A GPT-NeoX v1.0 sample (docs/order.md, "samples") starts at position ``doc_pos_start`` of the
 shuffled document list ``doc_idx`` at token offset ``off_start`` and ends at position
 ``doc_pos_end``, offset ``off_end`` (inclusive). It therefore crosses one or more
 documents; each piece is one contiguous span of the dataset's logical token stream:
@@ -162,10 +162,23 @@ def sample_spans(
     if itemsize not in (1, 2, 4, 8):
         raise UsageError(f"itemsize must be 1, 2, 4 or 8, got {itemsize}")
 
-    # Each sample has at most one span per doc_idx position it crosses.
-    bound = int(np.sum(columns[2] - columns[0] + 1)) if n else 0
-    if bound < 0:
-        bound = 0
+    # Positions are checked before sizing the output (a hostile order could otherwise ask
+    # for an absurd allocation or an overflowing sum).
+    if n:
+        p0, p1 = columns[0], columns[2]
+        bad = np.flatnonzero((p0 < 0) | (p1 < p0) | (p1 >= doc_idx.shape[0]))
+        if bad.size:
+            raise FormatError(
+                f"training sample {int(bad[0])} of this chunk does not fit the dataset: "
+                f"{_MESSAGES[_BAD_POSITION]} (was the order built for this dataset and "
+                "sequence length?)"
+            )
+    # Each sample has at most one span per doc_idx position it crosses, and at most one
+    # per token of its window.
+    bound = 0
+    if n:
+        crossed = int(np.minimum(columns[2] - columns[0] + 1, window_len).sum())
+        bound = min(crossed, n * window_len)
     starts = np.empty(max(bound, n), dtype=np.int64)
     lengths = np.empty(max(bound, n), dtype=np.int64)
     count, code, bad = _spans_kernel(
