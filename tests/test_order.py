@@ -95,7 +95,7 @@ def test_params_validate(bad):
 
 def test_from_config_pythia():
     cfg = load_neox_config(DATA / "pythia-160m-deduped.yml")
-    assert (cfg.train_iters, cfg.seq_length, cfg.seed) == (143000, 2048, 1234)
+    assert (cfg.train_iters, cfg.seq_length, cfg.seed) == (143000, 2048, None)  # seed unset
     p = OrderParams.from_config(DATA / "pythia-160m-deduped.yml")
     assert p == OrderParams()
     p = OrderParams.from_config(DATA / "pythia-70m.yml", batch_size=2048, seed=5, train_iters=None)
@@ -109,7 +109,7 @@ def test_from_config_keys_and_errors(tmp_path):
     assert (p.train_iters, p.seq_length, p.seed, p.batch_size) == (10, 64, 7, 8)
     b = tmp_path / "b.yml"
     b.write_text('{"train-iters": 12}')
-    assert OrderParams.from_config(b).seq_length == 2048  # GPT-NeoX default
+    assert OrderParams.from_config(b).seq_length == 2048  # unset in GPT-NeoX v1.0: Pythia's
     with pytest.raises(ConfigError, match="both"):
         load_neox_config([a, tmp_path / "a.yml"])
     cases = {

@@ -109,6 +109,8 @@ def batches_cmd(
     params = order_params(train_iters, batch_size or batch, seq_length or seq, seed, configs)
     with IndexedDataset(data) as ds:
         order = resolve_order(ds, order_kind, params, index_dir=index_dir, progress=progress)
+        if getattr(order, "cache_note", None):  # read-only data: where the cache went
+            click.echo(order.cache_note, err=True)
         reader = BatchReader(ds, order, window=window, rank=rank, world_size=world_size)
         stream = sys.stdout.buffer if output == "-" else None
         summary = write_batches(reader, start, end, output, fmt, stream=stream, progress=progress)

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import json
+import os
+from types import SimpleNamespace
 
 import click
 
 from pythia_data.cli.app import cli
 from pythia_data.cli.options import order_options, progress_factory
 from pythia_data.errors import CacheMismatchError, VerificationError
-from pythia_data.order import OrderParams, TrainingOrder, order_params, verify_cache
+from pythia_data.order import (
+    ORDER_KINDS,
+    OrderParams,
+    PreshuffledOrder,
+    TrainingOrder,
+    detect_order,
+    order_params,
+    verify_cache,
+)
+from pythia_data.order.cache import resolve_sizes
+from pythia_data.order.registry import config_defaults
 
 
 def _params(train_iters, batch_size, seq_length, seed, configs) -> OrderParams:
@@ -54,8 +66,16 @@ def order_build(data, train_iters, batch_size, seq_length, seed, configs, index_
     click.echo(f"samples        {p.num_samples:,} requested, {order.total_samples:,} in the index")
     verb = {"built": "wrote", "cache": "loaded", "neox-cache": "loaded (GPT-NeoX cache)"}
     for name in ("doc_idx", "sample_idx", "shuffle_idx", "meta"):
-        if name in order.cache_paths:
+        # a GPT-NeoX-written cache has no sidecar: name only files that exist
+        if name in order.cache_paths and os.path.isfile(order.cache_paths[name]):
             click.echo(f"{verb.get(order.source, order.source):<14} {order.cache_paths[name]}")
+    _say_cache_note(order)
+
+
+def _say_cache_note(order) -> None:
+    note = getattr(order, "cache_note", None)
+    if note:
+        click.echo(note, err=True)
 
 
 @order_group.command("verify")
@@ -74,8 +94,16 @@ def order_verify(data, train_iters, batch_size, seq_length, seed, configs, index
         for name, entry in report["arrays"].items():
             click.echo(_verify_line(name, entry))
     if not report["ok"]:
-        bad = [n for n, e in report["arrays"].items() if not e.get("ok")]
-        raise VerificationError(f"cache does not match a fresh build: {', '.join(bad)}")
+        entries = report["arrays"].items()
+        missing = [n for n, e in entries if not e["exists"]]
+        bad = [n for n, e in entries if e["exists"] and not e.get("ok")]
+        if len(missing) == len(report["arrays"]):
+            folder = os.path.dirname(next(iter(report["arrays"].values()))["path"]) or "."
+            raise VerificationError(f"no cache to verify: the cache files are missing in "
+                                    f"{folder} (build them with 'pythia-data order build')")
+        parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
+            [f"does not match a fresh build: {', '.join(bad)}"] if bad else [])
+        raise VerificationError(f"cache {'; '.join(parts)}")
 
 
 def _verify_line(name: str, entry: dict) -> str:
@@ -106,21 +134,37 @@ def _verify_line(name: str, entry: dict) -> str:
 @click.option("--document", "-d", type=int, required=True, help="Document (sequence) index.")
 @click.option("--all", "show_all", is_flag=True,
               help="Also list samples past the last training iteration (never trained on).")
+@click.option("--order", "order_kind", type=click.Choice(["auto", *ORDER_KINDS]),
+              default="auto", show_default=True,
+              help="auto: preshuffled when every sequence has seq_length + 1 tokens, else "
+                   "neox (as for 'batches').")
 def locate(data, train_iters, batch_size, seq_length, seed, configs, index_dir, as_json, quiet,
-           document, show_all) -> None:
+           document, show_all, order_kind) -> None:
     """Where document D of DATA was trained on: iteration, position in the batch and
-    token span, for every time it occurs in the order (GPT-NeoX v1.0 order; the cache is
-    built or reused as by 'order build')."""
+    token span, for every time it occurs in the order (the GPT-NeoX v1.0 order, whose
+    cache is built or reused as by 'order build'; or, for a preshuffled dataset, sequence
+    D is row D of what 'batches' writes)."""
     if document < 0:
         raise click.BadParameter(f"must be >= 0, not {document}", param_hint="--document")
-    params = _params(train_iters, batch_size, seq_length, seed, configs)
-    order = TrainingOrder.build(data, params, index_dir=index_dir, progress=progress_factory(quiet))
-    hits = order.locate(document)
+    batch, seq = config_defaults(configs)
+    params = _params(train_iters, batch_size or batch, seq_length or seq, seed, configs)
+    sizes, _prefix, _ds = resolve_sizes(data, None)
+    if order_kind == "auto":
+        order_kind = detect_order(SimpleNamespace(sizes=sizes), params.seq_length)
+    if order_kind == "preshuffled":
+        hits = PreshuffledOrder(params).locate(SimpleNamespace(sizes=sizes), document)
+        occurrences = 1
+    else:
+        order = TrainingOrder.build(data, params, index_dir=index_dir,
+                                    progress=progress_factory(quiet))
+        _say_cache_note(order)
+        hits = order.locate(document)
+        occurrences = order.num_epochs
     if not show_all:
         hits = [h for h in hits if h["trained"]]
     if as_json:
-        click.echo(json.dumps({"document": document, "size": int(order.sizes[document]),
-                               "occurrences": order.num_epochs, "hits": hits}))
+        click.echo(json.dumps({"document": document, "size": int(sizes[document]),
+                               "order": order_kind, "occurrences": occurrences, "hits": hits}))
         return
     click.echo("# iteration batch_position sample sample_tokens doc_tokens occurrence")
     for h in hits:

@@ -13,6 +13,7 @@ not match raises :class:`CacheMismatchError`, it is never silently used.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -101,6 +102,42 @@ def cache_paths(prefix: str, params: OrderParams, index_dir=None) -> dict:
     out = {name: stem + f"_{name}.npy" for name in ARRAYS}
     out["meta"] = stem + "_pythia_meta.json"
     return out
+
+
+def user_cache_folder(prefix: str) -> str:
+    """The per-user folder for the cache of a dataset whose own folder cannot be written:
+    ``$PYTHIA_DATA_CACHE/index/<fingerprint>``, else
+    ``~/.cache/pythia-data/index/<fingerprint>`` (the fingerprint: xxh3-64 of the dataset's
+    absolute real path, so two datasets of the same name do not share a folder)."""
+    base = os.environ.get("PYTHIA_DATA_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "pythia-data")
+    real = os.path.realpath(os.fspath(prefix))
+    return os.path.join(base, "index", xxhash.xxh3_64_hexdigest(real.encode()))
+
+
+def folder_writable(folder: str) -> bool:
+    """Whether a file can be created in ``folder`` (or, when it does not exist, in its
+    nearest existing parent). Probes by creating and removing a file, since ``os.access``
+    says yes to root on a read-only file system."""
+    folder = os.path.abspath(folder or ".")
+    while not os.path.isdir(folder):
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return False
+        folder = parent
+    probe = os.path.join(folder, f".pythia-data-probe-{os.getpid()}")
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return False
+        return True  # another problem: let the writer report it
+    os.close(fd)
+    try:
+        os.unlink(probe)
+    except OSError:
+        pass
+    return True
 
 
 def _write_npy(out: AtomicOutput, chunks, dtype, shape) -> str:

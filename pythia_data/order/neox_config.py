@@ -6,8 +6,9 @@ GPT-NeoX configs are YAML (a superset of the JSON-with-comments style EleutherAI
 launcher, a key set in two files is an error.
 
 Only what the training order depends on is read: ``train-iters``, ``seq-length``, ``seed``
-(absent: GPT-NeoX's defaults, ``seq-length`` 2048 and ``seed`` 1234) and, when a file
-has it, ``train_batch_size``. The global batch size is usually not in the file (it is
+and, when a file has it, ``train_batch_size``. A key the files do not set is ``None`` here:
+GPT-NeoX v1.0 has no default ``seq-length`` (it is unset) and its ``seed`` defaults to 1234;
+the values used in their place are Pythia's, whose one home is :mod:`.params`. The global batch size is usually not in the file (it is
 ``train_micro_batch_size_per_gpu`` x gradient accumulation x data-parallel ranks), so
 callers pass it; Pythia's is 1024.
 """
@@ -21,17 +22,14 @@ import yaml
 
 from pythia_data.errors import ConfigError
 
-NEOX_DEFAULT_SEQ_LENGTH = 2048
-NEOX_DEFAULT_SEED = 1234
-
 
 @dataclass(frozen=True)
 class NeoxConfig:
     """The order-relevant settings of one or more GPT-NeoX config files."""
 
     train_iters: int | None
-    seq_length: int
-    seed: int
+    seq_length: int | None
+    seed: int | None
     train_batch_size: int | None = None
     train_data_paths: tuple[str, ...] = ()
     sources: tuple[str, ...] = field(default=())
@@ -122,8 +120,8 @@ def load_neox_config(paths: str | os.PathLike | list | tuple) -> NeoxConfig:
         )
     return NeoxConfig(
         train_iters=train_iters,
-        seq_length=NEOX_DEFAULT_SEQ_LENGTH if seq_length is None else seq_length,
-        seed=NEOX_DEFAULT_SEED if seed is None else seed,
+        seq_length=seq_length,
+        seed=seed,
         train_batch_size=batch,
         train_data_paths=tuple(train_paths),
         sources=tuple(paths),

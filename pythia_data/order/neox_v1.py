@@ -7,7 +7,13 @@ import numpy as np
 
 from pythia_data.errors import InputError, UsageError
 from pythia_data.kernels import order as K
-from pythia_data.order.params import OrderParams, _check_int
+from pythia_data.order.params import (
+    PYTHIA_BATCH_SIZE,
+    PYTHIA_SEQ_LENGTH,
+    PYTHIA_TRAIN_ITERS,
+    OrderParams,
+    _check_int,
+)
 from pythia_data.progress import ProgressFactory, task
 
 MAX_EPOCHS = 65534
@@ -53,9 +59,14 @@ def plan(sizes: np.ndarray, num_samples: int, seq_length: int):
     tokens_per_epoch = int(sizes.sum(dtype=np.int64))
     num_epochs = num_epochs_for(tokens_per_epoch, seq_length, num_samples)
     if num_epochs > MAX_EPOCHS:
+        per_epoch = max(tokens_per_epoch - 1, 0) // seq_length
         raise UsageError(
             f"{num_epochs} epochs needed ({tokens_per_epoch} tokens per epoch): too few tokens "
-            f"for {num_samples} samples"
+            f"for {num_samples} samples; the order's size is set by --train-iters and "
+            f"--batch-size (or a GPT-NeoX --config), default Pythia's {PYTHIA_TRAIN_ITERS} x "
+            f"{PYTHIA_BATCH_SIZE} samples of --seq-length {PYTHIA_SEQ_LENGTH} tokens. One epoch of this dataset holds {per_epoch} "
+            f"samples of {seq_length} tokens: e.g. --train-iters 10 --batch-size 8 "
+            f"--seq-length 64 fits a small dataset"
         )
     return num_epochs, tokens_per_epoch, total_samples_for(tokens_per_epoch, seq_length,
                                                            num_epochs)

@@ -90,6 +90,12 @@ class OrderParams:
             "seed": cfg.seed,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
+        # What the files leave unset falls back to Pythia's (GPT-NeoX v1.0 has no default
+        # seq-length; its default seed is Pythia's 1234).
+        if values["seq_length"] is None:
+            values["seq_length"] = PYTHIA_SEQ_LENGTH
+        if values["seed"] is None:
+            values["seed"] = PYTHIA_SEED
         if values["train_iters"] is None:
             raise UsageError(f"{', '.join(cfg.sources)} has no train-iters; pass train_iters")
         if batch_size is None:

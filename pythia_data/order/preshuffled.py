@@ -54,3 +54,24 @@ class PreshuffledOrder(Order):
             )
         starts = ds.pointers[samples] // ds.dtype.itemsize + window_start
         return starts, np.full(samples.shape[0], window_length, dtype=np.int64)
+
+    def locate(self, ds, document: int) -> list[dict]:
+        """Where sequence ``document`` is trained on: sample ``document`` (row ``document`` of
+        what ``batches`` writes), in the same form as :meth:`TrainingOrder.locate`."""
+        document = int(document)
+        n = len(ds.sizes)
+        if not 0 <= document < n:
+            raise UsageError(f"document {document} out of range (0..{n - 1})")
+        size = int(ds.sizes[document])
+        batch = self.params.batch_size
+        return [{
+            "sample": document,
+            "iteration": document // batch,
+            "batch_position": document % batch,
+            "trained": document < self.params.train_samples,
+            "occurrence": 0,
+            "doc_position": document,
+            "sample_row": document,
+            "sample_tokens": [0, size],
+            "doc_tokens": [0, size],
+        }]

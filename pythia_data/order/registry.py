@@ -67,6 +67,6 @@ def resolve_order(ds, kind: str = "auto", params: OrderParams | None = None, *,
 def config_defaults(configs) -> tuple[int, int]:
     """(batch size, sequence length) from GPT-NeoX configs, else Pythia's."""
     cfg = load_neox_config(list(configs)) if configs else None
-    seq = cfg.seq_length if cfg is not None else PYTHIA_SEQ_LENGTH
+    seq = cfg.seq_length if cfg is not None and cfg.seq_length is not None else PYTHIA_SEQ_LENGTH
     batch = (getattr(cfg, "train_batch_size", None) if cfg is not None else None)
     return batch or PYTHIA_BATCH_SIZE, seq

@@ -42,6 +42,7 @@ class TrainingOrder(IndexMappings):
         self.dataset = None  # the IndexedDataset batches are read from (see attach)
         self._data_path = None
         self._reader = None
+        self.cache_note = None  # set when the cache is not next to the data (read-only data)
 
     # -- construction
     @classmethod
@@ -66,7 +67,27 @@ class TrainingOrder(IndexMappings):
         if prefix is None and index_dir is not None:
             prefix = "dataset"
         paths = C.cache_paths(prefix, params, index_dir) if prefix is not None else {}
-        if paths and use_cache and all(os.path.isfile(paths[n]) for n in C.ARRAYS):
+        note = None
+        if paths and index_dir is None and not cls._complete(paths):
+            # Read-only data: use (or write) the cache in the per-user folder instead.
+            fallback = C.cache_paths(prefix, params, C.user_cache_folder(prefix))
+            folder = os.path.dirname(paths["meta"]) or "."
+            if cls._complete(fallback) or (write_cache and not C.folder_writable(folder)):
+                note = (f"{folder} is not writable: the index cache is in "
+                        f"{os.path.dirname(fallback['meta'])}")
+                paths = fallback
+        order = cls._build_paths(sizes, prefix, params, paths, use_cache, write_cache, progress)
+        order.cache_note = note
+        return order
+
+    @staticmethod
+    def _complete(paths: dict) -> bool:
+        return all(os.path.isfile(paths[n]) for n in C.ARRAYS)
+
+    @classmethod
+    def _build_paths(cls, sizes, prefix, params, paths, use_cache, write_cache,
+                     progress) -> TrainingOrder:
+        if paths and use_cache and cls._complete(paths):
             expect = C.expectations(sizes, params)
             arrays = C.check_cache(paths, sizes, params, expect)
             origin = "cache" if os.path.isfile(paths["meta"]) else "neox-cache"

@@ -8,7 +8,7 @@ import numpy as np
 
 from pythia_data.errors import UsageError
 from pythia_data.kernels import order as K
-from pythia_data.order.cache import ARRAYS, cache_paths, resolve_sizes
+from pythia_data.order.cache import ARRAYS, cache_paths, resolve_sizes, user_cache_folder
 from pythia_data.order.neox_v1 import build_arrays
 from pythia_data.order.params import OrderParams
 
@@ -39,6 +39,10 @@ def verify_cache(source, params: OrderParams | None = None, index_dir=None, pref
             raise UsageError("verify needs a dataset prefix or an index folder")
         prefix = "dataset"
     paths = cache_paths(prefix, params, index_dir)
+    if index_dir is None and not any(os.path.isfile(paths[n]) for n in ARRAYS):
+        fallback = cache_paths(prefix, params, user_cache_folder(prefix))
+        if any(os.path.isfile(fallback[n]) for n in ARRAYS):  # read-only data's cache
+            paths = fallback
     doc_idx, sample_idx, shuffle_idx, epochs, tokens = build_arrays(sizes, params, progress)
     fresh = {"doc_idx": doc_idx, "sample_idx": sample_idx, "shuffle_idx": shuffle_idx}
     report = {"ok": True, "num_epochs": epochs, "total_samples": int(shuffle_idx.shape[0]),
