@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +152,31 @@ class DemoRun:
     batch_summary: dict
     shards_agree: bool  # the same batches read from the shards in place
     located: list[dict]  # where the first document of iteration 0 was trained
+    commands: dict  # step -> the equivalent pythia-data command line
+
+
+def demo_commands(files: DemoFiles, document: int | None = None) -> dict[str, str]:
+    """The ``pythia-data`` command line equivalent to each step the demo runs (the order
+    flags matter: Pythia's defaults, 143000 x 1024 samples, need far more data)."""
+    q = shlex.quote
+    folder = files.folder
+    merged = folder / "merged" / BASE
+    order = (f"--train-iters {DEMO_TRAIN_ITERS} --batch-size {DEMO_BATCH_SIZE} "
+             f"--seq-length {DEMO_SEQ_LENGTH} --seed {DEMO_SEED} --index-dir "
+             f"{q(str(folder / 'index'))}")
+    out = folder / "batches" / "iterations_0-1.npy"
+    commands = {
+        "checksum": (f"pythia-data checksum -c {q(str(files.manifest))} "
+                     + " ".join(q(str(p)) for p in [*files.shards, files.prefix.with_suffix(".idx")])),
+        "unshard": (f"pythia-data unshard {q(str(files.shards[0]))} -o "
+                    f"{q(str(folder / 'merged'))} -c {q(str(files.manifest))} --force"),
+        "info": f"pythia-data info {q(str(merged))}",
+        "order": f"pythia-data order build {q(str(merged))} {order}",
+        "batches": f"pythia-data batches {q(str(merged))} {order} -s 0 -e 1 -o {q(str(out))}",
+    }
+    if document is not None:
+        commands["locate"] = f"pythia-data locate {q(str(merged))} {order} -d {document}"
+    return commands
 
 
 def run_demo(folder: str | os.PathLike = "pythia-demo", progress=None) -> DemoRun:
@@ -183,12 +209,13 @@ def run_demo(folder: str | os.PathLike = "pythia-demo", progress=None) -> DemoRu
         order = TrainingOrder.build(ds, params, index_dir=index_dir)
         summary = write_batches(BatchReader(ds, order), 0, 1, out)
         dumped = np.load(out)
-        located = order.locate(_first_document(order))
+        first = _first_document(order)
+        located = order.locate(first)
     with IndexedDataset(files.prefix) as sharded:
         in_place = np.concatenate(list(BatchReader(sharded, order).iter_batches(0, 1)))
         agree = bool(np.array_equal(in_place, dumped))
     return DemoRun(files, report, result, merged, stats, order, out, dumped, summary, agree,
-                   located)
+                   located, demo_commands(files, first))
 
 
 def _first_document(order) -> int:

@@ -8,11 +8,18 @@ import numpy as np
 from pythia_data.cli.app import cli
 from pythia_data.cli.format_cmds import format_info
 from pythia_data.demo import run_demo
+from pythia_data.order.params import PYTHIA_BATCH_SIZE, PYTHIA_SEQ_LENGTH, PYTHIA_TRAIN_ITERS
 
 
 def _step(title: str) -> None:
     click.echo("")
     click.secho(f"== {title}", bold=True)
+
+
+def _cmd(run, step: str) -> None:
+    line = run.commands.get(step)
+    if line:
+        click.echo(f"  $ {line}")
 
 
 def _row(tokens: np.ndarray, shown: int = 8) -> str:
@@ -35,20 +42,24 @@ def demo(folder: str) -> None:
     click.echo(f"  {files.prefix.name}.idx, manifest {files.manifest.name}")
 
     _step(f"checksum (sha256, against {files.manifest.name})")
+    _cmd(run, "checksum")
     for r in run.checksum.results:
         click.echo(f"  {r.status.upper():<3} {r.name}")
     click.echo(f"  {run.checksum.summary()}")
 
     _step("unshard (one pass, verified)")
+    _cmd(run, "unshard")
     click.echo(f"  {run.unshard.summary()}")
 
     _step(f"info: {run.merged_prefix}")
+    _cmd(run, "info")
     click.echo("\n".join("  " + line for line in format_info(run.stats).splitlines()))
 
     order = run.order
     p = order.params
     how = "built" if order.source == "built" else "loaded from its checked cache"
     _step(f"training order (GPT-NeoX v1.0), {how}")
+    _cmd(run, "order")
     click.echo(
         f"  train_iters {p.train_iters}, batch {p.batch_size}, seq_length {p.seq_length}, "
         f"seed {p.seed}: {order.params.num_samples:,} samples needed, "
@@ -61,6 +72,7 @@ def demo(folder: str) -> None:
 
     s = run.batch_summary
     _step(f"batches: iterations 0..1 -> {run.batches_path}")
+    _cmd(run, "batches")
     click.echo(f"  array {run.batches.shape} {run.batches.dtype} (rows = 2 x batch "
                f"{s['batch_size']}, columns = seq_length + 1)")
     per = s["batch_size"]
@@ -79,5 +91,11 @@ def demo(folder: str) -> None:
         where = ", ".join(f"it {r['iteration']} pos {r['batch_position']}" for r in trained[:6])
         more = f" (+{len(trained) - 6})" if len(trained) > 6 else ""
         click.echo(f"  document {doc} (opens sample 0) was trained at: {where}{more}")
+        _cmd(run, "locate")
+    click.echo("")
+    click.echo("The order flags (--train-iters, --batch-size, --seq-length, or --config) "
+               "matter: without them the order is Pythia's, "
+               f"{PYTHIA_TRAIN_ITERS} x {PYTHIA_BATCH_SIZE} samples of {PYTHIA_SEQ_LENGTH} "
+               "tokens, far more than this small dataset holds.")
     if not run.shards_agree:
         raise SystemExit(1)
