@@ -13,10 +13,8 @@ from click.testing import CliRunner
 
 from pythia_data.cli.app import cli
 from pythia_data.dataset import write_dataset
-from pythia_data.demo import DemoFiles, demo_commands
 from pythia_data.order import OrderParams, cache_paths, load_neox_config
 from pythia_data.order import neox_config as neox_config_module
-from pythia_data.order.cache import user_cache_folder
 from tests.conftest import position_docs
 
 OPTS = ["--train-iters", "3", "--batch-size", "2", "--seq-length", "8", "--seed", "3"]
@@ -77,6 +75,8 @@ def read_only(data, monkeypatch, tmp_path):
 
 
 def _fallback(data) -> dict:
+    from pythia_data.order.cache import user_cache_folder
+
     return cache_paths(data, PARAMS, user_cache_folder(data))
 
 
@@ -130,6 +130,8 @@ def test_too_small_dataset_names_the_order_flags(data, tmp_path):
 
 
 def test_demo_commands_carry_the_order_flags(tmp_path):
+    from pythia_data.demo import DemoFiles, demo_commands
+
     files = DemoFiles(tmp_path, tmp_path / "source", tmp_path / "source" / "d",
                       tmp_path / "source" / "m.txt", [tmp_path / "source" / "d-00000-of-00000.bin"],
                       False)

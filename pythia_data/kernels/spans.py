@@ -1,6 +1,6 @@
 """Token spans of GPT-NeoX training samples (numba kernel + typed wrapper).
 
-A GPT-NeoX v1.0 sample (docs/order.md, "samples") starts at position ``doc_pos_start`` of the
+A GPT-NeoX v1.0 sample (rows ``j`` and ``j + 1`` of ``sample_idx``, docs/order.md) starts at position ``doc_pos_start`` of the
 shuffled document list ``doc_idx`` at token offset ``off_start`` and ends at position
 ``doc_pos_end``, offset ``off_end`` (inclusive). It therefore crosses one or more
 documents; each piece is one contiguous span of the dataset's logical token stream:
