@@ -16,7 +16,7 @@ from pythia_data.dataset import IndexedDataset, write_dataset
 from .conftest import position_docs, subprocess_env
 
 INFO_KEYS = ["version", "dtype", "num_sequences", "num_documents", "num_tokens", "bin_bytes",
-             "min_length", "mean_length", "max_length"]
+             "min_length", "mean_length", "max_length", "layout", "dtype_convention"]
 
 
 def run(*args):
