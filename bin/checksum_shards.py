@@ -28,7 +28,7 @@ PYTHIA_DIRECTORY = "./pythia_deduped_pile_idxmaps"
 PYTHIA_HASHES = "./utils/shard_hashes.txt"
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Check the SHA256 of Pythia's data shards")
     parser.add_argument("--directory", "--directory_path", default=PYTHIA_DIRECTORY,
                         help=f"Folder with the files (default {PYTHIA_DIRECTORY})")
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"Manifest ('NAME HEX' or 'HEX  NAME'); default {PYTHIA_HASHES} "
                              "if it exists, else Pythia's hashes built into pythia-data")
     parser.add_argument("--jobs", type=int, default=None, help="Parallel hashers (default: all cores)")
-    parser.add_argument("--quiet", action="store_true", help="No progress bar")
+    parser.add_argument("--quiet", "-q", action="store_true", help="No progress bar")
     args = parser.parse_args(argv)
     hashes = args.hashes
     if hashes is None and os.path.isfile(PYTHIA_HASHES):
@@ -66,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"No hash found for file: {r.name}")
     return report.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pythia_data.cli.app import run_script
+
+    return run_script(_main, argv)
 
 
 if __name__ == "__main__":

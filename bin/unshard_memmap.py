@@ -37,15 +37,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--expected", default=None,
                         help="Extra manifest of SHA256s (Pythia's hashes are built in)")
     parser.add_argument("--no_verify", action="store_true", help="Copy without hashing")
-    parser.add_argument("--quiet", action="store_true", help="No progress bar")
+    parser.add_argument("--force", action="store_true",
+                        help="Replace an existing BASE.bin in --output_dir")
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="No progress bar, no notes on stderr")
     args = parser.parse_args(argv)
     try:
         ss = find_shards(args.input_file)
         if args.num_shards is not None and args.num_shards != ss.count:
             if args.num_shards == ss.last_index:
-                print(f"note: --num_shards {args.num_shards} is the number in the file names; "
-                      f"there are {ss.count} shards (0..{ss.last_index}), using all of them",
-                      file=sys.stderr)
+                if not args.quiet:
+                    print(f"note: --num_shards {args.num_shards} is the number in the file "
+                          f"names; there are {ss.count} shards (0..{ss.last_index}), using "
+                          "all of them", file=sys.stderr)
             else:
                 print(f"unshard_memmap.py: error: --num_shards {args.num_shards} but the file "
                       f"names say {ss.count} shards (-of-{ss.last_index:05d})", file=sys.stderr)
@@ -54,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
         with byte_progress(ss.total_bytes, args.quiet, "unshard") as progress:
             result = unshard(ss.paths[0], args.output_dir, expected=args.expected,
-                             verify=not args.no_verify, progress=progress)
+                             verify=not args.no_verify, overwrite=args.force,
+                             progress=progress)
     except PythiaDataError as exc:
         print(f"unshard_memmap.py: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return exc.exit_code

@@ -58,7 +58,8 @@ def test_preshuffled_npy(tmp_path, pre):
     arr = np.load(out)
     assert arr.dtype == np.uint16
     np.testing.assert_array_equal(arr, full[6:15])
-    result = run(*args, "-o", out, "--json", "--window", "1:3", "--rank", 1, "--world-size", 3)
+    result = run(*args, "-o", out, "--json", "--window", "1:3", "--rank", 1, "--world-size", 3,
+                 "--force")
     summary = json.loads(result.stdout)
     assert summary["rows"] == 3 and summary["width"] == 3 and summary["order"] == "preshuffled"
     np.testing.assert_array_equal(np.load(out), full[[7, 10, 13], 1:4])

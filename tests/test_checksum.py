@@ -216,7 +216,8 @@ def test_cli_exit_codes_and_outputs(files, tmp_path):
     assert doc["ok"] is False
     assert [f["name"] for f in doc["files"] if f["status"] == "mismatch"] == ["f2.bin"]
     # xxh3 round trip
-    r = runner.invoke(cli, ["checksum", str(d), "-a", "xxh3", "--write-manifest", str(man), "-q"])
+    r = runner.invoke(cli, ["checksum", str(d), "-a", "xxh3", "--write-manifest", str(man), "-q",
+                            "--force"])
     assert r.exit_code == 0
     assert Manifest.load(man).algorithms == {"xxh3"}
     r = runner.invoke(cli, ["checksum", str(d), "-c", str(man), "-q"])

@@ -41,7 +41,7 @@ def sharded(tmp_path):
 @pytest.mark.parametrize("num_shards", [None, 3, 2])
 def test_unshard_memmap_count_or_index(sharded, num_shards):
     tmp, data, paths = sharded
-    args = ["--input_file", paths[0], "--output_dir", tmp / "out", "--quiet"]
+    args = ["--input_file", paths[0], "--output_dir", tmp / "out"]  # not -q: it hides the note
     if num_shards is not None:
         args += ["--num_shards", num_shards]
     p = run(UNSHARD, *args)

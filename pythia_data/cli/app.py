@@ -34,6 +34,10 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+# click >= 8.2 raises this for a group called without a command (8.1 prints the help itself)
+_NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 class _PipeClosed(Exception):
     """stdout's reader went away (``| head``). Raised in place of click's own handling,
     which would turn EPIPE into exit code 1 before ``main`` could end quietly."""
@@ -74,6 +78,10 @@ class PythiaGroup(click.Group):
             )
         except click.exceptions.Abort:
             _fail("interrupted", 130)
+        except _NoArgsIsHelp as exc:
+            # bare `pythia-data` or `pythia-data order`: the help, as asked for (exit 0)
+            click.echo(exc.ctx.get_help())
+            sys.exit(0)
         except click.ClickException as exc:
             hint = ""
             if isinstance(exc, click.UsageError) and exc.ctx is not None:
@@ -108,7 +116,36 @@ class PythiaGroup(click.Group):
 @click.group(cls=PythiaGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pythia-data")
 def cli() -> None:
-    """pythia-data: the exact token data Pythia was trained on."""
+    """pythia-data: the exact token data Pythia was trained on.
+
+    Every command takes -h/--help. Outputs are written atomically; an existing file is
+    replaced only with --force; -q means no progress bars and no notes on stderr.
+
+    \b
+    Examples:
+      pythia-data demo
+      pythia-data checksum pythia_deduped_pile_idxmaps/
+      pythia-data unshard pythia_deduped_pile_idxmaps/
+      pythia-data batches pile/document -s 0 -e 9 -o first10.npy
+    """
+
+
+def run_script(func, *args) -> int:
+    """Run a drop-in script's ``main`` so that a closed stdout (``| head``) ends quietly
+    with status 0 instead of a BrokenPipeError traceback (stdout is flushed here, inside
+    the guard, not at interpreter exit)."""
+    try:
+        code = func(*args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _quiet_stdout_close()
+        return 0
+    except OSError as exc:
+        if exc.errno != errno.EPIPE:
+            raise
+        _quiet_stdout_close()
+        return 0
+    return code
 
 
 def main(argv: list[str] | None = None) -> None:

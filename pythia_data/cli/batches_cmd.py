@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
 
-from pythia_data.batches import FORMATS, BatchReader, infer_format, write_batches
+from pythia_data.batches import FORMATS, BatchReader, check_output, write_batches
 from pythia_data.cli.app import cli
-from pythia_data.cli.options import order_options, progress_factory
+from pythia_data.cli.options import (
+    emit_summary,
+    force_option,
+    order_options,
+    progress_factory,
+    writes_to_stdout,
+)
 from pythia_data.dataset import IndexedDataset
 from pythia_data.order import ORDER_KINDS, order_params, resolve_order
 from pythia_data.order.registry import config_defaults
@@ -38,15 +43,16 @@ from pythia_data.order.registry import config_defaults
     "-o",
     default="-",
     show_default=True,
-    help="Output file (npy/bin/jsonl/raw by suffix), or - for stdout.",
+    help="Output file (*.npy, *.bin, *.jsonl, *.raw), - for stdout, or a FIFO / device.",
 )
 @click.option(
     "--format",
     "fmt",
     type=click.Choice(FORMATS),
     default=None,
-    help="Output format [from OUTPUT's suffix; raw for stdout].",
+    help="Output format [from OUTPUT's suffix; raw for stdout, FIFOs and devices].",
 )
+@force_option("an existing output file")
 @click.option(
     "--order",
     "order_kind",
@@ -89,6 +95,7 @@ def batches_cmd(
     window,
     rank,
     world_size,
+    force,
 ):
     """Dump the token batches of iterations START..END (inclusive) of DATA.
 
@@ -96,14 +103,21 @@ def batches_cmd(
     shape ((END-START+1)*B, seq_length+1) in the dataset's dtype, like Pythia's
     indicies.npy; bin a preshuffled-style dataset; jsonl one object per sequence
     (iteration, index_in_batch, sample, tokens); raw the tokens little-endian.
+
+    A file is written atomically and an existing one is replaced only with --force; a
+    FIFO, a device or /dev/fd/N (bash's >(...)) is streamed into. Binary output is refused
+    on a terminal. When the data goes to stdout, --json goes to stderr (no summary line).
+
+    \b
+    Examples:
+      pythia-data batches DATA -s 0 -e 9 -o first10.npy
+      pythia-data batches DATA -s 100 --format jsonl | head -n 2
+      pythia-data batches DATA -s 0 -e 999 --window 0:32 -o head.raw --force
+      pythia-data batches DATA -s 5 --config pythia-160m.yml -o it5.bin --json
     """
     if end is None:
         end = start
-    fmt = infer_format(output, fmt)
-    if output == "-" and fmt == "bin":
-        raise click.BadParameter(
-            "bin writes PREFIX.bin/PREFIX.idx; give a file", param_hint="--format"
-        )
+    fmt = check_output(fmt, output, overwrite=force)
     progress = progress_factory(quiet)
     batch, seq = config_defaults(configs)
     params = order_params(train_iters, batch_size or batch, seq_length or seq, seed, configs)
@@ -113,14 +127,13 @@ def batches_cmd(
             click.echo(order.cache_note, err=True)
         reader = BatchReader(ds, order, window=window, rank=rank, world_size=world_size)
         stream = sys.stdout.buffer if output == "-" else None
-        summary = write_batches(reader, start, end, output, fmt, stream=stream, progress=progress)
-    if output == "-":
-        return
-    if as_json:
-        click.echo(json.dumps(summary))
-    else:
-        click.echo(
-            f"wrote {summary['rows']} sequences x {summary['width']} tokens "
-            f"({summary['dtype']}, {summary['format']}, {summary['order']} order, "
-            f"iterations {start}..{end}) to {output}"
-        )
+        summary = write_batches(reader, start, end, output, fmt, stream=stream,
+                                progress=progress, overwrite=force)
+    shown = "stdout" if output == "-" else output
+    emit_summary(
+        summary,
+        f"wrote {summary['rows']} sequences x {summary['width']} tokens "
+        f"({summary['dtype']}, {summary['format']}, {summary['order']} order, "
+        f"iterations {start}..{end}) to {shown}",
+        as_json=as_json, data_on_stdout=writes_to_stdout(output),
+    )

@@ -32,7 +32,13 @@ def _row(tokens: np.ndarray, shown: int = 8) -> str:
 def demo(folder: str) -> None:
     """Build a small Pythia-layout dataset in FOLDER (default ./pythia-demo) and run the
     main job on it: verify the shards, unshard, reconstruct GPT-NeoX's training order and
-    dump iterations 0..1. Offline, deterministic, idempotent."""
+    dump iterations 0..1. Offline, deterministic, idempotent.
+
+    \b
+    Examples:
+      pythia-data demo
+      pythia-data demo /tmp/pythia-demo
+    """
     run = run_demo(folder)
     files = run.files
     state = "reused (intact)" if files.reused else "built"

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
 from pythia_data.cli.app import cli
+from pythia_data.cli.options import byte_progress, force_option, json_option, quiet_option
 from pythia_data.dataset import IndexedDataset, merge_datasets
+from pythia_data.errors import OutputError
 
 
 def format_info(stats: dict) -> str:
@@ -31,9 +34,15 @@ def format_info(stats: dict) -> str:
 
 @cli.command()
 @click.argument("prefix")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@json_option
 def info(prefix: str, as_json: bool) -> None:
-    """Describe the dataset at PREFIX (prefix, .bin, .idx, a shard, or a folder)."""
+    """Describe the dataset at PREFIX (prefix, .bin, .idx, a shard, or a folder).
+
+    \b
+    Examples:
+      pythia-data info pile/document
+      pythia-data info pile/document-00000-of-00082.bin --json
+    """
     with IndexedDataset(prefix) as ds:
         stats = ds.stats()
         sharded = len(ds.bin_paths)
@@ -48,10 +57,46 @@ def info(prefix: str, as_json: bool) -> None:
 @cli.command()
 @click.argument("output")
 @click.argument("inputs", nargs=-1, required=True)
-def merge(output: str, inputs: tuple[str, ...]) -> None:
-    """Concatenate datasets INPUTS... into OUTPUT (pointers and doc_idx rebased)."""
-    with merge_datasets(output, list(inputs)) as ds:
+@force_option("an existing OUTPUT.bin/.idx")
+@json_option
+@quiet_option
+def merge(output: str, inputs: tuple[str, ...], force: bool, as_json: bool, quiet: bool) -> None:
+    """Concatenate datasets INPUTS... into OUTPUT (pointers and doc_idx rebased).
+
+    OUTPUT.bin and OUTPUT.idx appear together, only when complete; existing ones are
+    replaced only with --force.
+
+    \b
+    Examples:
+      pythia-data merge all part1 part2 part3
+      pythia-data merge all.bin data/*.bin --force --json
+    """
+    if not force:
+        prefix = output[:-4] if output.endswith((".bin", ".idx")) else output
+        for name in (prefix + ".bin", prefix + ".idx"):
+            if os.path.lexists(name):
+                raise OutputError(f"{name} already exists (remove it or pass --force)")
+    total = 0
+    for path in inputs:
+        with IndexedDataset(path) as ds:
+            total += int(ds.bin_bytes)
+    with byte_progress(total, quiet, "merge") as progress:
+        ds = merge_datasets(output, list(inputs), overwrite=force, progress=progress)
+    with ds:
+        summary = {
+            "output": ds.prefix,
+            "files": [ds.prefix + ".bin", ds.prefix + ".idx"],
+            "inputs": list(inputs),
+            "sequences": int(len(ds)),
+            "documents": int(ds.num_documents),
+            "tokens": int(ds.num_tokens),
+            "dtype": ds.dtype.name,
+            "bin_bytes": int(ds.bin_bytes),
+        }
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
         click.echo(
-            f"wrote {ds.prefix}.bin/.idx: {len(ds):,} sequences, "
-            f"{ds.num_documents:,} documents, {ds.num_tokens:,} tokens"
+            f"wrote {ds.prefix}.bin/.idx: {summary['sequences']:,} sequences, "
+            f"{summary['documents']:,} documents, {summary['tokens']:,} tokens"
         )

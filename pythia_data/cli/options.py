@@ -4,11 +4,70 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
+import os
 import sys
 
 import click
 
-__all__ = ["byte_progress", "order_options", "progress_factory", "show_progress"]
+__all__ = [
+    "byte_progress",
+    "emit_summary",
+    "force_option",
+    "json_option",
+    "order_options",
+    "progress_factory",
+    "quiet_option",
+    "show_progress",
+    "writes_to_stdout",
+]
+
+#: What ``-q`` means on every command (and in the drop-in scripts): no progress bars and no
+#: notes on stderr. Results (stdout, --json, the data itself) and errors are unchanged.
+QUIET_HELP = "Quiet: no progress bars, no notes on stderr (results and errors still shown)."
+
+
+def quiet_option(func):
+    """``--quiet/-q`` (see :data:`QUIET_HELP`)."""
+    return click.option("--quiet", "-q", is_flag=True, help=QUIET_HELP)(func)
+
+
+def json_option(func):
+    """``--json``: the result as one JSON object (on stderr when the data goes to stdout)."""
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print the result as one JSON object.")(func)
+
+
+def force_option(what: str):
+    """``--force``: replace an existing output (without it, an existing file is an error)."""
+    return click.option("--force", "-f", is_flag=True, help=f"Replace {what}.")
+
+
+def writes_to_stdout(target) -> bool:
+    """Whether the output ``target`` is this process's stdout (``-``, ``/dev/stdout``,
+    ``/dev/fd/1`` or any stream that is the same file), so that messages must go to stderr."""
+    text = os.fspath(target)
+    if text == "-":
+        return True
+    from pythia_data.io.atomic import is_stream_target
+
+    if not is_stream_target(text):
+        return False
+    try:
+        a, b = os.stat(text), os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def emit_summary(summary: dict, text: str, *, as_json: bool, data_on_stdout: bool) -> None:
+    """Print a command's result: JSON or a text line on stdout. When the data itself went to
+    stdout, the text line is left out (the stream stays clean) and ``--json`` goes to stderr,
+    so ``--json -o -`` keeps both."""
+    if as_json:
+        click.echo(json.dumps(summary), err=data_on_stdout)
+    elif not data_on_stdout:
+        click.echo(text)
 
 
 def show_progress(quiet: bool) -> bool:
@@ -69,8 +128,8 @@ def order_options(func):
                   help="GPT-NeoX YAML config (repeatable); options override it.")
     @click.option("--index-dir", type=click.Path(file_okay=False), default=None,
                   help="Folder of the cache files [next to the data].")
-    @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-    @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+    @json_option
+    @quiet_option
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         return func(*args, **kwargs)

@@ -36,7 +36,13 @@ def _params(train_iters, batch_size, seq_length, seed, configs) -> OrderParams:
 
 @cli.group("order")
 def order_group() -> None:
-    """GPT-NeoX v1.0 training order: doc_idx, sample_idx and shuffle_idx cache files."""
+    """GPT-NeoX v1.0 training order: doc_idx, sample_idx and shuffle_idx cache files.
+
+    \b
+    Examples:
+      pythia-data order build pile/document --config pythia-160m.yml
+      pythia-data order verify pile/document --train-iters 143000
+    """
 
 
 @order_group.command("build")
@@ -47,7 +53,14 @@ def order_build(data, train_iters, batch_size, seq_length, seed, configs, index_
     """Build (or load and check) the training order of DATA and write GPT-NeoX's cache files.
 
     DATA is a dataset prefix, .bin/.idx, shard or folder. A cache already there is used
-    only after checking it; one that does not match is an error (use --force)."""
+    only after checking it; one that does not match is an error (use --force).
+
+    \b
+    Examples:
+      pythia-data order build pile/document
+      pythia-data order build pile/document --config pythia-160m.yml --index-dir idx/
+      pythia-data order build data/tiny --train-iters 10 --batch-size 4 --seq-length 8 --force
+    """
     params = _params(train_iters, batch_size, seq_length, seed, configs)
     try:
         order = TrainingOrder.build(data, params, index_dir=index_dir, use_cache=not force,
@@ -85,7 +98,13 @@ def order_verify(data, train_iters, batch_size, seq_length, seed, configs, index
     """Check existing cache files of DATA against a fresh build (nothing is written).
 
     Reports the first index where each file differs and whether shuffle_idx is a
-    permutation; exit status 1 on any mismatch."""
+    permutation; exit status 1 on any mismatch.
+
+    \b
+    Examples:
+      pythia-data order verify pile/document
+      pythia-data order verify pile/document --config pythia-160m.yml --json
+    """
     params = _params(train_iters, batch_size, seq_length, seed, configs)
     report = verify_cache(data, params, index_dir=index_dir, progress=progress_factory(quiet))
     if as_json:
@@ -143,7 +162,13 @@ def locate(data, train_iters, batch_size, seq_length, seed, configs, index_dir, 
     """Where document D of DATA was trained on: iteration, position in the batch and
     token span, for every time it occurs in the order (the GPT-NeoX v1.0 order, whose
     cache is built or reused as by 'order build'; or, for a preshuffled dataset, sequence
-    D is row D of what 'batches' writes)."""
+    D is row D of what 'batches' writes).
+
+    \b
+    Examples:
+      pythia-data locate pile/document -d 12345
+      pythia-data locate pile/document -d 12345 --all --json
+    """
     if document < 0:
         raise click.BadParameter(f"must be >= 0, not {document}", param_hint="--document")
     batch, seq = config_defaults(configs)

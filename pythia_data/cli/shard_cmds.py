@@ -9,7 +9,8 @@ import os
 import click
 
 from pythia_data.cli.app import cli
-from pythia_data.cli.options import byte_progress
+from pythia_data.cli.options import byte_progress, force_option, json_option, quiet_option
+from pythia_data.errors import OutputError
 from pythia_data.format.shardset import DEFAULT_SHARD_SIZE, find_shards
 from pythia_data.integrity.hashing import ALGORITHMS
 from pythia_data.integrity.verify import checksum_files
@@ -47,19 +48,29 @@ def _positive(ctx, param, value):
               help="Files hashed side by side (default: all cores).")
 @click.option("--write-manifest", type=click.Path(dir_okay=False),
               help="Write the computed digests here ('HEX  NAME', sha256sum style).")
+@force_option("an existing --write-manifest file")
 @click.option("--from-hub", metavar="REPO_ID",
               help="Check against the digests the Hugging Face hub states for this dataset "
                    "repository (or known name; see 'download --list').")
 @click.option("--revision", default=None, help="With --from-hub: branch, tag or commit [main].")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar, no summary line.")
-def checksum(paths, expected, algorithm, jobs, write_manifest, from_hub, revision, as_json,
-             quiet) -> None:
+@json_option
+@quiet_option
+def checksum(paths, expected, algorithm, jobs, write_manifest, force, from_hub, revision,
+             as_json, quiet) -> None:
     """Hash files (or every file in folders) and check them against expected digests.
 
     Exit status: 0 when every file with an expected digest matches, 1 when any mismatches
     or is missing, 2 on bad input.
+
+    \b
+    Examples:
+      pythia-data checksum pythia_deduped_pile_idxmaps/
+      pythia-data checksum data/*.bin -c my.sha256
+      pythia-data checksum -a xxh3 data/ --write-manifest data.xxh3 --force
     """
+    if write_manifest and not force and os.path.lexists(write_manifest) \
+            and os.path.isfile(write_manifest):
+        raise OutputError(f"{write_manifest} already exists (remove it or pass --force)")
     if from_hub:
         from pythia_data.cli.hub_cmds import checksum_from_hub
 
@@ -87,8 +98,16 @@ def checksum(paths, expected, algorithm, jobs, write_manifest, from_hub, revisio
     if not report.ok:
         bad = [r.name for r in report.results if r.status in ("mismatch", "missing")]
         if not as_json:
-            click.echo(f"pythia-data: verification failed: {', '.join(bad)}", err=True)
+            click.echo(f"pythia-data: verification failed: "
+                       f"{name_list(bad, len(report.results))}", err=True)
         raise click.exceptions.Exit(1)
+
+
+def name_list(names: list[str], total: int, shown: int = 3) -> str:
+    """``2 of 83 files (a, b)`` / ``40 of 83 files (a, b, c and 37 more)``: a bounded line."""
+    head = ", ".join(names[:shown])
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"{len(names)} of {total} file{'s' if total != 1 else ''} ({head}{more})"
 
 
 @cli.command("unshard")
@@ -104,18 +123,23 @@ def checksum(paths, expected, algorithm, jobs, write_manifest, from_hub, revisio
                    "(one extra sequential SHA256 pass over the data, on its own core).")
 @click.option("--jobs", "-j", type=int, default=None, callback=_positive,
               help="Shards copied side by side (default: all cores).")
-@click.option("--force", is_flag=True, help="Replace an existing BASE.bin.")
+@force_option("an existing BASE.bin")
 @click.option("--no-sync", is_flag=True,
               help="Do not fsync the output before renaming it (like cat/cp: faster when "
                    "it fits in memory; safe against interruption, not against power loss).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@json_option
+@quiet_option
 def unshard_cmd(shard_path, output_dir, expected, no_verify, full_hash, jobs, force, no_sync,
                 as_json, quiet) -> None:
     """Reassemble BASE.bin from its shards in one verified, atomic, resumable pass.
 
     SHARD is any shard's path, the prefix, or the folder holding the shards. Rerun the same
     command after an interruption to continue from the last completed shard.
+
+    \b
+    Examples:
+      pythia-data unshard pythia_deduped_pile_idxmaps/
+      pythia-data unshard data/document-00000-of-00082.bin -o merged/ --json
     """
     ss = find_shards(shard_path)
     with byte_progress(ss.total_bytes, quiet, "unshard") as progress:
@@ -135,11 +159,17 @@ def unshard_cmd(shard_path, output_dir, expected, no_verify, full_hash, jobs, fo
               callback=_positive, help="Bytes per shard (all but the last).")
 @click.option("--no-checksums", is_flag=True,
               help="Do not hash the shards nor write BASE.sha256.")
-@click.option("--force", is_flag=True, help="Replace existing shards.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@force_option("existing shards")
+@json_option
+@quiet_option
 def shard_cmd(bin_path, output_dir, shard_size, no_checksums, force, as_json, quiet) -> None:
-    """Split PREFIX.bin into PREFIX-NNNNN-of-MMMMM.bin shards, named exactly as Pythia's."""
+    """Split PREFIX.bin into PREFIX-NNNNN-of-MMMMM.bin shards, named exactly as Pythia's.
+
+    \b
+    Examples:
+      pythia-data shard data/document.bin -o shards/
+      pythia-data shard data/document.bin -o shards/ --shard-size 1000000000 --force
+    """
     size = os.path.getsize(bin_path) if os.path.isfile(bin_path) else 0
     with byte_progress(size, quiet, "shard") as progress:
         result = shard(bin_path, output_dir, shard_size, checksums=not no_checksums,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import stat
 import sys
 from collections.abc import Iterable
@@ -79,11 +80,19 @@ def ensure_folder(folder: str | os.PathLike, what: str = "output folder") -> Non
         raise OutputError(f"cannot create {what} {text}: {exc.strerror or exc}") from None
 
 
+#: Names of an already open file descriptor: always streamed into (even when the
+#: descriptor is a regular file, as in ``> out.npy``), never replaced by a rename.
+_FD_ALIAS = re.compile(r"^/dev/(?:stdout|stderr|fd/\d+)$|^/proc/(?:self|thread-self|\d+)/fd/\d+$")
+
+
 def is_stream_target(path: str | os.PathLike) -> bool:
-    """True for ``-`` and for existing paths that are not regular files or folders (FIFOs,
-    devices, sockets, ``/dev/fd/N``): outputs that are streamed into, never replaced."""
+    """True for ``-``, for the names of open descriptors (``/dev/stdout``, ``/dev/fd/N``,
+    ``/proc/self/fd/N``) and for existing paths that are not regular files or folders
+    (FIFOs, character devices, sockets): outputs that are streamed into, never replaced."""
     text = os.fspath(path)
     if text == "-":
+        return True
+    if _FD_ALIAS.match(text) and os.path.exists(text):
         return True
     try:
         st = os.stat(text)  # follows symlinks: /dev/stdout -> /proc/self/fd/1 -> pipe
@@ -255,18 +264,27 @@ class AtomicGroup:
         self.outputs = list(outputs)
 
     def commit(self, sync: bool = True) -> None:
+        bad = "output"
         try:
             if sync:
                 for out in self.outputs:
                     if out.final is not None and not out._done:
+                        bad = out.name
                         out.fh.flush()
                         os.fsync(out.fh.fileno())
         except OSError as exc:
             self.abort()
-            bad = next((o.name for o in self.outputs), "output")
             raise OutputError(f"cannot write {bad}: {exc.strerror or exc}") from None
-        for out in self.outputs:
-            out.commit(sync=False)
+        except BaseException:
+            self.abort()
+            raise
+        for i, out in enumerate(self.outputs):
+            try:
+                out.commit(sync=False)
+            except BaseException:
+                for rest in self.outputs[i + 1:]:
+                    rest.abort()
+                raise
         if sync:
             for folder in {os.path.dirname(o.final) or "." for o in self.outputs if o.final}:
                 fsync_dir(folder)

@@ -11,6 +11,8 @@ Adding a format is one module with a :class:`~.base.Sink` subclass plus one
 from __future__ import annotations
 
 import os
+import stat
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -20,7 +22,9 @@ from pythia_data.batches.sinks.binidx import BinSink
 from pythia_data.batches.sinks.jsonl import JsonlSink
 from pythia_data.batches.sinks.npy import NpySink
 from pythia_data.batches.sinks.raw import RawSink
-from pythia_data.errors import UsageError
+from pythia_data.errors import OutputError, UsageError
+from pythia_data.format.header import strip_suffix
+from pythia_data.io.atomic import is_stream_target
 
 __all__ = [
     "FORMATS",
@@ -32,7 +36,9 @@ __all__ = [
     "Sink",
     "SinkKind",
     "StreamSink",
+    "check_output",
     "infer_format",
+    "known_suffixes",
     "open_sink",
     "register",
 ]
@@ -89,32 +95,101 @@ register(SinkKind("raw", lambda target, *, stream=None, overwrite=True, **_:
 FORMATS = tuple(SINKS)
 
 
+def known_suffixes() -> list[str]:
+    """Every suffix that names a format (``.npy``, ``.bin`` ...), in registry order."""
+    return [suffix for kind in SINKS.values() for suffix in kind.suffixes]
+
+
 def infer_format(target: str | os.PathLike, explicit: str | None = None) -> str:
-    """The format to write: ``explicit`` if given, else from the suffix of ``target``
-    (``raw`` for ``-`` and for outputs that are streams, such as FIFOs)."""
+    """The format to write: ``explicit`` if given, else from the suffix of ``target``;
+    ``raw`` for ``-`` and for outputs that are streams (FIFOs, devices, ``/dev/fd/N``).
+
+    A file name without a known suffix is a UsageError (pass a format): writing raw
+    binary into ``x.txt`` by accident helps nobody."""
     if explicit is not None:
         if explicit not in SINKS:
             raise UsageError(
                 f"unknown output format {explicit!r} (one of {', '.join(SINKS)})")
         return explicit
     text = os.fspath(target)
-    if text == "-":
-        return "raw"
     suffix = os.path.splitext(text)[1].lower()
     for kind in SINKS.values():
         if suffix in kind.suffixes:
             return kind.name
-    return "raw"
+    if is_stream_target(text):
+        return "raw"
+    what = f"suffix {suffix!r}" if suffix else "no suffix"
+    raise UsageError(
+        f"cannot tell the output format of {text} ({what}): name it "
+        f"{' / '.join('*' + s for s in known_suffixes())} or pass --format "
+        f"({', '.join(SINKS)})"
+    )
+
+
+def check_output(fmt: str | None, target: str | os.PathLike, *, stream: BinaryIO | None = None,
+                 overwrite: bool = True, allow_terminal: bool = False) -> str:
+    """Check, before any work, that ``target`` can take format ``fmt`` (default: from the
+    suffix) and return the format: a two-file format is refused on a stream, a binary one
+    on a terminal (as ``zstd`` does) unless ``allow_terminal``, an existing regular file
+    unless ``overwrite``."""
+    kind = SINKS[infer_format(target, fmt)]
+    text = os.fspath(target)
+    if not kind.stdout and is_stream_target(text):
+        where = "stdout" if text == "-" else text
+        raise UsageError(
+            f"the {kind.name} format writes two files (PREFIX.bin and PREFIX.idx) and cannot "
+            f"be streamed into {where}; give a file name")
+    if kind.binary and not allow_terminal and _is_terminal_target(text, stream):
+        raise UsageError(_terminal_message(kind.name, "stdout" if text == "-" else text))
+    if not overwrite and not is_stream_target(text):
+        names = [text]
+        if kind.name == "bin":
+            prefix = strip_suffix(text)
+            names = [prefix + ".bin", prefix + ".idx"]
+        for name in names:
+            if os.path.lexists(name):
+                raise OutputError(f"{name} already exists (remove it or pass --force)")
+    return kind.name
 
 
 def open_sink(fmt: str | None, target: str | os.PathLike, *, dtype, shape=None,
-              stream: BinaryIO | None = None, overwrite: bool = True, **options) -> Sink:
+              stream: BinaryIO | None = None, overwrite: bool = True,
+              allow_terminal: bool = False, **options) -> Sink:
     """Open a sink of format ``fmt`` (default: from the suffix) on ``target`` (a path, or
-    ``-`` for ``stream``/stdout). ``npy`` needs the final ``shape`` (rows, width)."""
-    kind = SINKS[infer_format(target, fmt)]
-    if os.fspath(target) == "-" and not kind.stdout:
-        raise UsageError(f"the {kind.name} format cannot be written to stdout; give a file")
-    if kind.name == "npy" and shape is None:
+    ``-`` for ``stream``/stdout). ``npy`` needs the final ``shape`` (rows, width).
+    The target is checked first (:func:`check_output`)."""
+    name = check_output(fmt, target, stream=stream, overwrite=overwrite,
+                        allow_terminal=allow_terminal)
+    if name == "npy" and shape is None:
         raise UsageError("the npy format needs the array shape in advance")
-    return kind.open(target, dtype=dtype, shape=shape, stream=stream, overwrite=overwrite,
-                     **options)
+    return SINKS[name].open(target, dtype=dtype, shape=shape, stream=stream,
+                            overwrite=overwrite, **options)
+
+
+def _is_terminal_target(text: str, stream) -> bool:
+    """Whether the output is a terminal (checked before anything is written)."""
+    if text == "-":
+        fh = stream if stream is not None else sys.stdout
+        try:
+            return bool(fh.isatty())
+        except (AttributeError, OSError, ValueError):
+            return False
+    try:  # only character devices can be terminals (opening a FIFO would disturb it)
+        if not stat.S_ISCHR(os.stat(text).st_mode):
+            return False
+    except OSError:
+        return False
+    flags = os.O_WRONLY | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(text, flags)
+    except OSError:  # e.g. a FIFO nobody reads yet: not a terminal
+        return False
+    try:
+        return os.isatty(fd)
+    finally:
+        os.close(fd)
+
+
+def _terminal_message(fmt: str, where: str) -> str:
+    return (f"refusing to write binary {fmt} output to a terminal ({where}); "
+            "redirect it (> FILE, | CMD), give -o FILE, or use --format jsonl")

@@ -96,8 +96,6 @@ class StreamSink(Sink):
                     raise
                 except OSError as exc:
                     if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-                        if out.final is None:
-                            raise
                         raise OutputError(f"cannot write {where}: {exc.strerror or exc}") from None
                     out_fd = None  # e.g. a terminal: copy through user space instead
             if out_fd is None:
