@@ -5,7 +5,14 @@ training order; the reading itself is :class:`~pythia_data.order.reader.BatchRea
 (re-exported here), the outputs are the sinks of :mod:`pythia_data.batches.sinks`.
 """
 
-from pythia_data.batches.sinks import FORMATS, SINKS, check_output, infer_format, known_suffixes, open_sink
+from pythia_data.batches.sinks import (
+    FORMATS,
+    SINKS,
+    check_output,
+    infer_format,
+    known_suffixes,
+    open_sink,
+)
 from pythia_data.batches.write import batches, iteration_batch, write_batches
 from pythia_data.order.params import PYTHIA_BATCH_SIZE, PYTHIA_SEQ_LENGTH
 from pythia_data.order.preshuffled import is_preshuffled
