@@ -11,7 +11,7 @@ import threading
 import click
 
 from pythia_data.cli.app import cli
-from pythia_data.cli.options import show_progress
+from pythia_data.cli.options import json_option, quiet_option, show_progress
 
 
 def _quiet_hub_logging() -> None:
@@ -88,8 +88,8 @@ def _show_list(as_json: bool) -> None:
               help="Exit 0 even when an index file fails its structural check (pythia #190) or "
                    "a hub digest disagrees with Pythia's published one.")
 @click.option("--list", "list_", is_flag=True, help="Show the known datasets and exit.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars, no summary on stderr.")
+@json_option
+@quiet_option
 def download_cmd(dataset, local_dir, include, revision, jobs, dry_run, allow_bad, list_, as_json,
                  quiet) -> None:
     """Download a Pythia dataset (or any dataset repository) from the Hugging Face hub,
@@ -106,6 +106,12 @@ def download_cmd(dataset, local_dir, include, revision, jobs, dry_run, allow_bad
 
     Exit status: 0 all verified, 1 a file failed verification or a check, 2 bad input,
     missing repository/file/revision, refused access, no connection or no disk space.
+
+    \b
+    Examples:
+      pythia-data download --list
+      pythia-data download pythia-deduped-idxmaps --dry-run
+      pythia-data download pile-preshuffled-seeds --include 'seed3/*' -d seeds/
     """
     if list_:
         _show_list(as_json)
