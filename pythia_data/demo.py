@@ -172,7 +172,8 @@ def demo_commands(files: DemoFiles, document: int | None = None) -> dict[str, st
                     f"{q(str(folder / 'merged'))} -c {q(str(files.manifest))} --force"),
         "info": f"pythia-data info {q(str(merged))}",
         "order": f"pythia-data order build {q(str(merged))} {order}",
-        "batches": f"pythia-data batches {q(str(merged))} {order} -s 0 -e 1 -o {q(str(out))}",
+        "batches": (f"pythia-data batches {q(str(merged))} {order} -s 0 -e 1 -o {q(str(out))} "
+                    "--force"),
     }
     if document is not None:
         commands["locate"] = f"pythia-data locate {q(str(merged))} {order} -d {document}"

@@ -283,3 +283,18 @@ def test_verification_failed_line_is_bounded(tmp_path):
                           capture_output=True, text=True, env=subprocess_env(), timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and "and 9 more" in proc.stderr
+
+
+def test_demo_equivalent_commands_rerun_after_the_demo(tmp_path):
+    """The commands the demo prints still work once its outputs exist (--force where the
+    command would otherwise refuse to replace them)."""
+    import shlex
+
+    from pythia_data.demo import run_demo
+
+    commands = run_demo(tmp_path / "demo").commands
+    for step in ("unshard", "batches", "order"):
+        argv = shlex.split(commands[step])
+        assert argv[0] == "pythia-data"
+        result = run(*argv[1:], "-q")
+        assert result.exit_code == 0, (step, result.output)
