@@ -8,14 +8,16 @@ A new order kind is one module plus one registry line; it must also add a datase
 * the rows of iteration ``k`` are the samples ``k*B .. (k+1)*B - 1`` (the reader and the
   order's own ``sample_spans`` agree);
 * coverage ("epochs x docs"): over the whole order, each token of the dataset is covered at
-  least ``E - 1`` and at most ``2E`` times (``E`` = epochs; consecutive samples may share a
-  boundary token), fewer than ``E`` times for at most ``seq_length`` tokens (the unused tail),
-  and the counts add up to ``samples x (seq_length + 1)``;
+  most ``2E`` times (``E`` = epochs; consecutive samples may share a boundary token), the
+  copies missing below ``E`` add up to at most ``seq_length`` (the unused tail of the last
+  epoch), and the counts add up to ``samples x (seq_length + 1)``;
 * sample starts are distinct per epoch (the samples are a permutation of the order's slots):
   no token position starts more than ``E`` samples.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -99,9 +101,10 @@ def check_invariants(ds, order, params) -> None:
     cover = np.cumsum(diff)[:n_tok]
     epochs = int(getattr(order, "num_epochs", 1))
     assert int(cover.sum()) == total * (L + 1)
-    assert cover.min() >= epochs - 1
     assert cover.max() <= 2 * epochs
-    assert int((cover < epochs).sum()) <= L
+    # tokens short of `epochs` copies are the unused tail of the last epoch: at most L
+    # positions of the token stream (several may be copies of one short document)
+    assert int(np.maximum(epochs - cover, 0).sum()) <= L
     # sample starts: a token position starts at most `epochs` samples
     sample_starts = np.asarray(order.sample_spans(ds, np.arange(total, dtype=np.int64), 0, 1)[0])
     assert np.bincount(sample_starts, minlength=n_tok).max() <= epochs
@@ -118,7 +121,7 @@ def test_invariants(tmp_path, kind, train_iters, batch, seq, seed):
 
 
 @pytest.mark.parametrize("kind", sorted(ORDER_KINDS))
-@settings(max_examples=15, deadline=None,
+@settings(max_examples=int(os.environ.get("INVARIANT_EXAMPLES", "15")), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sizes=st.lists(st.integers(1, 60), min_size=1, max_size=25),
        train_iters=st.integers(1, 12), batch=st.integers(1, 6), seq=st.integers(1, 24),
