@@ -25,7 +25,7 @@ from pythia_data.batches import BatchReader, write_batches
 from pythia_data.dataset import DatasetBuilder, IndexedDataset
 from pythia_data.errors import VerificationError
 from pythia_data.integrity.verify import checksum_files
-from pythia_data.order import OrderParams, TrainingOrder
+from pythia_data.order import PYTHIA_SEED, PYTHIA_SEQ_LENGTH, OrderParams, TrainingOrder
 from pythia_data.shards import unshard
 
 BASE = "demo_text_document"
@@ -38,8 +38,8 @@ SEED = 20230403
 # The demo "training run": Pythia's sequence length, a tiny batch and run length.
 DEMO_TRAIN_ITERS = 100
 DEMO_BATCH_SIZE = 8
-DEMO_SEQ_LENGTH = 2048
-DEMO_SEED = 1234
+DEMO_SEQ_LENGTH = PYTHIA_SEQ_LENGTH
+DEMO_SEED = PYTHIA_SEED
 
 
 @dataclass

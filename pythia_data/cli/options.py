@@ -10,6 +10,13 @@ import sys
 
 import click
 
+from pythia_data.order.defaults import (
+    PYTHIA_BATCH_SIZE,
+    PYTHIA_SEED,
+    PYTHIA_SEQ_LENGTH,
+    PYTHIA_TRAIN_ITERS,
+)
+
 __all__ = [
     "byte_progress",
     "emit_summary",
@@ -118,12 +125,12 @@ def order_options(func):
 
     @click.argument("data")
     @click.option("--train-iters", type=int, default=None,
-                  help="Training iterations [config's train-iters, else 143000].")
+                  help=f"Training iterations [config's train-iters, else {PYTHIA_TRAIN_ITERS}].")
     @click.option("--batch-size", type=int, default=None,
-                  help="Global batch size in sequences [config's train_batch_size, else 1024].")
+                  help=f"Global batch size in sequences [config's train_batch_size, else {PYTHIA_BATCH_SIZE}].")
     @click.option("--seq-length", type=int, default=None,
-                  help="Sequence length [config's seq-length, else 2048].")
-    @click.option("--seed", type=int, default=None, help="Seed [config's seed, else 1234].")
+                  help=f"Sequence length [config's seq-length, else {PYTHIA_SEQ_LENGTH}].")
+    @click.option("--seed", type=int, default=None, help=f"Seed [config's seed, else {PYTHIA_SEED}].")
     @click.option("--config", "configs", multiple=True, type=click.Path(dir_okay=False),
                   help="GPT-NeoX YAML config (repeatable); options override it.")
     @click.option("--index-dir", type=click.Path(file_okay=False), default=None,

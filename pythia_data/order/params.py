@@ -1,8 +1,4 @@
-"""The parameters of a training order, and the one home of Pythia's defaults.
-
-Every default that stands for "what Pythia did" lives here: 143,000 iterations of a
-global batch of 1,024 sequences of 2,048 (+1) tokens, seed 1234.
-"""
+"""The parameters of a training order (defaults: Pythia's run, from :mod:`.defaults`)."""
 
 from __future__ import annotations
 
@@ -12,13 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from pythia_data.errors import UsageError
+from pythia_data.order.defaults import (
+    PYTHIA_BATCH_SIZE,
+    PYTHIA_SEED,
+    PYTHIA_SEQ_LENGTH,
+    PYTHIA_TRAIN_ITERS,
+)
 from pythia_data.order.neox_config import load_neox_config
-
-#: Pythia's run: iterations, global batch (sequences), sequence length, seed.
-PYTHIA_TRAIN_ITERS = 143000
-PYTHIA_BATCH_SIZE = 1024
-PYTHIA_SEQ_LENGTH = 2048
-PYTHIA_SEED = 1234
 
 _I32_MAX = np.iinfo(np.int32).max
 
