@@ -1,0 +1,63 @@
+"""Exact GPT-NeoX-20B (and other byte-level BPE) tokenization.
+
+    from pythia_data.tokenize import load_tokenizer
+    tok = load_tokenizer()                  # bundled GPT-NeoX-20B, cpu backend
+    ids, offsets = tok.encode_flat(texts)   # the fast path writers use
+    text = tok.decode(ids[offsets[0]:offsets[1]])
+
+Backends (``pythia_data.tokenize.registry.BACKENDS``): ``cpu`` (numba engine, exact),
+``hf`` (Hugging Face ``tokenizers``, the reference), ``cuda`` (not available yet).
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+
+from pythia_data.errors import UsageError
+from pythia_data.tokenize.base import Tokenizer
+from pythia_data.tokenize.registry import BACKENDS
+from pythia_data.tokenize.spec import TokenizerConfig, read_config
+
+__all__ = ["Tokenizer", "TokenizerConfig", "load_tokenizer", "BACKENDS", "backend_class"]
+
+
+def backend_class(name: str):
+    try:
+        target = BACKENDS[name]
+    except KeyError:
+        raise UsageError(
+            f"unknown tokenizer backend {name!r} (choose from {', '.join(BACKENDS)})"
+        ) from None
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def load_tokenizer(spec=None, backend: str = "cpu", **options) -> Tokenizer:
+    """A tokenizer for ``spec`` (None = bundled GPT-NeoX-20B; a tokenizer.json path or its
+    folder; a hub model id) on ``backend``.
+
+    Options: ``errors`` ("strict" | "replace", see :mod:`pythia_data.tokenize.base`),
+    ``workers`` (cpu backend: threads per call, default min(os.cpu_count(), 8)).
+    A ``tokenizer.json`` the cpu engine does not support (other normalizers, pre-tokenizers
+    or BPE options) falls back to the ``hf`` backend with a warning.
+    """
+    cls = backend_class(backend)
+    config = read_config(spec)
+    unsupported = getattr(cls, "unsupported_reason", None)
+    reason = unsupported(config) if unsupported is not None else None
+    if reason is not None:
+        from pythia_data.tokenize.hf import HFTokenizer, hf_available
+
+        if not hf_available():
+            raise UsageError(
+                f"{config.name}: the {backend} backend does not support this tokenizer "
+                f"({reason}) and the fallback needs 'tokenizers' (pip install 'pythia-data[hf]')"
+            )
+        warnings.warn(
+            f"{config.name}: the {backend} backend does not support this tokenizer ({reason}); "
+            "using the hf backend",
+            stacklevel=2,
+        )
+        return HFTokenizer(config, **options)
+    return cls(config, **options)

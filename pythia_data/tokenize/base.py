@@ -1,0 +1,130 @@
+"""The tokenizer protocol every backend implements, and the parts they share.
+
+A :class:`Tokenizer` turns documents (Python ``str``) into token ids exactly as the
+Hugging Face ``tokenizers`` library does for the same ``tokenizer.json`` (no post-processor
+templates: no BOS/EOS are added; writers append :attr:`Tokenizer.eod_id` themselves), and
+turns ids back into text exactly like ``tokenizers.Tokenizer.decode(ids,
+skip_special_tokens=False)``.
+
+Invalid input: a Python ``str`` may hold lone surrogates (U+D800..U+DFFF), which have no
+UTF-8 form (HF ``tokenizers`` rejects such a string with a ``TypeError``). Every backend takes
+``errors``: ``"strict"`` (the default) raises :class:`~pythia_data.errors.InputError` naming
+the document and the character position; ``"replace"`` replaces each lone surrogate with
+U+FFFD before tokenizing.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from pythia_data.errors import InputError, UsageError
+
+__all__ = ["Tokenizer", "encode_utf8", "ERRORS_POLICIES"]
+
+ERRORS_POLICIES = ("strict", "replace")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_errors(errors: str) -> str:
+    if errors not in ERRORS_POLICIES:
+        raise UsageError(f"errors must be one of {', '.join(ERRORS_POLICIES)}, not {errors!r}")
+    return errors
+
+
+def clean_text(text: str, index: int, errors: str) -> str:
+    """``text`` with lone surrogates handled per ``errors`` (see the module docstring)."""
+    if not isinstance(text, str):
+        raise UsageError(f"document {index} is a {type(text).__name__}, not a str")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        if errors == "replace":
+            return _SURROGATE.sub("\ufffd", text)
+        raise InputError(
+            f"document {index}: lone surrogate U+{ord(text[exc.start]):04X} at character "
+            f"{exc.start} cannot be encoded as UTF-8 (use errors='replace' to substitute U+FFFD)"
+        ) from None
+    return text
+
+
+def encode_utf8(texts: Sequence[str], errors: str = "strict") -> tuple[bytes, np.ndarray]:
+    """All documents' UTF-8 bytes concatenated, and int64 byte offsets (length n+1)."""
+    parts = []
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise UsageError(f"document {i} is a {type(text).__name__}, not a str")
+        try:
+            parts.append(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            parts.append(clean_text(text, i, errors).encode("utf-8"))
+    offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+    if parts:
+        np.cumsum(np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts)),
+                  out=offsets[1:])
+    return b"".join(parts), offsets
+
+
+class Tokenizer(abc.ABC):
+    """What every backend provides (see the module docstring for the exactness contract).
+
+    Attributes: ``name`` (where the vocabulary came from), ``backend`` (registry name),
+    ``vocab_size`` (largest id + 1, added tokens included), ``eod_id`` (the end-of-document
+    token, ``<|endoftext|>`` for GPT-NeoX-20B), ``dtype`` (uint16 below 65,500 ids, else
+    int32: GPT-NeoX's rule).
+    """
+
+    name: str
+    backend: str
+    vocab_size: int
+    _eod_id: int | None
+
+    @property
+    def eod_id(self) -> int:
+        if self._eod_id is None:
+            raise UsageError(f"tokenizer {self.name} has no end-of-document token")
+        return self._eod_id
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.uint16) if self.vocab_size < 65500 else np.dtype(np.int32)
+
+    @abc.abstractmethod
+    def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids, offsets)``: all documents' ids concatenated (int32) and int64 offsets of
+        length ``len(texts) + 1``; document ``i`` is ``ids[offsets[i]:offsets[i + 1]]``."""
+
+    def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """One int32 id array per document."""
+        ids, offsets = self.encode_flat(texts)
+        return [ids[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+
+    def encode(self, text: str) -> np.ndarray:
+        """The ids of one document."""
+        return self.encode_flat([text])[0]
+
+    @abc.abstractmethod
+    def decode(self, ids) -> str:
+        """Text of ``ids`` (== HF ``decode(ids, skip_special_tokens=False)``)."""
+
+    def decode_batch(self, batch) -> list[str]:
+        return [self.decode(ids) for ids in batch]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} backend={self.backend} vocab={self.vocab_size}>"
+
+
+def as_id_list(ids) -> np.ndarray:
+    """``ids`` (any integer sequence/array) as a 1-D int64 array; negative ids are an error."""
+    arr = np.asarray(ids)
+    if arr.ndim != 1:
+        arr = arr.reshape(-1)
+    if arr.size and arr.dtype.kind not in "iu":
+        raise UsageError(f"token ids must be integers, not {arr.dtype}")
+    arr = arr.astype(np.int64, copy=False)
+    if arr.size and arr.min() < 0:
+        raise UsageError(f"negative token id {int(arr.min())}")
+    return arr

@@ -1,0 +1,115 @@
+"""Finding and reading a ``tokenizer.json``.
+
+``spec`` may be ``None`` (the bundled GPT-NeoX-20B tokenizer, ``pythia_data/data/
+20B_tokenizer.json``, Apache-2.0, works offline), a path to a ``tokenizer.json`` or to a
+folder holding one, or a Hugging Face hub model id (``org/name``): its ``tokenizer.json`` is
+fetched once with ``huggingface_hub.hf_hub_download`` and then read from the local cache
+(offline use works once cached).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pythia_data.errors import InputError, UsageError
+
+__all__ = ["TokenizerConfig", "bundled_path", "resolve_spec", "read_config"]
+
+_DATA = Path(__file__).resolve().parent.parent / "data"
+BUNDLED_NAME = "EleutherAI/gpt-neox-20b"
+_EOD_CANDIDATES = ("<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>", "<|eos|>", "[SEP]")
+
+
+def bundled_path() -> Path:
+    return _DATA / "20B_tokenizer.json"
+
+
+@dataclass
+class TokenizerConfig:
+    """A parsed ``tokenizer.json`` plus where it came from."""
+
+    path: Path
+    name: str
+    raw: dict = field(repr=False)
+
+    @property
+    def model(self) -> dict:
+        return self.raw.get("model") or {}
+
+    @property
+    def added_tokens(self) -> list[dict]:
+        return list(self.raw.get("added_tokens") or [])
+
+    @property
+    def vocab_size(self) -> int:
+        ids = list((self.model.get("vocab") or {}).values())
+        ids += [t["id"] for t in self.added_tokens]
+        return (max(ids) + 1) if ids else 0
+
+    @property
+    def eod_id(self) -> int | None:
+        by_content = {t["content"]: t["id"] for t in self.added_tokens if t.get("special")}
+        vocab = self.model.get("vocab") or {}
+        for cand in _EOD_CANDIDATES:
+            if cand in by_content:
+                return int(by_content[cand])
+        for cand in _EOD_CANDIDATES:
+            if isinstance(vocab, dict) and cand in vocab:
+                return int(vocab[cand])
+        return None
+
+
+def resolve_spec(spec) -> tuple[Path, str]:
+    """``(path to tokenizer.json, display name)`` for ``spec`` (see the module docstring)."""
+    if spec is None:
+        return bundled_path(), BUNDLED_NAME
+    if isinstance(spec, os.PathLike) or isinstance(spec, str):
+        text = os.fspath(spec)
+        path = Path(text).expanduser()
+        if path.is_dir():
+            path = path / "tokenizer.json"
+            if not path.is_file():
+                raise InputError(f"{spec}: folder has no tokenizer.json")
+            return path, text
+        if path.is_file():
+            return path, text
+        looks_like_repo = (
+            isinstance(spec, str)
+            and text.count("/") == 1
+            and not text.startswith((".", "/", "~"))
+            and not text.endswith(".json")
+        )
+        if not looks_like_repo:
+            raise InputError(f"{spec}: no such tokenizer file or folder")
+        return _hub_download(text), text
+    raise UsageError(f"tokenizer spec must be None, a path or a hub model id, not {spec!r}")
+
+
+def _hub_download(repo_id: str) -> Path:
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError as exc:  # pragma: no cover - a declared dependency
+        raise UsageError(f"{repo_id}: huggingface_hub is needed to fetch a hub tokenizer") from exc
+    errors = []
+    for local_only in (True, False):
+        try:
+            return Path(hf_hub_download(repo_id, "tokenizer.json", local_files_only=local_only))
+        except Exception as exc:  # noqa: BLE001 - hub errors are many classes
+            errors.append(f"{type(exc).__name__}: {exc}".splitlines()[0])
+    raise InputError(f"{repo_id}: cannot get tokenizer.json from the hub ({errors[-1]})")
+
+
+def read_config(spec) -> TokenizerConfig:
+    path, name = resolve_spec(spec)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a valid tokenizer.json ({exc})") from None
+    if not isinstance(raw, dict) or "model" not in raw:
+        raise InputError(f"{path}: not a tokenizer.json (no 'model')")
+    return TokenizerConfig(path=path, name=name, raw=raw)

@@ -1,0 +1,87 @@
+"""The tokenizer protocol, spec resolution and backend registry."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from pythia_data.errors import InputError, UsageError
+from pythia_data.tokenize import BACKENDS, load_tokenizer
+from pythia_data.tokenize.spec import bundled_path, read_config
+
+pytest.importorskip("tokenizers", reason="the hf backend needs tokenizers")
+
+
+def test_bundled_tokenizer_file_is_shipped():
+    raw = json.loads(bundled_path().read_text(encoding="utf-8"))
+    assert raw["model"]["type"] == "BPE"
+    assert raw["added_tokens"][0]["content"] == "<|endoftext|>"
+
+
+def test_hf_backend_basics():
+    tok = load_tokenizer(backend="hf")
+    assert tok.backend == "hf"
+    assert tok.eod_id == 0
+    assert tok.vocab_size == 50277
+    assert tok.dtype == np.uint16
+    ids, offsets = tok.encode_flat(["a  b", "", "hi<|endoftext|>  x"])
+    assert offsets.dtype == np.int64
+    assert offsets.tolist() == [0, 3, 3, 7]
+    assert ids.tolist() == [66, 50276, 67, 5801, 0, 50276, 89]
+    batch = tok.encode_batch(["a  b", ""])
+    assert [b.tolist() for b in batch] == [[66, 50276, 67], []]
+    assert tok.decode([5801, 0, 50276, 89]) == "hi<|endoftext|>  x"
+    assert tok.decode_batch([[66], [67]]) == ["a", "b"]
+
+
+@pytest.mark.parametrize("backend", ["hf", "cpu"])
+def test_surrogate_policy(backend):
+    tok = load_tokenizer(backend=backend)
+    with pytest.raises(InputError, match=r"document 1: lone surrogate U\+D800 at character 2"):
+        tok.encode_flat(["ok", "ab\ud800c"])
+    rep = load_tokenizer(backend=backend, errors="replace")
+    assert rep.encode_flat(["ab\ud800c"])[0].tolist() == tok.encode_flat(["ab\ufffdc"])[0].tolist()
+    with pytest.raises(UsageError):
+        load_tokenizer(backend=backend, errors="ignore")
+
+
+def test_spec_folder_and_file(tmp_path):
+    (tmp_path / "tokenizer.json").write_bytes(bundled_path().read_bytes())
+    for spec in (tmp_path, tmp_path / "tokenizer.json", str(tmp_path)):
+        tok = load_tokenizer(spec, backend="hf")
+        assert tok.encode_flat(["hello"])[0].tolist() == [25521]
+
+
+def test_spec_errors(tmp_path):
+    with pytest.raises(InputError):
+        read_config(tmp_path / "missing.json")
+    with pytest.raises(InputError, match="no tokenizer.json"):
+        read_config(tmp_path)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(InputError, match="not a valid"):
+        read_config(bad)
+    with pytest.raises(UsageError, match="unknown tokenizer backend"):
+        load_tokenizer(backend="gpu9000")
+
+
+def test_cuda_slot_is_registered_and_says_so():
+    assert "cuda" in BACKENDS
+    with pytest.raises(UsageError, match="cuda backend is not available yet"):
+        load_tokenizer(backend="cuda")
+
+
+def test_unsupported_tokenizer_falls_back_to_hf_with_warning(tmp_path):
+    raw = json.loads(bundled_path().read_text(encoding="utf-8"))
+    raw["normalizer"] = {"type": "Lowercase"}
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps(raw))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tok = load_tokenizer(path, backend="cpu")
+    assert tok.backend == "hf"
+    assert any("using the hf backend" in str(w.message) for w in caught)
+    assert tok.encode_flat(["HELLO"])[0].tolist() == [25521]
