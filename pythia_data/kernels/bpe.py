@@ -1,0 +1,300 @@
+"""Byte-level BPE kernels: merge table, BPE of one pre-token, pre-token cache, the batch
+encoder, and byte-level decoding.
+
+Tables (plain numpy arrays, usable from numba.cuda later):
+
+* ``byte_id`` int32[256]: the token id of each single byte (through GPT-2's byte->unicode
+  map).
+* merge table: open addressing, ``merge_keys`` int64 (``left << 32 | right``, -1 = empty),
+  ``merge_rank`` int32 (merge priority, lower first) and ``merge_new`` int32 (the merged
+  token id); size a power of two.
+* pre-token cache (one per worker thread): ``cache_slots`` int32[S] (entry or -1),
+  ``cache_hash`` uint64[E], ``cache_koff``/``cache_voff`` int64[E + 1] into the key arena
+  ``cache_keys`` uint8 and the value arena ``cache_vals`` int32; ``cache_state`` int64[4] =
+  (entries, key bytes used, values used, full flag). A full cache stops inserting and sets
+  the flag; the caller clears it between calls.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from pythia_data.kernels.pretokenize import (
+    nfc,
+    pretokenize_kernel,
+    trie_longest,
+    utf8_decode,
+    utf8_encode,
+)
+
+__all__ = [
+    "build_merge_table",
+    "merge_lookup",
+    "bpe_word",
+    "encode_kernel",
+    "decode_bytes_kernel",
+    "MAX_CACHED_KEY",
+]
+
+MAX_CACHED_KEY = 128
+INF_RANK = np.int32(2**31 - 1)
+
+ST_OK = 0
+ST_NEED_ROOM = 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mix(key):
+    h = np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)
+    return h ^ (h >> np.uint64(31))
+
+
+@njit(cache=True)
+def build_merge_table(left, right, rank, new_id, size):  # pragma: no cover - jit
+    """Open-addressing table of ``size`` (power of two) slots; returns (keys, ranks, news).
+    A duplicate pair keeps its first (lowest-index) entry."""
+    keys = np.full(size, -1, dtype=np.int64)
+    ranks = np.zeros(size, dtype=np.int32)
+    news = np.zeros(size, dtype=np.int32)
+    mask = np.uint64(size - 1)
+    for i in range(left.shape[0]):
+        key = (np.int64(left[i]) << np.int64(32)) | np.int64(right[i])
+        slot = _mix(key) & mask
+        while keys[slot] != -1 and keys[slot] != key:
+            slot = (slot + np.uint64(1)) & mask
+        if keys[slot] == -1:
+            keys[slot] = key
+            ranks[slot] = rank[i]
+            news[slot] = new_id[i]
+    return keys, ranks, news
+
+
+@njit(cache=True, nogil=True, inline="always")
+def merge_lookup(merge_keys, merge_rank, a, b):  # pragma: no cover - jit
+    """(rank, slot) of the pair (a, b); rank INF_RANK when there is no such merge."""
+    key = (np.int64(a) << np.int64(32)) | np.int64(b)
+    mask = np.uint64(merge_keys.shape[0] - 1)
+    slot = _mix(key) & mask
+    while True:
+        k = merge_keys[slot]
+        if k == key:
+            return merge_rank[slot], slot
+        if k == -1:
+            return INF_RANK, slot
+        slot = (slot + np.uint64(1)) & mask
+
+
+@njit(cache=True, nogil=True)
+def bpe_word(data, a, b, byte_id, merge_keys, merge_rank, merge_new, syms, ranks, slots):
+    """BPE of the bytes ``data[a:b]`` into ``syms`` (room for b - a); returns the count.
+
+    Always merges the lowest-rank adjacent pair, the leftmost one on ties (what HF's
+    priority-queue BPE does)."""  # pragma: no cover - jit
+    n = b - a
+    for i in range(n):
+        syms[i] = byte_id[data[a + i]]
+    for i in range(n - 1):
+        ranks[i], slots[i] = merge_lookup(merge_keys, merge_rank, syms[i], syms[i + 1])
+    while n > 1:
+        best = INF_RANK
+        at = -1
+        for i in range(n - 1):
+            if ranks[i] < best:
+                best = ranks[i]
+                at = i
+        if at < 0:
+            break
+        syms[at] = merge_new[slots[at]]
+        for i in range(at + 1, n - 1):
+            syms[i] = syms[i + 1]
+            ranks[i] = ranks[i + 1]
+            slots[i] = slots[i + 1]
+        n -= 1
+        if at > 0:
+            ranks[at - 1], slots[at - 1] = merge_lookup(
+                merge_keys, merge_rank, syms[at - 1], syms[at]
+            )
+        if at < n - 1:
+            ranks[at], slots[at] = merge_lookup(merge_keys, merge_rank, syms[at], syms[at + 1])
+    return n
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _fnv(data, a, b):
+    h = np.uint64(0xCBF29CE484222325)
+    for i in range(a, b):
+        h = (h ^ np.uint64(data[i])) * np.uint64(0x100000001B3)
+    return h ^ (h >> np.uint64(32))
+
+
+@njit(cache=True, nogil=True)
+def _cache_find(data, a, b, h, slots, chash, ckoff, ckeys):  # pragma: no cover - jit
+    """(entry, slot): entry >= 0 when found, else -1 and the empty slot to fill."""
+    mask = np.uint64(slots.shape[0] - 1)
+    slot = h & mask
+    n = b - a
+    while True:
+        e = slots[slot]
+        if e < 0:
+            return -1, slot
+        if chash[e] == h and ckoff[e + 1] - ckoff[e] == n:
+            base = ckoff[e]
+            same = True
+            for i in range(n):
+                if ckeys[base + i] != data[a + i]:
+                    same = False
+                    break
+            if same:
+                return e, slot
+        slot = (slot + np.uint64(1)) & mask
+
+
+@njit(cache=True, nogil=True)
+def _emit(src, kinds, pa, pb, k, out, w, byte_id, merge_keys, merge_rank, merge_new, syms,
+          ranks, mslots, slots, chash, ckoff, ckeys, cvoff, cvals, cstate):  # pragma: no cover
+    """Write the ids of the ``k`` pre-tokenizer entries (added token ids or byte ranges of
+    ``src`` through the cache / BPE) to ``out`` from ``w``; returns the new position."""
+    cmask_entries = chash.shape[0]
+    for j in range(k):
+        if kinds[j] == 1:
+            out[w] = pa[j]
+            w += 1
+            continue
+        a = pa[j]
+        b = pb[j]
+        if b - a == 1:
+            out[w] = byte_id[src[a]]
+            w += 1
+            continue
+        cacheable = b - a <= MAX_CACHED_KEY
+        slot = np.uint64(0)
+        h = np.uint64(0)
+        if cacheable:
+            h = _fnv(src, a, b)
+            e, slot = _cache_find(src, a, b, h, slots, chash, ckoff, ckeys)
+            if e >= 0:
+                for t in range(cvoff[e], cvoff[e + 1]):
+                    out[w] = cvals[t]
+                    w += 1
+                continue
+        nsym = bpe_word(src, a, b, byte_id, merge_keys, merge_rank, merge_new,
+                        syms, ranks, mslots)
+        for t in range(nsym):
+            out[w + t] = syms[t]
+        w += nsym
+        if cacheable and cstate[3] == 0:
+            ne = cstate[0]
+            ku = cstate[1]
+            vu = cstate[2]
+            if (ne + 1 >= cmask_entries or ku + (b - a) > ckeys.shape[0]
+                    or vu + nsym > cvals.shape[0]
+                    or 2 * (ne + 1) > slots.shape[0]):
+                cstate[3] = 1
+            else:
+                chash[ne] = h
+                ckoff[ne] = ku
+                for t in range(b - a):
+                    ckeys[ku + t] = src[a + t]
+                ckoff[ne + 1] = ku + (b - a)
+                cvoff[ne] = vu
+                for t in range(nsym):
+                    cvals[vu + t] = syms[t]
+                cvoff[ne + 1] = vu + nsym
+                slots[slot] = ne
+                cstate[0] = ne + 1
+                cstate[1] = ku + (b - a)
+                cstate[2] = vu + nsym
+    return w
+
+
+@njit(cache=True, nogil=True)
+def encode_kernel(
+    data, offsets, doc_start, doc_end,
+    cls, ccc, nfc_flag, dec_index, dec_off, dec_data, comp_keys, comp_vals,
+    strie_next, strie_tok, ntrie_next, ntrie_tok,
+    byte_id, merge_keys, merge_rank, merge_new,
+    slots, chash, ckoff, ckeys, cvoff, cvals, cstate,
+    out, out_offsets, out_pos,
+):  # pragma: no cover - jit
+    """Encode documents ``doc_start..doc_end`` (UTF-8 ``data[offsets[i]:offsets[i+1]]``).
+
+    Ids go to ``out`` from ``out_pos``; ``out_offsets[i - doc_start + 1]`` gets the end of
+    document i. Returns (next document, out position, status): status ST_NEED_ROOM when
+    ``out`` filled up before document ``next`` (nothing of it is kept)."""
+    maxlen = 16
+    for i in range(doc_start, doc_end):
+        maxlen = max(maxlen, offsets[i + 1] - offsets[i])
+    cps = np.empty(maxlen + 1, dtype=np.int32)
+    boff = np.empty(maxlen + 1, dtype=np.int64)
+    cps2 = np.empty(4 * maxlen + 4, dtype=np.int32)
+    boff2 = np.empty(4 * maxlen + 5, dtype=np.int64)
+    nbuf = np.empty(4 * maxlen + 16, dtype=np.uint8)
+    kinds = np.empty(4 * maxlen + 4, dtype=np.int8)
+    pa = np.empty(4 * maxlen + 4, dtype=np.int64)
+    pb = np.empty(4 * maxlen + 4, dtype=np.int64)
+    syms = np.empty(4 * maxlen + 4, dtype=np.int32)
+    ranks = np.empty(4 * maxlen + 4, dtype=np.int32)
+    mslots = np.empty(4 * maxlen + 4, dtype=np.uint64)
+    cap = out.shape[0]
+    w = out_pos
+    has_specials = strie_tok.shape[0] > 1
+    for d in range(doc_start, doc_end):
+        lo = offsets[d]
+        hi = offsets[d + 1]
+        w_doc = w
+        p = lo
+        piece = lo
+        while p <= hi:
+            tok = -1
+            tend = p
+            if p < hi and has_specials and strie_next[np.int64(data[p])] >= 0:
+                tok, tend = trie_longest(data, p, hi, strie_next, strie_tok)
+            if p < hi and tok < 0:
+                p += 1
+                continue
+            # normalize and pre-tokenize the piece data[piece:p]
+            # worst case: one id per normalized byte (<= 4 per input byte) + the special
+            if w + 4 * (p - piece) + 1 > cap:
+                return d, w_doc, ST_NEED_ROOM
+            if p > piece:
+                n, needs = utf8_decode(data, piece, p, cps, boff, nfc_flag)
+                if needs:
+                    m = nfc(cps, n, cps2, ccc, dec_index, dec_off, dec_data, comp_keys,
+                            comp_vals)
+                    utf8_encode(cps2, m, nbuf, boff2)
+                    k = pretokenize_kernel(cps2, m, boff2, nbuf, cls, ntrie_next, ntrie_tok,
+                                           kinds, pa, pb)
+                    w = _emit(nbuf, kinds, pa, pb, k, out, w, byte_id, merge_keys, merge_rank,
+                              merge_new, syms, ranks, mslots, slots, chash, ckoff, ckeys,
+                              cvoff, cvals, cstate)
+                else:
+                    k = pretokenize_kernel(cps, n, boff, data, cls, ntrie_next, ntrie_tok,
+                                           kinds, pa, pb)
+                    w = _emit(data, kinds, pa, pb, k, out, w, byte_id, merge_keys, merge_rank,
+                              merge_new, syms, ranks, mslots, slots, chash, ckoff, ckeys,
+                              cvoff, cvals, cstate)
+            if p == hi:
+                break
+            out[w] = tok
+            w += 1
+            p = tend
+            piece = tend
+        out_offsets[d - doc_start + 1] = w
+    return doc_end, w, ST_OK
+
+
+@njit(cache=True, nogil=True)
+def decode_bytes_kernel(ids, tok_off, tok_bytes, out):  # pragma: no cover - jit
+    """Concatenate the byte strings of ``ids`` (``tok_bytes[tok_off[i]:tok_off[i+1]]``)
+    into ``out``; ids outside the table are skipped. Returns the length."""
+    n_tok = tok_off.shape[0] - 1
+    w = 0
+    for i in range(ids.shape[0]):
+        t = ids[i]
+        if t < 0 or t >= n_tok:
+            continue
+        for j in range(tok_off[t], tok_off[t + 1]):
+            out[w] = tok_bytes[j]
+            w += 1
+    return w

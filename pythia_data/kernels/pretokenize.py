@@ -1,0 +1,322 @@
+"""Pre-tokenization kernels: UTF-8 <-> code points, NFC, added-token tries, the GPT-2 regex.
+
+Everything works on plain numpy arrays (usable from numba.cuda later):
+
+* ``cls``  uint8[0x110000]: bit 1 = ``\\p{L}``, bit 2 = ``\\p{N}``, bit 4 = ``\\s`` exactly
+  as Hugging Face ``tokenizers`` (Oniguruma, Unicode 16) classifies each code point.
+* NFC tables as HF's normalizer has them (an older Unicode): ``ccc`` uint8[0x110000],
+  ``nfc_flag`` uint8[0x110000] (0 = the code point is left alone by NFC whatever surrounds
+  it: no decomposition, class 0, never the second of a composition pair), ``dec_index``
+  int32[0x110000] (-1 or row of ``dec_off``/``dec_data``: the full canonical
+  decomposition), and the composition hash table ``comp_keys`` int64 / ``comp_vals`` int32
+  keyed by ``first << 21 | second``.
+* A trie of byte strings for added tokens: ``trie_next`` int32[n_nodes * 256] (-1 = no
+  edge, node 0 = root) and ``trie_tok`` int32[n_nodes] (token id ending there or -1).
+
+The regex is GPT-2's ``'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|
+\\s+(?!\\S)|\\s+`` with Oniguruma's leftmost-alternative semantics, hand-compiled in
+:func:`next_pretoken`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = [
+    "CLS_L",
+    "CLS_N",
+    "CLS_WS",
+    "utf8_decode",
+    "utf8_encode",
+    "nfc",
+    "next_pretoken",
+    "trie_longest",
+    "comp_lookup",
+    "nfc_utf8_kernel",
+    "pretokenize_kernel",
+]
+
+CLS_L = 1
+CLS_N = 2
+CLS_WS = 4
+
+_QUOTE = 39
+_SPACE = 32
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _hash64(key):
+    h = np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)
+    return h ^ (h >> np.uint64(29))
+
+
+@njit(cache=True, nogil=True)
+def comp_lookup(comp_keys, comp_vals, first, second):  # pragma: no cover - jit
+    """The primary composite of (first, second), or -1."""
+    key = (np.int64(first) << np.int64(21)) | np.int64(second)
+    mask = np.uint64(comp_keys.shape[0] - 1)
+    slot = _hash64(key) & mask
+    while True:
+        k = comp_keys[slot]
+        if k == key:
+            return comp_vals[slot]
+        if k == -1:
+            return -1
+        slot = (slot + np.uint64(1)) & mask
+
+
+@njit(cache=True, nogil=True)
+def utf8_decode(data, start, end, cps, boff, nfc_flag):  # pragma: no cover - jit
+    """Decode valid UTF-8 ``data[start:end]`` into ``cps`` with byte offsets ``boff``
+    (``boff[i]`` = offset of code point i, ``boff[n]`` = end). Returns (n, needs_nfc)."""
+    n = 0
+    p = start
+    needs = False
+    while p < end:
+        b = np.int32(data[p])
+        if b < 0x80:
+            c = b
+            w = 1
+        elif b < 0xE0:
+            c = ((b & 0x1F) << 6) | (np.int32(data[p + 1]) & 0x3F)
+            w = 2
+        elif b < 0xF0:
+            c = ((b & 0x0F) << 12) | ((np.int32(data[p + 1]) & 0x3F) << 6)
+            c |= np.int32(data[p + 2]) & 0x3F
+            w = 3
+        else:
+            c = ((b & 0x07) << 18) | ((np.int32(data[p + 1]) & 0x3F) << 12)
+            c |= ((np.int32(data[p + 2]) & 0x3F) << 6) | (np.int32(data[p + 3]) & 0x3F)
+            w = 4
+        if nfc_flag[c] != 0:
+            needs = True
+        cps[n] = c
+        boff[n] = p
+        n += 1
+        p += w
+    boff[n] = end
+    return n, needs
+
+
+@njit(cache=True, nogil=True)
+def utf8_encode(cps, n, out, boff):  # pragma: no cover - jit
+    """Encode ``cps[:n]`` into ``out`` (room for 4 bytes per code point); byte offsets into
+    ``boff`` (length n+1). Returns the byte length."""
+    p = 0
+    for i in range(n):
+        c = cps[i]
+        boff[i] = p
+        if c < 0x80:
+            out[p] = c
+            p += 1
+        elif c < 0x800:
+            out[p] = 0xC0 | (c >> 6)
+            out[p + 1] = 0x80 | (c & 0x3F)
+            p += 2
+        elif c < 0x10000:
+            out[p] = 0xE0 | (c >> 12)
+            out[p + 1] = 0x80 | ((c >> 6) & 0x3F)
+            out[p + 2] = 0x80 | (c & 0x3F)
+            p += 3
+        else:
+            out[p] = 0xF0 | (c >> 18)
+            out[p + 1] = 0x80 | ((c >> 12) & 0x3F)
+            out[p + 2] = 0x80 | ((c >> 6) & 0x3F)
+            out[p + 3] = 0x80 | (c & 0x3F)
+            p += 4
+    boff[n] = p
+    return p
+
+
+@njit(cache=True, nogil=True)
+def nfc(cps, n, out, ccc, dec_index, dec_off, dec_data, comp_keys, comp_vals):  # pragma: no cover
+    """NFC of ``cps[:n]`` into ``out`` (room for 4 code points per input); returns the count.
+
+    Decompose fully (tables), stable-sort each run of non-zero combining classes, then
+    compose canonically (a character composes with the last starter unless blocked)."""
+    m = 0
+    for i in range(n):
+        c = cps[i]
+        k = dec_index[c]
+        if k < 0:
+            out[m] = c
+            m += 1
+        else:
+            for j in range(dec_off[k], dec_off[k + 1]):
+                out[m] = dec_data[j]
+                m += 1
+    # canonical ordering: insertion sort inside runs of non-starters (stable)
+    i = 0
+    while i < m:
+        if ccc[out[i]] == 0:
+            i += 1
+            continue
+        j = i
+        while j < m and ccc[out[j]] != 0:
+            j += 1
+        for a in range(i + 1, j):
+            x = out[a]
+            cx = ccc[x]
+            b = a - 1
+            while b >= i and ccc[out[b]] > cx:
+                out[b + 1] = out[b]
+                b -= 1
+            out[b + 1] = x
+        i = j
+    # canonical composition, in place
+    starter = -1
+    last_cc = 0
+    w = 0
+    for r in range(m):
+        c = out[r]
+        cc = np.int32(ccc[c])
+        if starter >= 0:
+            adjacent = w == starter + 1
+            if adjacent or (last_cc != 0 and last_cc < cc):
+                comp = comp_lookup(comp_keys, comp_vals, out[starter], c)
+                if comp >= 0:
+                    out[starter] = comp
+                    continue
+        if cc == 0:
+            starter = w
+        out[w] = c
+        w += 1
+        last_cc = cc
+    return w
+
+
+@njit(cache=True, nogil=True)
+def trie_longest(data, p, end, trie_next, trie_tok):  # pragma: no cover - jit
+    """Longest added token starting at byte ``p`` of ``data[:end]``: (token id, end) or
+    (-1, p)."""
+    node = 0
+    best = -1
+    best_end = p
+    q = p
+    while q < end:
+        node = trie_next[node * 256 + np.int64(data[q])]
+        if node < 0:
+            break
+        q += 1
+        t = trie_tok[node]
+        if t >= 0:
+            best = t
+            best_end = q
+    return best, best_end
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _is_other(k):
+    return (k & 7) == 0
+
+
+@njit(cache=True, nogil=True)
+def next_pretoken(cps, p, end, cls):  # pragma: no cover - jit
+    """End (exclusive) of the GPT-2 regex match that starts at code point ``p`` (< end)."""
+    c = cps[p]
+    if c == _QUOTE and p + 1 < end:
+        c1 = cps[p + 1]
+        if c1 == 115 or c1 == 116 or c1 == 109 or c1 == 100:  # s t m d
+            return p + 2
+        if p + 2 < end:
+            c2 = cps[p + 2]
+            if (c1 == 114 and c2 == 101) or (c1 == 118 and c2 == 101):  # re ve
+                return p + 3
+            if c1 == 108 and c2 == 108:  # ll
+                return p + 3
+    k = cls[c]
+    q = p
+    if c == _SPACE and p + 1 < end:
+        k1 = cls[cps[p + 1]]
+        if (k1 & CLS_L) or (k1 & CLS_N) or _is_other(k1):
+            q = p + 1
+            k = k1
+    if k & CLS_L:
+        q += 1
+        while q < end and (cls[cps[q]] & CLS_L):
+            q += 1
+        return q
+    if k & CLS_N:
+        q += 1
+        while q < end and (cls[cps[q]] & CLS_N):
+            q += 1
+        return q
+    if _is_other(k):
+        q += 1
+        while q < end and _is_other(cls[cps[q]]):
+            q += 1
+        return q
+    # whitespace: \s+(?!\S) then \s+
+    q = p + 1
+    while q < end and (cls[cps[q]] & CLS_WS):
+        q += 1
+    if q == end or q - p == 1:
+        return q
+    return q - 1
+
+
+@njit(cache=True, nogil=True)
+def pretokenize_kernel(cps, n, boff, data, cls, ntrie_next, ntrie_tok, out_kind, out_a, out_b):
+    """Split ``cps[:n]`` (normalized text whose UTF-8 is ``data``, code point i at byte
+    ``boff[i]``) into added tokens (leftmost-longest, trie ``ntrie_*``) and regex pieces.
+
+    Writes entries: ``out_kind`` 0 = regex pre-token bytes ``[out_a, out_b)`` of ``data``,
+    1 = added token id ``out_a``. Returns the number of entries."""  # pragma: no cover
+    m = 0
+    seg = 0
+    p = 0
+    has_trie = ntrie_tok.shape[0] > 1
+    while p <= n:
+        tok = -1
+        tend = 0
+        if p < n and has_trie and ntrie_next[np.int64(data[boff[p]])] >= 0:
+            tok, tend = trie_longest(data, boff[p], boff[n], ntrie_next, ntrie_tok)
+        if p == n or tok >= 0:
+            q = seg
+            while q < p:
+                r = next_pretoken(cps, q, p, cls)
+                out_kind[m] = 0
+                out_a[m] = boff[q]
+                out_b[m] = boff[r]
+                m += 1
+                q = r
+            if p == n:
+                break
+            out_kind[m] = 1
+            out_a[m] = tok
+            out_b[m] = 0
+            m += 1
+            while p < n and boff[p] < tend:
+                p += 1
+            seg = p
+        else:
+            p += 1
+    return m
+
+
+@njit(cache=True, nogil=True)
+def nfc_utf8_kernel(data, offsets, ccc, nfc_flag, dec_index, dec_off, dec_data, comp_keys,
+                    comp_vals, out, out_offsets):  # pragma: no cover - jit
+    """NFC of each UTF-8 string ``data[offsets[i]:offsets[i+1]]`` into ``out`` (room for 4x)."""
+    n_docs = offsets.shape[0] - 1
+    maxlen = 1
+    for i in range(n_docs):
+        maxlen = max(maxlen, offsets[i + 1] - offsets[i])
+    cps = np.empty(maxlen + 1, dtype=np.int32)
+    boff = np.empty(maxlen + 1, dtype=np.int64)
+    cps2 = np.empty(4 * maxlen + 4, dtype=np.int32)
+    boff2 = np.empty(4 * maxlen + 5, dtype=np.int64)
+    w = 0
+    out_offsets[0] = 0
+    for i in range(n_docs):
+        n, needs = utf8_decode(data, offsets[i], offsets[i + 1], cps, boff, nfc_flag)
+        if needs:
+            m = nfc(cps, n, cps2, ccc, dec_index, dec_off, dec_data, comp_keys, comp_vals)
+            w += utf8_encode(cps2, m, out[w:], boff2)
+        else:
+            for j in range(offsets[i], offsets[i + 1]):
+                out[w] = data[j]
+                w += 1
+        out_offsets[i + 1] = w
+    return w
