@@ -32,12 +32,14 @@ __all__ = [
     "build_merge_table",
     "merge_lookup",
     "bpe_word",
+    "bpe_word_heap",
     "encode_kernel",
     "decode_bytes_kernel",
     "MAX_CACHED_KEY",
 ]
 
 MAX_CACHED_KEY = 128
+LONG_WORD = 48  # longer pre-tokens use the O(n log n) heap BPE
 INF_RANK = np.int32(2**31 - 1)
 
 ST_OK = 0
@@ -121,6 +123,92 @@ def bpe_word(data, a, b, byte_id, merge_keys, merge_rank, merge_new, syms, ranks
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _heap_push(heap, size, key):
+    i = size
+    heap[i] = key
+    while i > 0:
+        parent = (i - 1) >> 1
+        if heap[parent] <= heap[i]:
+            break
+        heap[parent], heap[i] = heap[i], heap[parent]
+        i = parent
+    return size + 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _heap_pop(heap, size):
+    top = heap[0]
+    size -= 1
+    heap[0] = heap[size]
+    i = 0
+    while True:
+        left = 2 * i + 1
+        if left >= size:
+            break
+        child = left
+        if left + 1 < size and heap[left + 1] < heap[left]:
+            child = left + 1
+        if heap[i] <= heap[child]:
+            break
+        heap[i], heap[child] = heap[child], heap[i]
+        i = child
+    return top, size
+
+
+@njit(cache=True, nogil=True)
+def bpe_word_heap(data, a, b, byte_id, merge_keys, merge_rank, merge_new, syms):
+    """BPE of ``data[a:b]`` in O(n log n) (for long pre-tokens): a heap of (rank, position)
+    with stale entries skipped, like HF's BPE. Same result as :func:`bpe_word`."""
+    n = b - a
+    nxt = np.empty(n, dtype=np.int64)
+    prv = np.empty(n, dtype=np.int64)
+    alive = np.ones(n, dtype=np.bool_)
+    heap = np.empty(3 * n + 3, dtype=np.int64)
+    size = 0
+    for i in range(n):
+        syms[i] = byte_id[data[a + i]]
+        nxt[i] = i + 1 if i + 1 < n else -1
+        prv[i] = i - 1
+    for i in range(n - 1):
+        r, _slot = merge_lookup(merge_keys, merge_rank, syms[i], syms[i + 1])
+        if r != INF_RANK:
+            size = _heap_push(heap, size, (np.int64(r) << np.int64(32)) | i)
+    while size > 0:
+        key, size = _heap_pop(heap, size)
+        r = np.int32(key >> np.int64(32))
+        i = key & np.int64(0xFFFFFFFF)
+        if not alive[i]:
+            continue
+        j = nxt[i]
+        if j < 0:
+            continue
+        r2, slot = merge_lookup(merge_keys, merge_rank, syms[i], syms[j])
+        if r2 != r:
+            continue
+        syms[i] = merge_new[slot]
+        alive[j] = False
+        k = nxt[j]
+        nxt[i] = k
+        if k >= 0:
+            prv[k] = i
+            rn, _s = merge_lookup(merge_keys, merge_rank, syms[i], syms[k])
+            if rn != INF_RANK:
+                size = _heap_push(heap, size, (np.int64(rn) << np.int64(32)) | i)
+        p = prv[i]
+        if p >= 0:
+            rp, _s = merge_lookup(merge_keys, merge_rank, syms[p], syms[i])
+            if rp != INF_RANK:
+                size = _heap_push(heap, size, (np.int64(rp) << np.int64(32)) | p)
+    m = 0
+    i = 0
+    while i >= 0:
+        syms[m] = syms[i]
+        m += 1
+        i = nxt[i]
+    return m
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _fnv(data, a, b):
     h = np.uint64(0xCBF29CE484222325)
     for i in range(a, b):
@@ -178,8 +266,11 @@ def _emit(src, kinds, pa, pb, k, out, w, byte_id, merge_keys, merge_rank, merge_
                     out[w] = cvals[t]
                     w += 1
                 continue
-        nsym = bpe_word(src, a, b, byte_id, merge_keys, merge_rank, merge_new,
-                        syms, ranks, mslots)
+        if b - a <= LONG_WORD:
+            nsym = bpe_word(src, a, b, byte_id, merge_keys, merge_rank, merge_new,
+                            syms, ranks, mslots)
+        else:
+            nsym = bpe_word_heap(src, a, b, byte_id, merge_keys, merge_rank, merge_new, syms)
         for t in range(nsym):
             out[w + t] = syms[t]
         w += nsym

@@ -1,0 +1,206 @@
+"""The cpu engine gives exactly HF ``tokenizers``' ids (and decodes like it)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+pytest.importorskip("tokenizers", reason="HF tokenizers is the reference")
+
+from pythia_data.tokenize import load_tokenizer  # noqa: E402
+from pythia_data.tokenize.spec import bundled_path  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def cpu():
+    return load_tokenizer(backend="cpu", workers=1)
+
+
+@pytest.fixture(scope="module")
+def hf():
+    return load_tokenizer(backend="hf")
+
+
+def assert_same(cpu, hf, texts):
+    ours = cpu.encode_batch(texts)
+    theirs = hf.encode_batch(texts)
+    for text, a, b in zip(texts, ours, theirs):
+        assert a.tolist() == b.tolist(), f"ids differ for {text[:200]!r}"
+
+
+SPACES = [" " * n for n in range(1, 61)]
+EDGE = [
+    "",
+    " ",
+    "a  b",
+    "a" + " " * 25 + "b",
+    "hello world",
+    "<|endoftext|>",
+    "<|endoftext|><|padding|>",
+    "a<|endoftext|>b",
+    "  <|endoftext|>  ",
+    " <|endoftext|> x",
+    "x   <|endoftext|>   y",
+    "<|endoftext",
+    "<|endoftext|",
+    "<<|endoftext|>>",
+    "<|padding|> <|endoftext|>\n",
+    "e<|endoftext|>\u0301",  # NFC is per piece: the mark does not reach the e
+    "\t\tx\n\n  y",
+    "\u00a0\u00a0x \u3000 y\u3000\u3000",
+    "a\x1c\x1d\x1e\x1fb \x1c \x1f",
+    "\x85\u2028\u2029\u200b\ufeff",
+    "e\u0301 cafe\u0301 caf\u00e9",
+    "a\u0345\u0301\u0334\u0327",
+    "\u0958\u0959 \u2adc \ufb2c \U0001d160",
+    "\U00011935\U00011930",
+    "\u1100\u1161\u11a8 \uac00\u11a8 \u1100\u1161",
+    "\U0001f44d\U0001f3fd \U0001f468\u200d\U0001f469\u200d\U0001f467 \U0001f1fa\U0001f1f8",
+    "日本語のテキストです。中文文本。한국어 텍스트",
+    "שָׁלוֹם עולם مرحبا بالعالم 123 ١٢٣",
+    "Привет, мир! Ελληνικά",
+    "9" * 10_000,
+    "1" * 3 + " " + "2" * 7 + "x12",
+    "it's I'S we'Ll they'RE 'd 'm 'll 've 're 't 's",
+    "''s '''ll ' s 's's",
+    "don't DON'T Don'T",
+    "   leading and trailing   ",
+    "\n",
+    "\n\n\n",
+    " \n ",
+    "x \n y",
+    "def f():\n    return  1\n\n\tpass\n",
+    "\U0010ffff\U000e0001\U000f0000",
+    "\u0378\u0379",  # unassigned
+    "\U00011f04\U00011f50\U0001e4d0",  # Unicode 15/16 letters/digits
+    "a\u180eb\u061cc",
+]
+
+
+def test_edge_cases(cpu, hf):
+    assert_same(cpu, hf, EDGE)
+
+
+def test_space_runs_with_context(cpu, hf):
+    texts = []
+    for s in SPACES:
+        texts += [s, "a" + s, s + "b", "a" + s + "b", "\n" + s + "x", "x" + s + "\n",
+                  s + "\n", "\t" + s, s + "<|endoftext|>", "1" + s + "2", "." + s + "'s"]
+    assert_same(cpu, hf, texts)
+
+
+def test_empty_batch_and_offsets(cpu):
+    ids, offsets = cpu.encode_flat([])
+    assert ids.size == 0 and offsets.tolist() == [0]
+    ids, offsets = cpu.encode_flat(["", "a", ""])
+    assert offsets.tolist() == [0, 0, 1, 1]
+    assert ids.dtype == np.int32 and offsets.dtype == np.int64
+
+
+_FULL = st.one_of(
+    st.characters(exclude_categories=["Cs"]),
+    st.integers(0, 0x10FFFF).filter(lambda c: not 0xD800 <= c <= 0xDFFF).map(chr),
+)
+_BIASED = st.sampled_from(
+    [" ", " ", " ", "  ", "'", "s", "S", "t", "l", "L", "e", "v", "r", "m", "d", "a", "1", "9",
+     "\n", "\t", "\r", "\u00a0", "\u3000", "\x1c", "\u0301", "\u0327", "\u0345", "\u0334",
+     "\u00e9", "\u0958", "<|endoftext|>", "<|padding|>", "<|", "|>", "\u1100", "\u1161",
+     "\u11a8", "\uac00", "\U00011935", "\U00011930", "\u0663", "\u200d", "\U0001f44d", "日",
+     "\u05bc", "\u05c1", "\u05e9", ".", ",", "-", "_", "\u2028", "\x85", "\U00011f04"]
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.text(_FULL, max_size=40), min_size=1, max_size=6))
+def test_hypothesis_any_unicode(cpu, hf, texts):
+    assert_same(cpu, hf, texts)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(_BIASED, max_size=60).map("".join), min_size=1, max_size=6))
+def test_hypothesis_biased_alphabet(cpu, hf, texts):
+    assert_same(cpu, hf, texts)
+
+
+def test_multilingual_corpus(cpu, hf, tmp_path):
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        from tokenize_corpus import corpus_documents
+    finally:
+        sys.path.pop(0)
+    docs = [text for _src, text in corpus_documents(600_000)]
+    if sum(map(len, docs)) < 100_000:
+        pytest.skip("too little text on this machine for a corpus")
+    # keep it fast: a slice of each document
+    texts = [d[:4000] for d in docs]
+    assert_same(cpu, hf, texts)
+
+
+def test_workers_and_growth_and_small_cache_agree(hf):
+    texts = EDGE * 40 + ["".join(chr(c) for c in range(32, 127)) * 300, "\x00\x01\x02" * 5000]
+    single = load_tokenizer(backend="cpu", workers=1)
+    multi = load_tokenizer(backend="cpu", workers=3, cache_slots=1024)
+    a_ids, a_off = single.encode_flat(texts)
+    b_ids, b_off = multi.encode_flat(texts)
+    assert np.array_equal(a_off, b_off) and np.array_equal(a_ids, b_ids)
+    again_ids, _ = multi.encode_flat(texts)  # after the tiny cache filled and was cleared
+    assert np.array_equal(again_ids, a_ids)
+    theirs = hf.encode_batch(texts)
+    assert np.concatenate(theirs).tolist() == a_ids.tolist()
+
+
+def test_merge_order_is_id_order_for_20b():
+    raw = json.loads(bundled_path().read_text(encoding="utf-8"))
+    vocab = raw["model"]["vocab"]
+    new_ids = [vocab[m.replace(" ", "", 1)] if isinstance(m, str) else vocab["".join(m)]
+               for m in raw["model"]["merges"]]
+    assert all(b > a for a, b in zip(new_ids, new_ids[1:]))
+
+
+def test_tokenizer_without_normalizer(tmp_path, hf):
+    from tokenizers import Tokenizer as HFTok
+
+    raw = json.loads(bundled_path().read_text(encoding="utf-8"))
+    raw["normalizer"] = None
+    path = tmp_path / "tokenizer.json"
+    path.write_text(json.dumps(raw))
+    ours = load_tokenizer(path, backend="cpu")
+    assert ours.backend == "cpu"
+    ref = HFTok.from_file(str(path))
+    texts = ["e\u0301 caf\u00e9 \u0958", "a  b\u0301", "<|endoftext|>x"]
+    for text in texts:
+        assert ours.encode(text).tolist() == ref.encode(text).ids
+
+
+# ------------------------------------------------------------------ decode
+
+
+def test_decode_round_trip(cpu, hf):
+    for text in EDGE:
+        ids = cpu.encode(text)
+        assert cpu.decode(ids) == hf.decode(ids)
+    assert cpu.decode_batch([cpu.encode(t) for t in EDGE[:5]]) == hf.decode_batch(
+        [cpu.encode(t) for t in EDGE[:5]])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.integers(0, 50276), st.integers(0, 300), st.integers(50250, 50290)),
+                max_size=30))
+def test_decode_any_ids_like_hf(cpu, hf, ids):
+    # arbitrary ids: invalid UTF-8 across token boundaries, added tokens, ids past the vocab
+    assert cpu.decode(ids) == hf.decode(ids)
+
+
+def test_decode_rejects_negative_ids(cpu):
+    from pythia_data.errors import UsageError
+
+    with pytest.raises(UsageError):
+        cpu.decode([1, -2])
