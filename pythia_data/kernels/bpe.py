@@ -21,8 +21,9 @@ import numpy as np
 from numba import njit
 
 from pythia_data.kernels.pretokenize import (
+    cp_at,
+    next_pretoken,
     nfc,
-    pretokenize_kernel,
     trie_longest,
     utf8_decode,
     utf8_encode,
@@ -217,86 +218,125 @@ def _fnv(data, a, b):
 
 
 @njit(cache=True, nogil=True)
-def _cache_find(data, a, b, h, slots, chash, ckoff, ckeys):  # pragma: no cover - jit
-    """(entry, slot): entry >= 0 when found, else -1 and the empty slot to fill."""
+def _cache_find(data, a, b, h, slots, ckoff, ckeys):  # pragma: no cover - jit
+    """(entry, slot): entry >= 0 when found, else -1 and the empty slot to fill. A slot holds
+    ``(h >> 33) << 32 | entry`` (-1 = empty), so most misses never touch the entries."""
     mask = np.uint64(slots.shape[0] - 1)
     slot = h & mask
+    tag = np.int64(h >> np.uint64(33))
     n = b - a
     while True:
-        e = slots[slot]
-        if e < 0:
+        v = slots[slot]
+        if v < 0:
             return -1, slot
-        if chash[e] == h and ckoff[e + 1] - ckoff[e] == n:
+        if (v >> np.int64(32)) == tag:
+            e = v & np.int64(0xFFFFFFFF)
             base = ckoff[e]
-            same = True
-            for i in range(n):
-                if ckeys[base + i] != data[a + i]:
-                    same = False
-                    break
-            if same:
-                return e, slot
+            if ckoff[e + 1] - base == n:
+                same = True
+                for i in range(n):
+                    if ckeys[base + i] != data[a + i]:
+                        same = False
+                        break
+                if same:
+                    return e, slot
         slot = (slot + np.uint64(1)) & mask
 
 
 @njit(cache=True, nogil=True)
-def _emit(src, kinds, pa, pb, k, out, w, byte_id, merge_keys, merge_rank, merge_new, syms,
-          ranks, mslots, slots, chash, ckoff, ckeys, cvoff, cvals, cstate):  # pragma: no cover
-    """Write the ids of the ``k`` pre-tokenizer entries (added token ids or byte ranges of
-    ``src`` through the cache / BPE) to ``out`` from ``w``; returns the new position."""
-    cmask_entries = chash.shape[0]
-    for j in range(k):
-        if kinds[j] == 1:
-            out[w] = pa[j]
-            w += 1
-            continue
-        a = pa[j]
-        b = pb[j]
-        if b - a == 1:
-            out[w] = byte_id[src[a]]
-            w += 1
-            continue
-        cacheable = b - a <= MAX_CACHED_KEY
-        slot = np.uint64(0)
-        h = np.uint64(0)
-        if cacheable:
-            h = _fnv(src, a, b)
-            e, slot = _cache_find(src, a, b, h, slots, chash, ckoff, ckeys)
-            if e >= 0:
-                for t in range(cvoff[e], cvoff[e + 1]):
-                    out[w] = cvals[t]
-                    w += 1
-                continue
-        if b - a <= LONG_WORD:
-            nsym = bpe_word(src, a, b, byte_id, merge_keys, merge_rank, merge_new,
-                            syms, ranks, mslots)
+def _emit(src, a, b, out, w, byte_id, merge_keys, merge_rank, merge_new, syms, ranks, mslots,
+          slots, ckoff, ckeys, cvoff, cvals, cstate):  # pragma: no cover - jit
+    """Write the ids of the pre-token ``src[a:b]`` (cache hit, or BPE then cache insert) to
+    ``out`` from ``w``; returns the new position."""
+    if b - a == 1:
+        out[w] = byte_id[src[a]]
+        return w + 1
+    cacheable = b - a <= MAX_CACHED_KEY
+    slot = np.uint64(0)
+    h = np.uint64(0)
+    if cacheable:
+        h = _fnv(src, a, b)
+        e, slot = _cache_find(src, a, b, h, slots, ckoff, ckeys)
+        if e >= 0:
+            for t in range(cvoff[e], cvoff[e + 1]):
+                out[w] = cvals[t]
+                w += 1
+            return w
+    if b - a <= LONG_WORD:
+        nsym = bpe_word(src, a, b, byte_id, merge_keys, merge_rank, merge_new, syms, ranks,
+                        mslots)
+    else:
+        nsym = bpe_word_heap(src, a, b, byte_id, merge_keys, merge_rank, merge_new, syms)
+    for t in range(nsym):
+        out[w + t] = syms[t]
+    if cacheable and cstate[3] == 0:
+        ne = cstate[0]
+        ku = cstate[1]
+        vu = cstate[2]
+        if (ne + 1 >= ckoff.shape[0] - 1 or ku + (b - a) > ckeys.shape[0]
+                or vu + nsym > cvals.shape[0] or 2 * (ne + 1) > slots.shape[0]):
+            cstate[3] = 1
         else:
-            nsym = bpe_word_heap(src, a, b, byte_id, merge_keys, merge_rank, merge_new, syms)
-        for t in range(nsym):
-            out[w + t] = syms[t]
-        w += nsym
-        if cacheable and cstate[3] == 0:
-            ne = cstate[0]
-            ku = cstate[1]
-            vu = cstate[2]
-            if (ne + 1 >= cmask_entries or ku + (b - a) > ckeys.shape[0]
-                    or vu + nsym > cvals.shape[0]
-                    or 2 * (ne + 1) > slots.shape[0]):
-                cstate[3] = 1
-            else:
-                chash[ne] = h
-                ckoff[ne] = ku
-                for t in range(b - a):
-                    ckeys[ku + t] = src[a + t]
-                ckoff[ne + 1] = ku + (b - a)
-                cvoff[ne] = vu
-                for t in range(nsym):
-                    cvals[vu + t] = syms[t]
-                cvoff[ne + 1] = vu + nsym
-                slots[slot] = ne
-                cstate[0] = ne + 1
-                cstate[1] = ku + (b - a)
-                cstate[2] = vu + nsym
-    return w
+            ckoff[ne] = ku
+            for t in range(b - a):
+                ckeys[ku + t] = src[a + t]
+            ckoff[ne + 1] = ku + (b - a)
+            cvoff[ne] = vu
+            for t in range(nsym):
+                cvals[vu + t] = syms[t]
+            cvoff[ne + 1] = vu + nsym
+            slots[slot] = (np.int64(h >> np.uint64(33)) << np.int64(32)) | ne
+            cstate[0] = ne + 1
+            cstate[1] = ku + (b - a)
+            cstate[2] = vu + nsym
+    return w + nsym
+
+
+@njit(cache=True, nogil=True)
+def _encode_piece(src, lo, hi, cls, ntrie_next, ntrie_tok, out, w, byte_id, merge_keys,
+                  merge_rank, merge_new, syms, ranks, mslots, slots, ckoff, ckeys, cvoff,
+                  cvals, cstate):  # pragma: no cover - jit
+    """Ids of the normalized UTF-8 piece ``src[lo:hi]``: normalized added tokens
+    (leftmost-longest) and the GPT-2 regex pre-tokens between them."""
+    has_trie = ntrie_tok.shape[0] > 1
+    seg = lo
+    p = lo
+    while True:
+        tok = -1
+        tend = p
+        if p < hi:
+            if has_trie and ntrie_next[np.int64(src[p])] >= 0:
+                tok, tend = trie_longest(src, p, hi, ntrie_next, ntrie_tok)
+            if tok < 0:
+                p += 1
+                continue
+        q = seg
+        while q < p:
+            r = next_pretoken(src, q, p, cls)
+            w = _emit(src, q, r, out, w, byte_id, merge_keys, merge_rank, merge_new, syms,
+                      ranks, mslots, slots, ckoff, ckeys, cvoff, cvals, cstate)
+            q = r
+        if p >= hi:
+            return w
+        out[w] = tok
+        w += 1
+        p = tend
+        seg = tend
+
+
+@njit(cache=True, nogil=True)
+def _needs_nfc(data, lo, hi, nfc_flag):  # pragma: no cover - jit
+    """Does NFC change anything in ``data[lo:hi]``? (ASCII never does: checked at load.)"""
+    p = lo
+    while p < hi:
+        if data[p] < 0x80:
+            p += 1
+            continue
+        c, w = cp_at(data, p)
+        if nfc_flag[c]:
+            return True
+        p += w
+    return False
 
 
 @njit(cache=True, nogil=True)
@@ -305,7 +345,7 @@ def encode_kernel(
     cls, ccc, nfc_flag, dec_index, dec_off, dec_data, comp_keys, comp_vals,
     strie_next, strie_tok, ntrie_next, ntrie_tok,
     byte_id, merge_keys, merge_rank, merge_new,
-    slots, chash, ckoff, ckeys, cvoff, cvals, cstate,
+    slots, ckoff, ckeys, cvoff, cvals, cstate,
     out, out_offsets, out_pos,
 ):  # pragma: no cover - jit
     """Encode documents ``doc_start..doc_end`` (UTF-8 ``data[offsets[i]:offsets[i+1]]``).
@@ -316,17 +356,15 @@ def encode_kernel(
     maxlen = 16
     for i in range(doc_start, doc_end):
         maxlen = max(maxlen, offsets[i + 1] - offsets[i])
-    cps = np.empty(maxlen + 1, dtype=np.int32)
-    boff = np.empty(maxlen + 1, dtype=np.int64)
-    cps2 = np.empty(4 * maxlen + 4, dtype=np.int32)
-    boff2 = np.empty(4 * maxlen + 5, dtype=np.int64)
-    nbuf = np.empty(4 * maxlen + 16, dtype=np.uint8)
-    kinds = np.empty(4 * maxlen + 4, dtype=np.int8)
-    pa = np.empty(4 * maxlen + 4, dtype=np.int64)
-    pb = np.empty(4 * maxlen + 4, dtype=np.int64)
-    syms = np.empty(4 * maxlen + 4, dtype=np.int32)
-    ranks = np.empty(4 * maxlen + 4, dtype=np.int32)
-    mslots = np.empty(4 * maxlen + 4, dtype=np.uint64)
+    small = min(maxlen, 1 << 16)
+    cps = np.empty(small + 1, dtype=np.int32)
+    boff = np.empty(small + 1, dtype=np.int64)
+    cps2 = np.empty(4 * small + 4, dtype=np.int32)
+    boff2 = np.empty(4 * small + 5, dtype=np.int64)
+    nbuf = np.empty(4 * small + 16, dtype=np.uint8)
+    syms = np.empty(4 * small + 4, dtype=np.int32)
+    ranks = np.empty(4 * small + 4, dtype=np.int32)
+    mslots = np.empty(4 * small + 4, dtype=np.uint64)
     cap = out.shape[0]
     w = out_pos
     has_specials = strie_tok.shape[0] > 1
@@ -336,36 +374,42 @@ def encode_kernel(
         w_doc = w
         p = lo
         piece = lo
-        while p <= hi:
+        while True:
             tok = -1
             tend = p
-            if p < hi and has_specials and strie_next[np.int64(data[p])] >= 0:
-                tok, tend = trie_longest(data, p, hi, strie_next, strie_tok)
-            if p < hi and tok < 0:
-                p += 1
-                continue
-            # normalize and pre-tokenize the piece data[piece:p]
-            # worst case: one id per normalized byte (<= 4 per input byte) + the special
+            if p < hi:
+                if has_specials and strie_next[np.int64(data[p])] >= 0:
+                    tok, tend = trie_longest(data, p, hi, strie_next, strie_tok)
+                if tok < 0:
+                    p += 1
+                    continue
+            # the piece data[piece:p]: worst case one id per normalized byte (<= 4 per byte)
             if w + 4 * (p - piece) + 1 > cap:
                 return d, w_doc, ST_NEED_ROOM
             if p > piece:
-                n, needs = utf8_decode(data, piece, p, cps, boff, nfc_flag)
-                if needs:
+                size = p - piece
+                if size > cps.shape[0] - 1:
+                    cps = np.empty(size + 1, dtype=np.int32)
+                    boff = np.empty(size + 1, dtype=np.int64)
+                    cps2 = np.empty(4 * size + 4, dtype=np.int32)
+                    boff2 = np.empty(4 * size + 5, dtype=np.int64)
+                    nbuf = np.empty(4 * size + 16, dtype=np.uint8)
+                    syms = np.empty(4 * size + 4, dtype=np.int32)
+                    ranks = np.empty(4 * size + 4, dtype=np.int32)
+                    mslots = np.empty(4 * size + 4, dtype=np.uint64)
+                if _needs_nfc(data, piece, p, nfc_flag):
+                    n, _needs = utf8_decode(data, piece, p, cps, boff, nfc_flag)
                     m = nfc(cps, n, cps2, ccc, dec_index, dec_off, dec_data, comp_keys,
                             comp_vals)
-                    utf8_encode(cps2, m, nbuf, boff2)
-                    k = pretokenize_kernel(cps2, m, boff2, nbuf, cls, ntrie_next, ntrie_tok,
-                                           kinds, pa, pb)
-                    w = _emit(nbuf, kinds, pa, pb, k, out, w, byte_id, merge_keys, merge_rank,
-                              merge_new, syms, ranks, mslots, slots, chash, ckoff, ckeys,
-                              cvoff, cvals, cstate)
+                    nb = utf8_encode(cps2, m, nbuf, boff2)
+                    w = _encode_piece(nbuf, 0, nb, cls, ntrie_next, ntrie_tok, out, w, byte_id,
+                                      merge_keys, merge_rank, merge_new, syms, ranks, mslots,
+                                      slots, ckoff, ckeys, cvoff, cvals, cstate)
                 else:
-                    k = pretokenize_kernel(cps, n, boff, data, cls, ntrie_next, ntrie_tok,
-                                           kinds, pa, pb)
-                    w = _emit(data, kinds, pa, pb, k, out, w, byte_id, merge_keys, merge_rank,
-                              merge_new, syms, ranks, mslots, slots, chash, ckoff, ckeys,
-                              cvoff, cvals, cstate)
-            if p == hi:
+                    w = _encode_piece(data, piece, p, cls, ntrie_next, ntrie_tok, out, w,
+                                      byte_id, merge_keys, merge_rank, merge_new, syms, ranks,
+                                      mslots, slots, ckoff, ckeys, cvoff, cvals, cstate)
+            if p >= hi:
                 break
             out[w] = tok
             w += 1

@@ -31,10 +31,10 @@ __all__ = [
     "utf8_encode",
     "nfc",
     "next_pretoken",
+    "cp_at",
     "trie_longest",
     "comp_lookup",
     "nfc_utf8_kernel",
-    "pretokenize_kernel",
 ]
 
 CLS_L = 1
@@ -211,88 +211,78 @@ def _is_other(k):
     return (k & 7) == 0
 
 
+@njit(cache=True, nogil=True, inline="always")
+def cp_at(data, p):
+    """(code point, width) of the valid UTF-8 character at byte ``p``."""
+    b = np.int32(data[p])
+    if b < 0x80:
+        return b, 1
+    if b < 0xE0:
+        return ((b & 0x1F) << 6) | (np.int32(data[p + 1]) & 0x3F), 2
+    if b < 0xF0:
+        c = ((b & 0x0F) << 12) | ((np.int32(data[p + 1]) & 0x3F) << 6)
+        return c | (np.int32(data[p + 2]) & 0x3F), 3
+    c = ((b & 0x07) << 18) | ((np.int32(data[p + 1]) & 0x3F) << 12)
+    c |= ((np.int32(data[p + 2]) & 0x3F) << 6) | (np.int32(data[p + 3]) & 0x3F)
+    return c, 4
+
+
 @njit(cache=True, nogil=True)
-def next_pretoken(cps, p, end, cls):  # pragma: no cover - jit
-    """End (exclusive) of the GPT-2 regex match that starts at code point ``p`` (< end)."""
-    c = cps[p]
+def next_pretoken(data, p, end, cls):  # pragma: no cover - jit
+    """End (exclusive byte) of the GPT-2 regex match that starts at byte ``p`` (< end) of
+    the valid UTF-8 ``data[:end]``."""
+    c, w = cp_at(data, p)
     if c == _QUOTE and p + 1 < end:
-        c1 = cps[p + 1]
+        c1 = data[p + 1]  # contraction letters are ASCII: comparing bytes is exact
         if c1 == 115 or c1 == 116 or c1 == 109 or c1 == 100:  # s t m d
             return p + 2
         if p + 2 < end:
-            c2 = cps[p + 2]
+            c2 = data[p + 2]
             if (c1 == 114 and c2 == 101) or (c1 == 118 and c2 == 101):  # re ve
                 return p + 3
             if c1 == 108 and c2 == 108:  # ll
                 return p + 3
-    k = cls[c]
+    k = np.int32(cls[c])
     q = p
     if c == _SPACE and p + 1 < end:
-        k1 = cls[cps[p + 1]]
-        if (k1 & CLS_L) or (k1 & CLS_N) or _is_other(k1):
+        c1, _w1 = cp_at(data, p + 1)
+        k1 = np.int32(cls[c1])
+        if not k1 & CLS_WS:
             q = p + 1
             k = k1
     if k & CLS_L:
-        q += 1
-        while q < end and (cls[cps[q]] & CLS_L):
-            q += 1
+        while q < end:
+            c, w = cp_at(data, q)
+            if not cls[c] & CLS_L:
+                break
+            q += w
         return q
     if k & CLS_N:
-        q += 1
-        while q < end and (cls[cps[q]] & CLS_N):
-            q += 1
+        while q < end:
+            c, w = cp_at(data, q)
+            if not cls[c] & CLS_N:
+                break
+            q += w
         return q
     if _is_other(k):
-        q += 1
-        while q < end and _is_other(cls[cps[q]]):
-            q += 1
+        while q < end:
+            c, w = cp_at(data, q)
+            if not _is_other(cls[c]):
+                break
+            q += w
         return q
     # whitespace: \s+(?!\S) then \s+
-    q = p + 1
-    while q < end and (cls[cps[q]] & CLS_WS):
-        q += 1
-    if q == end or q - p == 1:
+    q = p + w
+    last = p
+    while q < end:
+        c, w = cp_at(data, q)
+        if not cls[c] & CLS_WS:
+            break
+        last = q
+        q += w
+    if q == end or last == p:
         return q
-    return q - 1
-
-
-@njit(cache=True, nogil=True)
-def pretokenize_kernel(cps, n, boff, data, cls, ntrie_next, ntrie_tok, out_kind, out_a, out_b):
-    """Split ``cps[:n]`` (normalized text whose UTF-8 is ``data``, code point i at byte
-    ``boff[i]``) into added tokens (leftmost-longest, trie ``ntrie_*``) and regex pieces.
-
-    Writes entries: ``out_kind`` 0 = regex pre-token bytes ``[out_a, out_b)`` of ``data``,
-    1 = added token id ``out_a``. Returns the number of entries."""  # pragma: no cover
-    m = 0
-    seg = 0
-    p = 0
-    has_trie = ntrie_tok.shape[0] > 1
-    while p <= n:
-        tok = -1
-        tend = 0
-        if p < n and has_trie and ntrie_next[np.int64(data[boff[p]])] >= 0:
-            tok, tend = trie_longest(data, boff[p], boff[n], ntrie_next, ntrie_tok)
-        if p == n or tok >= 0:
-            q = seg
-            while q < p:
-                r = next_pretoken(cps, q, p, cls)
-                out_kind[m] = 0
-                out_a[m] = boff[q]
-                out_b[m] = boff[r]
-                m += 1
-                q = r
-            if p == n:
-                break
-            out_kind[m] = 1
-            out_a[m] = tok
-            out_b[m] = 0
-            m += 1
-            while p < n and boff[p] < tend:
-                p += 1
-            seg = p
-        else:
-            p += 1
-    return m
+    return last
 
 
 @njit(cache=True, nogil=True)

@@ -109,6 +109,8 @@ def unicode_tables(path: str | None = None) -> UnicodeTables:
     nfc_flag[dcp] = 1
     nfc_flag[ccc > 0] = 1
     nfc_flag[second] = 1
+    if nfc_flag[:128].any():  # the encoder skips ASCII when looking for NFC work
+        raise FormatError("unicode tables: NFC would touch an ASCII character")
     size = _pow2_at_least(4 * max(1, first.size))
     comp_keys = np.full(size, -1, dtype=np.int64)
     comp_vals = np.full(size, -1, dtype=np.int32)
@@ -241,8 +243,7 @@ class _Cache:
 
     def __init__(self, slots: int = 1 << 20):
         entries = slots // 2
-        self.slots = np.full(slots, -1, dtype=np.int32)
-        self.hash = np.zeros(entries, dtype=np.uint64)
+        self.slots = np.full(slots, -1, dtype=np.int64)
         self.koff = np.zeros(entries + 1, dtype=np.int64)
         self.keys = np.zeros(entries * 16, dtype=np.uint8)
         self.voff = np.zeros(entries + 1, dtype=np.int64)
@@ -250,7 +251,7 @@ class _Cache:
         self.state = np.zeros(4, dtype=np.int64)
 
     def args(self):
-        return self.slots, self.hash, self.koff, self.keys, self.voff, self.vals, self.state
+        return self.slots, self.koff, self.keys, self.voff, self.vals, self.state
 
     def clear_if_full(self):
         if self.state[3]:
