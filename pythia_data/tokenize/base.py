@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pythia_data.dataset import best_dtype
 from pythia_data.errors import InputError, UsageError
 
 __all__ = ["Tokenizer", "encode_utf8", "ERRORS_POLICIES"]
@@ -90,7 +91,7 @@ class Tokenizer(abc.ABC):
 
     @property
     def dtype(self) -> np.dtype:
-        return np.dtype(np.uint16) if self.vocab_size < 65500 else np.dtype(np.int32)
+        return best_dtype(self.vocab_size)
 
     @abc.abstractmethod
     def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
