@@ -313,6 +313,7 @@ KILLER = r"""
 import os, sys, time
 import pythia_data.shards.reassemble as S
 real = S.copy_hashed
+S.COMMIT_BYTES = 1  # commit after every shard (the default batches a few GiB)
 marker = sys.argv[2]
 def slow(src, *a, **k):
     if src.name.startswith("doc-00003"):

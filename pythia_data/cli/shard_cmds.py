@@ -115,8 +115,9 @@ def name_list(names: list[str], total: int, shown: int = 3) -> str:
 @click.option("--output-dir", "-o", type=click.Path(file_okay=False),
               help="Where BASE.bin (and BASE.idx) go. Default: beside the shards.")
 @click.option("--expected", "-c", type=click.Path(dir_okay=False),
-              help="Manifest with per-shard and/or whole-file SHA256s "
-                   "(the known Pythia checksums are used too).")
+              help="Manifest with per-shard, whole-file and/or .idx SHA256s. Default: "
+                   "manifests beside the shards (*.sha256, *shard_hashes.txt), then the "
+                   "known Pythia checksums.")
 @click.option("--no-verify", is_flag=True, help="Copy without hashing.")
 @click.option("--full-hash", is_flag=True,
               help="Also compute the whole file's SHA256 even when every shard's is known "
@@ -146,6 +147,8 @@ def unshard_cmd(shard_path, output_dir, expected, no_verify, full_hash, jobs, fo
         result = unshard(ss.paths[0], output_dir, expected=expected, verify=not no_verify,
                          full_hash=full_hash, jobs=jobs, overwrite=force, progress=progress,
                          sync=not no_sync)
+    for w in result.warnings:
+        click.echo(f"pythia-data: warning: {w}", err=True)
     if as_json:
         click.echo(json.dumps(result.to_dict()))
     else:

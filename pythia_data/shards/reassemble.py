@@ -8,20 +8,29 @@ import os
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from pythia_data.errors import OutputError, ShardError, UsageError, VerificationError
+from pythia_data.errors import (
+    InputError,
+    OutputError,
+    PythiaDataError,
+    ShardError,
+    UsageError,
+    VerificationError,
+)
 from pythia_data.format.header import expected_bin_bytes
 from pythia_data.format.shardset import ShardSet, find_shards
 from pythia_data.integrity.manifest import Manifest, known_manifest
-from pythia_data.io.atomic import fsync_dir
+from pythia_data.integrity.hashing import hash_file
+from pythia_data.io.atomic import fsync_dir, lock_file
 from pythia_data.io.copy import (
     Cancelled,
     SequentialHasher,
     copy_file_atomic,
     copy_hashed,
     fsync_fd,
+    start_writeback,
     hash_region,
     same_bytes,
 )
@@ -88,6 +97,9 @@ class UnshardResult:
     resumed_shards: int = 0
     verified: bool = False
     idx_checked: bool = False
+    idx_status: str = "unknown"
+    manifests: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def whole_status(self) -> str:
@@ -106,7 +118,7 @@ class UnshardResult:
         if self.whole_expected is not None:
             parts.append(f"whole-file SHA256 {self.whole_status}")
         if self.idx_output is not None:
-            parts.append(f"index {self.idx_output}")
+            parts.append(f"index {self.idx_output} (SHA256 {self.idx_status})")
         return "; ".join(parts)
 
     def to_dict(self) -> dict:
@@ -117,6 +129,9 @@ class UnshardResult:
             "resumed_shards": self.resumed_shards,
             "verified": self.verified,
             "idx_checked": self.idx_checked,
+            "idx_status": self.idx_status,
+            "manifests": list(self.manifests),
+            "warnings": list(self.warnings),
             "whole_digest": self.whole_digest,
             "whole_expected": self.whole_expected,
             "whole_status": self.whole_status,
@@ -124,59 +139,81 @@ class UnshardResult:
         }
 
 
+#: Resume state is committed after this many bytes of completed shards (and when a run
+#: fails), not after every shard: each commit is an fsync of the output (without
+#: verification) plus a small atomic file write, and at Pythia's 5 GB shards a lost commit
+#: costs at most a few shards' copy on resume.
+COMMIT_BYTES = 2 << 30
+
+
 class _Committer:
     """Makes completed shards durable and records them in the state file, off the copy path.
 
-    Without verification a shard enters the state file only after an fsync of the partial
-    output that covers it, so whatever the state lists survives a crash; with verification
-    the resumed run re-hashes what the state lists instead. The copy threads never wait.
+    Records are batched: the state is written once ``commit_bytes`` of completed shards are
+    pending, and on :meth:`close` after a failure (so a rerun resumes). Without
+    verification a shard enters the state file only after an fsync of the partial output
+    that covers it, so whatever the state lists survives a crash; with verification the
+    resumed run re-hashes what the state lists instead. The copy threads never wait.
     """
 
     def __init__(self, fd: int, out_name: str, state_path: Path, ss: ShardSet,
-                 done: dict[int, dict], sync: bool = True) -> None:
+                 done: dict[int, dict], sync: bool = True,
+                 commit_bytes: int = COMMIT_BYTES) -> None:
         import queue
 
         self._sync = sync
         self._fd, self._out_name, self._state_path, self._ss = fd, out_name, state_path, ss
         self._done = done
+        self._commit_bytes = commit_bytes
+        self._pending: list[tuple[int, dict]] = []
+        self._pending_bytes = 0
         self._q: queue.Queue = queue.Queue()
         self._error: BaseException | None = None
         self._closed = False
+        self.commits = 0
         self._t = threading.Thread(target=self._run, name="unshard-commit", daemon=True)
         self._t.start()
 
-    def _run(self) -> None:
-        import queue
+    def _commit(self) -> None:
+        if not self._pending or self._error is not None:
+            return
+        try:
+            if self._sync:
+                fsync_fd(self._fd, self._out_name)
+            for i, rec in self._pending:
+                self._done[i] = rec
+            _save_state(self._state_path, self._ss, self._done)
+            self.commits += 1
+        except BaseException as exc:
+            self._error = exc
+        self._pending = []
+        self._pending_bytes = 0
 
-        stop = False
-        while not stop:
-            batch = [self._q.get()]
-            while True:  # take everything queued: one fsync and one state write for all
-                try:
-                    batch.append(self._q.get_nowait())
-                except queue.Empty:
-                    break
-            items = [b for b in batch if b is not None]
-            stop = len(items) != len(batch)
-            if not items or self._error is not None:
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            if item == "flush":
+                self._commit()
                 continue
-            try:
-                if self._sync:
-                    fsync_fd(self._fd, self._out_name)
-                for i, rec in items:
-                    self._done[i] = rec
-                _save_state(self._state_path, self._ss, self._done)
-            except BaseException as exc:
-                self._error = exc
+            i, rec = item
+            self._pending.append((i, rec))
+            self._pending_bytes += int(rec.get("size") or 0)
+            if self._pending_bytes >= self._commit_bytes:
+                self._commit()
 
     def submit(self, i: int, rec: dict) -> None:
         if self._error is not None:
             raise self._error
         self._q.put((i, rec))
 
-    def close(self, raise_error: bool = True) -> None:
+    def close(self, raise_error: bool = True, flush: bool = False) -> None:
+        """Stop; with ``flush`` (a failed run), commit what is pending first."""
         if not self._closed:
             self._closed = True
+            if flush:
+                self._q.put("flush")
             self._q.put(None)
             self._t.join()
         if raise_error and self._error is not None:
@@ -234,6 +271,41 @@ def _save_state(state_path: Path, ss: ShardSet, done: dict[int, dict]) -> None:
     fsync_dir(state_path.parent)
 
 
+def _is_manifest_name(name: str) -> bool:
+    low = name.lower()
+    return (low.endswith((".sha256", ".sha256sum", ".sha256sums", "shard_hashes.txt"))
+            or low in ("sha256sums", "sha256sums.txt"))
+
+
+def manifests_beside(ss: ShardSet, exclude=()) -> tuple[list[Manifest], list[str]]:
+    """Manifests lying beside the shards that list at least one of their files.
+
+    Candidates: ``*.sha256`` (what ``shard`` writes), ``*shard_hashes.txt`` (Pythia's
+    style), ``SHA256SUMS``. Returns ``(manifests, warnings)``; a candidate that cannot be
+    read or parsed is skipped with a warning.
+    """
+    names = set(ss.names) | {ss.name + ".bin", ss.idx_path.name}
+    skip = {os.path.realpath(x) for x in exclude}
+    found: list[Manifest] = []
+    warnings: list[str] = []
+    try:
+        entries = sorted(os.listdir(ss.directory))
+    except OSError:
+        return found, warnings
+    for n in entries:
+        path = ss.directory / n
+        if not _is_manifest_name(n) or os.path.realpath(path) in skip or not path.is_file():
+            continue
+        try:
+            m = Manifest.load(path)
+        except PythiaDataError as exc:
+            warnings.append(f"ignored {path}: {exc}")
+            continue
+        if any(x in m.entries for x in names):
+            found.append(m)
+    return found, warnings
+
+
 def unshard(
     shard: str | os.PathLike[str],
     output_dir: str | os.PathLike[str] | None = None,
@@ -245,21 +317,32 @@ def unshard(
     overwrite: bool = False,
     progress=None,
     sync: bool = True,
+    commit_bytes: int | None = None,
 ) -> UnshardResult:
     """Reassemble ``BASE.bin`` from its shards in one pass; see the module notes above.
 
     ``shard``: any shard's path, the prefix, or the folder holding them. ``output_dir``:
     where ``BASE.bin`` goes (default: beside the shards). ``expected``: a manifest (path or
-    :class:`pythia_data.integrity.manifest.Manifest`) with per-shard and/or whole-file SHA256s; the
-    known manifests are consulted too. ``verify=False`` copies without hashing. ``jobs``:
-    shards copied side by side (default: all cores; 1 when the whole-file hash is computed).
-    ``progress(n)`` is called with bytes processed. ``sync=False`` skips the fsyncs of the
-    data (as ``cat`` and ``cp`` do): an interrupted or killed run is still safe to rerun,
-    but after a power loss the output may hold bytes that never reached the disk. Raises
-    :class:`VerificationError` (naming the shard) on a mismatch, leaving no ``BASE.bin``;
-    :class:`ShardError` before writing anything if the shard set or its size against
-    ``BASE.idx`` is wrong;
-    :class:`OutputError` if the output cannot be written (rerun to resume).
+    :class:`pythia_data.integrity.manifest.Manifest`) with per-shard, whole-file and/or
+    ``.idx`` SHA256s; it must list at least one of them (else :class:`InputError`).
+    Manifests lying beside the shards (``*.sha256``, ``*shard_hashes.txt``, ``SHA256SUMS``)
+    and the known Pythia manifests are consulted too, in that order. When nothing at all
+    can be verified (no digest for any shard nor the whole file, or no ``BASE.idx``), the
+    run goes on and says so in ``result.warnings``. ``verify=False`` copies without
+    hashing. ``jobs``: shards copied side by side (default: all cores; 1 when the
+    whole-file hash is computed). ``progress(n)`` is called with bytes processed.
+    ``sync=False`` skips the fsyncs of the data (as ``cat`` and ``cp`` do): an interrupted
+    or killed run is still safe to rerun, but after a power loss the output may hold bytes
+    that never reached the disk. ``commit_bytes``: resume state is recorded every this
+    many bytes of completed shards (default :data:`COMMIT_BYTES`) and when a run fails.
+
+    The partial output is locked while written: a second run into the same folder fails at
+    once with "another pythia-data is writing ..." (:class:`OutputError`).
+
+    Raises :class:`VerificationError` (naming the shard or ``.idx``) on a mismatch, leaving
+    no ``BASE.bin``; :class:`ShardError` before writing anything if the shard set or its
+    size against ``BASE.idx`` is wrong; :class:`OutputError` if the output cannot be
+    written (rerun to resume).
     """
     ss = find_shards(shard)
     out_dir = Path(os.fspath(output_dir)) if output_dir is not None else ss.directory
@@ -268,6 +351,7 @@ def unshard(
     partial = out_dir / (out_name + ".partial")
     state_path = out_dir / (out_name + ".partial.json")
     total = ss.total_bytes
+    warnings: list[str] = []
 
     # -- checks before writing anything
     idx_src = ss.idx_path
@@ -280,76 +364,144 @@ def unshard(
                 f"expects {want}: a shard is missing, truncated or from another dataset"
             )
         idx_checked = True
+    else:
+        warnings.append(
+            f"no {idx_src.name} beside the shards: the total size of {out_name} could not "
+            "be checked (and no index was copied)"
+        )
     if final.exists() and not overwrite:
         raise OutputError(f"{final} already exists (remove it or pass --force)")
     if final.resolve() in {p.resolve() for p in ss.paths}:
         raise UsageError(f"the output {final} would overwrite a shard")
 
+    covered = {*ss.names, out_name, idx_src.name}
     manifest = None
     if expected is not None:
         manifest = expected if isinstance(expected, Manifest) else Manifest.load(expected)
-    lookups = [m for m in (manifest, known_manifest()) if m is not None]
+        if not any(n in manifest.entries for n in covered):
+            raise InputError(
+                f"{manifest.source} lists none of the {ss.count} shards of {ss.name}, "
+                f"{out_name} or {idx_src.name}: it cannot verify anything "
+                "(wrong manifest? pass --no-verify to copy unverified)"
+            )
+    lookups: list[Manifest] = [manifest] if manifest is not None else []
+    if verify:
+        own = [expected] if expected is not None and not isinstance(expected, Manifest) else []
+        beside, why = manifests_beside(ss, exclude=own)
+        lookups += beside
+        warnings += why
+        lookups.append(known_manifest())
+    used: list[str] = []
 
     def lookup(name: str) -> str | None:
         for m in lookups:
             e = m.get(name, "sha256")
             if e is not None:
+                if m.source not in used:
+                    used.append(m.source)
                 return e.digest
         return None
 
     shard_expected = [lookup(p.name) if verify else None for p in ss.paths]
     whole_expected = lookup(out_name) if verify else None
+    idx_expected = lookup(idx_src.name) if verify and idx_checked else None
     compute_whole = verify and (full_hash or (
         whole_expected is not None and any(e is None for e in shard_expected)))
+    if verify:
+        unknown = sum(e is None for e in shard_expected)
+        if unknown == ss.count and whole_expected is None:
+            warnings.append(
+                f"nothing could be verified: no SHA256 is known for {out_name} or any of its "
+                f"{ss.count} shards (no --expected manifest, none beside the shards lists "
+                "them, and they are not Pythia's published shards)"
+            )
+        elif unknown and whole_expected is None:
+            warnings.append(f"{unknown} of {ss.count} shards have no known SHA256 and were "
+                            "not verified")
+
+    # the index is checked against its SHA256 before any data is written
+    idx_status = "unknown"
+    if idx_expected is not None:
+        try:
+            got = hash_file(idx_src, "sha256")
+        except OSError as exc:
+            raise InputError(f"cannot read {idx_src}: {exc.strerror or exc}") from exc
+        if got != idx_expected:
+            raise VerificationError(
+                f"{idx_src.name} does not match its SHA256 (expected {idx_expected}, got "
+                f"{got}); download it again and rerun"
+            )
+        idx_status = "ok"
 
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {out_dir}: {exc.strerror or exc}") from exc
 
-    done: dict[int, dict] = {}
-    if partial.exists():
-        loaded = _load_state(state_path, ss)
-        if loaded is not None and partial.stat().st_size == total:
-            done = loaded
-    if not done:
-        with contextlib.suppress(FileNotFoundError):
-            state_path.unlink()
-
-    # A shard replaced since it was copied (same name and size, new mtime) is copied again.
-    for i in list(done):
-        st = ss.paths[i].stat()
-        rec = done[i]
-        if rec.get("size") != ss.sizes[i] or rec.get("mtime_ns") != st.st_mtime_ns or (
-            verify and not rec.get("sha256")
-        ):
-            del done[i]
-
+    # -- take the partial file and its lock first: nothing below runs twice at once
+    created = False
     try:
-        free = shutil.disk_usage(out_dir).free
-    except OSError:
-        free = None
-    need = total - sum(ss.sizes[i] for i in done)
-    if partial.exists() and done:
-        with contextlib.suppress(OSError):
-            need = max(0, total - partial.stat().st_blocks * 512)
-    if free is not None and need > free:
-        raise OutputError(
-            f"not enough space in {out_dir}: {out_name} needs {need} more bytes, {free} free"
-        )
-
-    try:
-        fd = os.open(partial, os.O_RDWR | os.O_CREAT | (0 if done else os.O_TRUNC), 0o644)
+        try:
+            fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            created = True
+        except FileExistsError:
+            fd = os.open(partial, os.O_RDWR)
     except OSError as exc:
         raise OutputError(f"cannot write {partial}: {exc.strerror or exc}") from exc
+    try:
+        lock_file(fd, str(final))
+    except BaseException:
+        os.close(fd)
+        raise
+    if final.exists() and not overwrite:  # another run finished while we waited
+        if created:
+            with contextlib.suppress(OSError):
+                partial.unlink()
+        os.close(fd)
+        raise OutputError(f"{final} already exists (remove it or pass --force)")
+
     outcomes: list[ShardOutcome | None] = [None] * ss.count
     whole: SequentialHasher | None = None
     committer: _Committer | None = None
     offsets = ss.offsets
     resumed = 0
     whole_digest = None
+    failed = True
     try:
+        done: dict[int, dict] = {}
+        if not created:
+            loaded = _load_state(state_path, ss)
+            if loaded is not None and os.fstat(fd).st_size == total:
+                done = loaded
+        if not done:
+            with contextlib.suppress(FileNotFoundError):
+                state_path.unlink()
+
+        # A shard replaced since it was copied (same name and size, new mtime) is copied again.
+        for i in list(done):
+            st = ss.paths[i].stat()
+            rec = done[i]
+            if rec.get("size") != ss.sizes[i] or rec.get("mtime_ns") != st.st_mtime_ns or (
+                verify and not rec.get("sha256")
+            ):
+                del done[i]
+
         try:
+            free = shutil.disk_usage(out_dir).free
+        except OSError:
+            free = None
+        need = total - sum(ss.sizes[i] for i in done)
+        if done:
+            with contextlib.suppress(OSError):
+                need = max(0, total - os.fstat(fd).st_blocks * 512)
+        if free is not None and need > free:
+            raise OutputError(
+                f"not enough space in {out_dir}: {out_name} needs {need} more bytes, {free} free"
+            )
+
+        try:
+            if not done:
+                os.ftruncate(fd, 0)
             os.ftruncate(fd, total)
         except OSError as exc:
             raise OutputError(f"cannot write {partial}: {exc.strerror or exc}") from exc
@@ -358,9 +510,10 @@ def unshard(
         if compute_whole:
             whole = SequentialHasher()
         # With verification, a resumed run re-hashes every recorded shard from the partial
-        # file, so the partial need not be fsynced per shard (only before the final rename);
-        # without it, the partial is fsynced before a shard is recorded.
-        committer = _Committer(fd, out_name, state_path, ss, done, sync=sync and not verify)
+        # file, so the partial need not be fsynced per commit (only before the final
+        # rename); without it, the partial is fsynced before shards are recorded.
+        committer = _Committer(fd, out_name, state_path, ss, done, sync=sync and not verify,
+                               commit_bytes=commit_bytes or COMMIT_BYTES)
         lock = threading.Lock()
         cancel = threading.Event()
 
@@ -395,7 +548,8 @@ def unshard(
                     return
                 # the partial no longer holds what was written there: copy the shard again
             digest = copy_hashed(ss.paths[i], ss.sizes[i], fd, offsets[i], out_name,
-                                 hash_it=verify, whole=whole, progress=progress, cancel=cancel)
+                                 hash_it=verify, whole=whole, progress=progress, cancel=cancel,
+                                 writeback=sync)
             finish(i, digest, "ok" if verify else "unverified")
             rec = {"size": ss.sizes[i], "mtime_ns": ss.paths[i].stat().st_mtime_ns,
                    "sha256": digest}
@@ -429,36 +583,41 @@ def unshard(
         committer.close()
         if sync:
             fsync_fd(fd, out_name)
+
+        if (whole_digest is not None and whole_expected is not None
+                and whole_digest != whole_expected):
+            for q in (partial, state_path):
+                with contextlib.suppress(FileNotFoundError):
+                    q.unlink()
+            failed = False  # nothing to resume
+            raise VerificationError(
+                f"{out_name} does not match its SHA256 (expected {whole_expected}, got "
+                f"{whole_digest})" + ("" if all(shard_expected) else
+                                      "; some shards have no known SHA256 to tell which")
+            )
+
+        # the index, then the final name (still under the lock)
+        idx_out = None
+        if idx_src.is_file():
+            idx_out = out_dir / idx_src.name
+            if idx_out.resolve() != idx_src.resolve() and not same_bytes(idx_src, idx_out):
+                copy_file_atomic(idx_src, idx_out)
+        try:
+            os.replace(partial, final)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot rename {partial} to {final}: {exc.strerror or exc}") from exc
+        failed = False
+        with contextlib.suppress(FileNotFoundError):
+            state_path.unlink()
+        fsync_dir(out_dir)
     finally:
         if whole is not None:
             whole.close()
         if committer is not None:
-            committer.close(raise_error=False)
+            committer.close(raise_error=False, flush=failed)
         os.close(fd)
 
-    if whole_digest is not None and whole_expected is not None and whole_digest != whole_expected:
-        for p in (partial, state_path):
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
-        raise VerificationError(
-            f"{out_name} does not match its SHA256 (expected {whole_expected}, got "
-            f"{whole_digest})" + ("" if all(shard_expected) else
-                                  "; some shards have no known SHA256 to tell which")
-        )
-
-    # 3. the index, then the final name
-    idx_out = None
-    if idx_src.is_file():
-        idx_out = out_dir / idx_src.name
-        if idx_out.resolve() != idx_src.resolve() and not same_bytes(idx_src, idx_out):
-            copy_file_atomic(idx_src, idx_out)
-    try:
-        os.replace(partial, final)
-    except OSError as exc:
-        raise OutputError(f"cannot rename {partial} to {final}: {exc.strerror or exc}") from exc
-    with contextlib.suppress(FileNotFoundError):
-        state_path.unlink()
-    fsync_dir(out_dir)
     return UnshardResult(
         output=final,
         idx_output=idx_out,
@@ -469,4 +628,7 @@ def unshard(
         resumed_shards=resumed,
         verified=verify and all(e is not None for e in shard_expected),
         idx_checked=idx_checked,
+        idx_status=idx_status,
+        manifests=used,
+        warnings=warnings,
     )
