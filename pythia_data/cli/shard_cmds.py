@@ -168,6 +168,9 @@ def unshard_cmd(shard_path, output_dir, expected, no_verify, full_hash, jobs, fo
 def shard_cmd(bin_path, output_dir, shard_size, no_checksums, force, as_json, quiet) -> None:
     """Split PREFIX.bin into PREFIX-NNNNN-of-MMMMM.bin shards, named exactly as Pythia's.
 
+    The shards appear under their names only when all are written; rerun the same command
+    after an interruption to keep the completed (re-verified) shards and write the rest.
+
     \b
     Examples:
       pythia-data shard data/document.bin -o shards/

@@ -123,6 +123,16 @@ def expand_paths(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[Path], l
     return files, folders, absent
 
 
+def _sharded_bases(present: set[str]) -> set[str]:
+    """The BASEs of which some shard (``BASE-NNNNN-of-MMMMM.bin``) is among ``present``."""
+    out = set()
+    for n in present:
+        parsed = parse_shard_name(n)
+        if parsed is not None:
+            out.add(parsed[0])
+    return out
+
+
 def _missing_known_shards(present: set[str], manifest: Manifest) -> list[str]:
     """Names in ``manifest`` that are shards of a set with at least one member present."""
     sets = set()
@@ -173,7 +183,9 @@ def checksum_files(
         algorithm = algos.pop() if len(algos) == 1 else "sha256"
     if algorithm not in ALGORITHMS:
         raise UsageError(f"unknown hash algorithm {algorithm!r} (choose from {', '.join(ALGORITHMS)})")
-    if manifest is not None and len(manifest) and algorithm not in manifest.algorithms:
+    if manifest is not None and not len(manifest):
+        raise InputError(f"{manifest.source} lists no digests: it cannot verify anything")
+    if manifest is not None and algorithm not in manifest.algorithms:
         raise UsageError(
             f"{manifest.source} lists {'/'.join(sorted(manifest.algorithms))} digests, "
             f"not {algorithm}"
@@ -242,7 +254,13 @@ def checksum_files(
 
     present |= {p.name for p in absent}
     if manifest is not None and folders:
-        missing = sorted(n for n, e in manifest.entries.items() if n not in present and e.algorithm == algorithm)
+        sharded = _sharded_bases(present)
+        missing = sorted(
+            n for n, e in manifest.entries.items()
+            if n not in present and e.algorithm == algorithm
+            # a whole-file line (BASE.bin) whose shards are here is not missing
+            and not (n.endswith(".bin") and n[:-4] in sharded)
+        )
     elif manifest is None and use_known and folders:
         missing = _missing_known_shards(present, lookup)
     else:
@@ -250,4 +268,9 @@ def checksum_files(
     for n in missing:
         e = lookup.get(n, algorithm)
         results.append(FileResult(n, None, "missing", expected=e.digest if e else None))
+    if manifest is not None and not any(r.expected is not None for r in results):
+        raise InputError(
+            f"{manifest.source} lists none of the {len(results)} files checked: "
+            "it cannot verify anything (wrong manifest?)"
+        )
     return ChecksumReport(algorithm, results, manifest.source if manifest is not None else None)

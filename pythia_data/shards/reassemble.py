@@ -21,8 +21,8 @@ from pythia_data.errors import (
 )
 from pythia_data.format.header import expected_bin_bytes
 from pythia_data.format.shardset import ShardSet, find_shards
-from pythia_data.integrity.manifest import Manifest, known_manifest
 from pythia_data.integrity.hashing import hash_file
+from pythia_data.integrity.manifest import Manifest, known_manifest
 from pythia_data.io.atomic import fsync_dir, lock_file
 from pythia_data.io.copy import (
     Cancelled,
@@ -30,7 +30,6 @@ from pythia_data.io.copy import (
     copy_file_atomic,
     copy_hashed,
     fsync_fd,
-    start_writeback,
     hash_region,
     same_bytes,
 )
