@@ -204,8 +204,10 @@ def shard(
     manifest = None
     if checksums:
         manifest = out_dir / f"{base}.sha256"
-        atomic_write_text(manifest, format_manifest(
-            (p.name, d) for p, d in zip(paths, digests, strict=True) if d))
+        items = [(p.name, d) for p, d in zip(paths, digests, strict=True) if d]
+        if idx_src.is_file():  # so that unshard checks the index too
+            items.append((idx_src.name, hash_file(idx_src, "sha256")))
+        atomic_write_text(manifest, format_manifest(items))
     if idx_src.is_file():
         idx_out = out_dir / idx_src.name
         if idx_out.resolve() != idx_src.resolve():
