@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("unshard_memmap.py: interrupted (rerun to resume)", file=sys.stderr)
         return 130
+    for w in result.warnings:
+        print(f"unshard_memmap.py: warning: {w}", file=sys.stderr)
     print(result.summary())
     return 0
 

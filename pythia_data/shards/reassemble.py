@@ -449,6 +449,14 @@ def unshard(
         raise OutputError(f"cannot write {partial}: {exc.strerror or exc}") from exc
     try:
         lock_file(fd, str(final))
+        # the file we locked must still be the partial (not one another run just renamed)
+        st = os.fstat(fd)
+        try:
+            cur = os.stat(partial)
+        except FileNotFoundError:
+            cur = None
+        if cur is None or (cur.st_dev, cur.st_ino) != (st.st_dev, st.st_ino):
+            raise OutputError(f"another pythia-data is writing {final}")
     except BaseException:
         os.close(fd)
         raise
