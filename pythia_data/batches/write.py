@@ -82,7 +82,8 @@ def write_batches(
     """Write iterations ``start..end`` (inclusive) of ``reader`` to ``target`` (a path, or
     ``-`` for ``stream``/stdout) in ``fmt`` (a registered format; default from the suffix).
     ``progress`` is a progress factory (:mod:`pythia_data.progress`); ``options`` go to the
-    sink.
+    sink (e.g. ``decode=`` for ``text``/``jsonl``/``parquet``, ``steps_per_file=`` for
+    ``parquet``); sinks also get ``iterations=(start, end)``.
 
     Streams chunk by chunk; a file output appears only when complete. Returns a summary.
     """
@@ -96,7 +97,8 @@ def write_batches(
     kind = SINKS[fmt]
     with task(progress, "batches", rows, "seq") as update:
         with open_sink(fmt, target, dtype=reader.dtype, shape=(rows, width), stream=stream,
-                       overwrite=overwrite, **options) as sink:
+                       overwrite=overwrite, iterations=(int(start), int(end)),
+                       **options) as sink:
             if segments is not None:
                 _copy_segments(sink, segments, width * reader.itemsize, update)
             else:

@@ -21,6 +21,9 @@ COMMANDS = {
     "shard": "shard_cmds",
     "batches": "batches_cmd",
     "download": "hub_cmds",
+    "tokenize": "tokenize_cmds",
+    "detokenize": "tokenize_cmds",
+    "retokenize": "tokenize_cmds",
 }
 
 cli.lazy_commands.update(COMMANDS)

@@ -43,7 +43,8 @@ from pythia_data.order.registry import config_defaults
     "-o",
     default="-",
     show_default=True,
-    help="Output file (*.npy, *.bin, *.jsonl, *.raw), - for stdout, or a FIFO / device.",
+    help="Output file (*.npy, *.bin, *.jsonl, *.raw, *.txt, *.parquet), - for stdout, a "
+    "FIFO / device, or a folder with --steps-per-file.",
 )
 @click.option(
     "--format",
@@ -77,6 +78,27 @@ from pythia_data.order.registry import config_defaults
 @click.option(
     "--world-size", type=int, default=1, show_default=True, help="Number of data-parallel ranks."
 )
+@click.option(
+    "--tokenizer",
+    "-t",
+    "spec",
+    default=None,
+    help="Decode rows with this tokenizer (tokenizer.json, folder or hub id; 'bundled' = "
+    "GPT-NeoX-20B): needed by --format text, adds a text field to jsonl and parquet.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["cpu", "hf"]),
+    default="cpu",
+    show_default=True,
+    help="Tokenizer backend used to decode.",
+)
+@click.option(
+    "--steps-per-file",
+    type=click.IntRange(min=1),
+    default=None,
+    help="parquet: OUTPUT is a folder of train-{E:06d}.parquet files, one per K iterations.",
+)
 def batches_cmd(
     data,
     train_iters,
@@ -96,13 +118,19 @@ def batches_cmd(
     rank,
     world_size,
     force,
+    spec,
+    backend,
+    steps_per_file,
 ):
     """Dump the token batches of iterations START..END (inclusive) of DATA.
 
     Iteration k is samples k*B .. (k+1)*B-1 of the training order. npy holds an array of
     shape ((END-START+1)*B, seq_length+1) in the dataset's dtype, like Pythia's
     indicies.npy; bin a preshuffled-style dataset; jsonl one object per sequence
-    (iteration, index_in_batch, sample, tokens); raw the tokens little-endian.
+    (iteration, index_in_batch, sample, tokens); raw the tokens little-endian; text each
+    row decoded under a line '# iteration I row R' (needs --tokenizer); parquet columns
+    uid, batch_idx, token_ids, index_in_batch (+ text with --tokenizer), one file or, with
+    --steps-per-file K, a folder of train-{E:06d}.parquet holding iterations E-K..E-1.
 
     A file is written atomically and an existing one is replaced only with --force; a
     FIFO, a device or /dev/fd/N (bash's >(...)) is streamed into. Binary output is refused
@@ -114,10 +142,29 @@ def batches_cmd(
       pythia-data batches DATA -s 100 --format jsonl | head -n 2
       pythia-data batches DATA -s 0 -e 999 --window 0:32 -o head.raw --force
       pythia-data batches DATA -s 5 --config pythia-160m.yml -o it5.bin --json
+      pythia-data batches DATA -s 0 --format text --tokenizer bundled | less
+      pythia-data batches DATA -s 0 -e 142999 -o parquet/ --steps-per-file 1000
     """
     if end is None:
         end = start
+    options = {}
+    if steps_per_file is not None:
+        if fmt not in (None, "parquet"):
+            raise click.BadParameter("only the parquet format writes a folder",
+                                     param_hint="--steps-per-file")
+        fmt = "parquet"
+        options["steps_per_file"] = steps_per_file
     fmt = check_output(fmt, output, overwrite=force)
+    if fmt == "text" and spec is None:
+        raise click.BadParameter("the text format needs --tokenizer (e.g. --tokenizer bundled)",
+                                 param_hint="--format")
+    if spec is not None:
+        if fmt not in ("text", "jsonl", "parquet"):
+            raise click.BadParameter(f"the {fmt} format has no text to add",
+                                     param_hint="--tokenizer")
+        from pythia_data.cli.tokenize_cmds import load
+
+        options["decode"] = load(spec, backend).decode
     progress = progress_factory(quiet)
     batch, seq = config_defaults(configs)
     params = order_params(train_iters, batch_size or batch, seq_length or seq, seed, configs)
@@ -128,7 +175,7 @@ def batches_cmd(
         reader = BatchReader(ds, order, window=window, rank=rank, world_size=world_size)
         stream = sys.stdout.buffer if output == "-" else None
         summary = write_batches(reader, start, end, output, fmt, stream=stream,
-                                progress=progress, overwrite=force)
+                                progress=progress, overwrite=force, **options)
     shown = "stdout" if output == "-" else output
     emit_summary(
         summary,

@@ -73,6 +73,31 @@ class DatasetBuilder:
         self.add_item(tokens)
         self.end_document()
 
+    def add_documents(self, tokens, lengths) -> None:
+        """Append many documents of one sequence each in one write: document ``k`` is the
+        next ``lengths[k]`` tokens of the 1-D ``tokens`` (same bytes as ``add_document``
+        per document)."""
+        arr = np.asarray(tokens)
+        lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
+        if arr.ndim != 1:
+            raise UsageError("tokens must be a 1-D array")
+        if lengths.size and (int(lengths.min()) < 0
+                             or int(lengths.max()) > np.iinfo(np.int32).max):
+            raise UsageError("document lengths must be in 0..2**31-1")
+        if int(lengths.sum()) != arr.size:
+            raise UsageError(f"lengths add up to {int(lengths.sum())}, not {arr.size} tokens")
+        if arr.dtype != self.dtype:
+            if arr.size and arr.dtype.kind in "iu" and self.dtype.kind in "iu":
+                info = np.iinfo(self.dtype)
+                if int(arr.min()) < info.min or int(arr.max()) > info.max:
+                    raise UsageError(f"token values do not fit in {self.dtype}")
+            arr = arr.astype(self.dtype)
+        self._bin.write(np.ascontiguousarray(arr, dtype=self.dtype.newbyteorder("<")).tobytes())
+        first = len(self._sizes)
+        self._sizes.frombytes(lengths.astype(np.int32).tobytes())
+        ends = np.arange(first + 1, first + lengths.size + 1, dtype=np.int64)
+        self._doc_idx.frombytes(ends.tobytes())
+
     def add_index(self, other: IndexedDataset, progress=None) -> None:
         """Append a whole dataset (tokens streamed, doc_idx rebased); ``progress(n)`` is
         called with the bytes copied."""

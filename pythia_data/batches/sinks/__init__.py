@@ -21,7 +21,9 @@ from pythia_data.batches.sinks.base import Sink, StreamSink
 from pythia_data.batches.sinks.binidx import BinSink
 from pythia_data.batches.sinks.jsonl import JsonlSink
 from pythia_data.batches.sinks.npy import NpySink
+from pythia_data.batches.sinks.parquet import ParquetFolderSink, ParquetSink
 from pythia_data.batches.sinks.raw import RawSink
+from pythia_data.batches.sinks.text import TextSink
 from pythia_data.errors import OutputError, UsageError
 from pythia_data.format.header import strip_suffix
 from pythia_data.io.atomic import is_stream_target
@@ -32,10 +34,13 @@ __all__ = [
     "BinSink",
     "JsonlSink",
     "NpySink",
+    "ParquetFolderSink",
+    "ParquetSink",
     "RawSink",
     "Sink",
     "SinkKind",
     "StreamSink",
+    "TextSink",
     "check_output",
     "infer_format",
     "known_suffixes",
@@ -82,14 +87,35 @@ register(SinkKind("bin", lambda target, *, dtype, stream=None, overwrite=True, *
                   BinSink(target, dtype, overwrite=overwrite),
                   (".bin", ".idx"), stdout=False,
                   description="an MMIDIDX dataset, one document per row (preshuffled style)"))
-register(SinkKind("jsonl", lambda target, *, stream=None, overwrite=True, **_:
-                  JsonlSink(target, stream, overwrite=overwrite),
+register(SinkKind("jsonl", lambda target, *, stream=None, overwrite=True, decode=None, **_:
+                  JsonlSink(target, stream, overwrite=overwrite, decode=decode),
                   (".jsonl",), binary=False, columns=True,
-                  description="one JSON object per row: iteration, index_in_batch, sample, tokens"))
+                  description="one JSON object per row: iteration, index_in_batch, sample, "
+                              "[text,] tokens"))
 register(SinkKind("raw", lambda target, *, stream=None, overwrite=True, **_:
                   RawSink(target, stream, overwrite=overwrite),
                   (".raw", ".tokens"),
                   description="the tokens little-endian back to back"))
+
+register(SinkKind("text", lambda target, *, stream=None, overwrite=True, decode=None, **_:
+                  TextSink(target, stream, overwrite=overwrite, decode=decode),
+                  (".txt",), binary=False, columns=True,
+                  description="each row decoded (option decode=callable), under a line "
+                              "'# iteration I row R'"))
+
+
+def _open_parquet(target, *, dtype, stream=None, overwrite=True, decode=None,
+                  steps_per_file=None, iterations=None, **_):
+    if steps_per_file is not None:
+        return ParquetFolderSink(target, dtype, steps_per_file, iterations,
+                                 overwrite=overwrite, decode=decode)
+    return ParquetSink(target, dtype, overwrite=overwrite, decode=decode)
+
+
+register(SinkKind("parquet", _open_parquet, (".parquet",), stdout=False, columns=True,
+                  description="Parquet rows uid, batch_idx, token_ids, index_in_batch[, text]; "
+                              "steps_per_file=K: a folder of train-{E:06d}.parquet (needs "
+                              "pyarrow)"))
 
 #: The registered format names (in registration order).
 FORMATS = tuple(SINKS)
@@ -141,7 +167,8 @@ def check_output(fmt: str | None, target: str | os.PathLike, *, stream: BinaryIO
             f"be streamed into {where}; give a file name")
     if kind.binary and not allow_terminal and _is_terminal_target(text, stream):
         raise UsageError(_terminal_message(kind.name, "stdout" if text == "-" else text))
-    if not overwrite and not is_stream_target(text):
+    if not overwrite and not is_stream_target(text) and not os.path.isdir(text):
+        # (a folder: a file sink refuses it when opening, a folder sink checks its files)
         names = [text]
         if kind.name == "bin":
             prefix = strip_suffix(text)

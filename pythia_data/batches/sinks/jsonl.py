@@ -1,4 +1,5 @@
-"""``jsonl``: one JSON object per row: the given columns, then ``"tokens"``."""
+"""``jsonl``: one JSON object per row: the given columns, ``"text"`` when a ``decode``
+callable is given (the decoded row), then ``"tokens"``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ from pythia_data.errors import UsageError
 
 
 class JsonlSink(StreamSink):
-    """One JSON object per row: ``{column: value, ..., "tokens": [...]}``."""
+    """One JSON object per row: ``{column: value, ..., ["text": ...,] "tokens": [...]}``."""
+
+    def __init__(self, target, stream=None, *, overwrite: bool = True, decode=None):
+        if decode is not None and not callable(decode):
+            raise UsageError(f"decode must be a callable tokens -> str, not {decode!r}")
+        self.decode = decode
+        super().__init__(target, stream, overwrite=overwrite)
 
     def write(self, tokens, columns=None) -> None:
         arr = as_rows(tokens)
@@ -23,18 +30,19 @@ class JsonlSink(StreamSink):
                 )
         names = list(columns)
         values = [np.asarray(columns[n]).tolist() for n in names]
+        texts = None
+        if self.decode is not None:
+            texts = [json.dumps(self.decode(row), ensure_ascii=False) for row in arr]
         lines = []
         for r, row in enumerate(arr.tolist()):
             head = "".join(
                 f'"{n}": {_json_scalar(v[r])}, ' for n, v in zip(names, values, strict=True)
             )
+            if texts is not None:
+                head += f'"text": {texts[r]}, '
             lines.append("{" + head + '"tokens": [' + ", ".join(map(str, row)) + "]}\n")
         self._out.write("".join(lines).encode("utf-8"))
         self.rows_written += arr.shape[0]
-
-
-def _json_scalar(value) -> str:
-    return json.dumps(value)
 
 
 def _json_scalar(value) -> str:

@@ -1,0 +1,177 @@
+"""``pythia-data tokenize`` / ``detokenize`` / ``retokenize``: text <-> MMIDIDX datasets."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+
+import click
+
+from pythia_data.cli.app import cli
+from pythia_data.cli.options import show_progress
+from pythia_data.errors import OutputError
+
+BACKEND_CHOICES = ["cpu", "cuda", "hf"]
+
+
+def tokenizer_options(func):
+    func = click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="cpu",
+                        show_default=True,
+                        help="Tokenizer engine: cpu (exact numba engine), hf (Hugging Face "
+                             "tokenizers), cuda.")(func)
+    return func
+
+
+BUNDLED = "bundled"
+
+
+def load(spec, backend: str, **options):
+    """A tokenizer (``spec`` None or ``bundled``: the bundled GPT-NeoX-20B)."""
+    from pythia_data.tokenize import load_tokenizer
+
+    if spec == BUNDLED:
+        spec = None
+    if backend == "hf" and options.get("workers"):
+        # Hugging Face tokenizers sizes its thread pool from this on first use
+        os.environ.setdefault("RAYON_NUM_THREADS", str(options["workers"]))
+    return load_tokenizer(spec, backend=backend, **options)
+
+
+@contextlib.contextmanager
+def doc_progress(quiet: bool, desc: str):
+    """``update(documents, bytes)`` drawing a tqdm bar (MB/s, docs/s) on stderr, or None."""
+    if not show_progress(quiet):
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(unit="B", unit_scale=True, desc=desc, file=sys.stderr, dynamic_ncols=True,
+               leave=False)
+    started = time.monotonic()
+    docs = 0
+
+    def update(n_docs: int, n_bytes: int) -> None:
+        nonlocal docs
+        docs += n_docs
+        rate = docs / max(time.monotonic() - started, 1e-9)
+        bar.set_postfix_str(f"{docs:,} docs, {rate:,.0f} docs/s", refresh=False)
+        bar.update(n_bytes)
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+def _rate(summary: dict) -> str:
+    secs = max(summary.get("seconds", 0.0), 1e-9)
+    mb = summary.get("input_bytes", 0) / 1e6
+    return f"{summary['documents'] / secs:,.0f} docs/s, {mb / secs:,.1f} MB/s"
+
+
+@cli.command("tokenize")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--output-prefix", "-o", required=True,
+              help="Writes PREFIX_{KEY}_document.bin/.idx (GPT-NeoX's names).")
+@click.option("--tokenizer", "-t", "spec", default=None,
+              help="tokenizer.json file, a folder holding one, a hub id, or 'bundled' "
+                   "(GPT-NeoX-20B, the default).")
+@tokenizer_options
+@click.option("--append-eod", is_flag=True, help="End every document with the EOD token.")
+@click.option("--jsonl-key", "key", default="text", show_default=True,
+              help="The JSON key holding the text.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Tokenizer threads [min(CPUs, 8)].")
+@click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict",
+              show_default=True,
+              help="Invalid UTF-8 or lone surrogates: strict = error naming FILE:LINE, "
+                   "replace = U+FFFD.")
+@click.option("--force", is_flag=True, help="Replace an existing output.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, workers, errors,
+                 force, as_json, quiet):
+    """Tokenize INPUT... (.jsonl, .jsonl.zst, .txt, folders of them, - for JSON lines on
+    stdin) into one MMIDIDX dataset, byte for byte as GPT-NeoX's preprocess_data.py:
+    one document per JSON line (or .txt file), empty documents skipped, EOD appended
+    with --append-eod. Folders are read recursively in sorted path order."""
+    from pythia_data.tokenize.pipeline import expand_inputs, tokenize_files
+    from pythia_data.tokenize.pipeline import output_prefix as out_name
+
+    files = expand_inputs(inputs)
+    target = out_name(output_prefix, key)
+    if not force:
+        for suffix in (".bin", ".idx"):
+            if os.path.lexists(target + suffix):
+                raise OutputError(f"{target}{suffix} already exists (remove it or pass --force)")
+    options = {"errors": errors}
+    if workers:
+        options["workers"] = workers
+    tok = load(spec, backend, **options)
+    with doc_progress(quiet, "tokenize") as update:
+        summary = tokenize_files(files, output_prefix, tok, key=key, append_eod=append_eod,
+                                 errors=errors, overwrite=force, progress=update)
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    skipped = summary["skipped_empty"]
+    click.echo(
+        f"tokenized {summary['documents']:,} documents ({summary['tokens']:,} tokens, "
+        f"{summary['dtype']}{', EOD appended' if append_eod else ''}"
+        f"{f', {skipped:,} empty skipped' if skipped else ''}) from {summary['inputs']} "
+        f"input(s) into {summary['output']}.bin/.idx in {summary['seconds']:.1f} s "
+        f"({_rate(summary)}; {tok.backend} backend)")
+
+
+@cli.command("detokenize")
+@click.argument("data")
+@click.option("--output", "-o", default="-", show_default=True,
+              help="JSON lines file, or - for stdout.")
+@click.option("--tokenizer", "-t", "spec", default=None,
+              help="Tokenizer the data was made with [bundled GPT-NeoX-20B].")
+@tokenizer_options
+@click.option("--force", is_flag=True, help="Replace an existing output.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def detokenize_cmd(data, output, spec, backend, force, quiet):
+    """Write DATA back as text: one {"text": ...} JSON line per document, the tokenizer's
+    decode (special tokens kept) of the document without its final EOD."""
+    from pythia_data.tokenize.pipeline import detokenize
+
+    tok = load(spec, backend)
+    stream = sys.stdout.buffer if output == "-" else None
+    with doc_progress(quiet, "detokenize") as update:
+        summary = detokenize(data, tok, output, stream=stream, overwrite=force or output == "-",
+                             progress=update)
+    if output != "-":
+        click.echo(f"wrote {summary['documents']:,} documents ({summary['bytes']:,} bytes) "
+                   f"to {output}")
+
+
+@cli.command("retokenize")
+@click.argument("data")
+@click.option("--tokenizer", "-t", "spec", required=True, help="The new tokenizer.")
+@click.option("--output-prefix", "-o", required=True, help="Output dataset prefix.")
+@click.option("--from-tokenizer", "from_spec", default=None,
+              help="The tokenizer DATA was made with [bundled GPT-NeoX-20B].")
+@tokenizer_options
+@click.option("--force", is_flag=True, help="Replace an existing output.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def retokenize_cmd(data, spec, output_prefix, from_spec, backend, force, as_json, quiet):
+    """Decode every document of DATA with the old tokenizer and encode it with the new
+    one: same documents, same order, the new EOD where a document ended in the old one."""
+    from pythia_data.tokenize.pipeline import retokenize
+
+    old = load(from_spec, backend)
+    new = load(spec, backend)
+    with doc_progress(quiet, "retokenize") as update:
+        summary = retokenize(data, old, new, output_prefix, overwrite=force, progress=update)
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    click.echo(f"retokenized {summary['documents']:,} documents into {summary['output']} "
+               f"({summary['tokens']:,} tokens, {summary['dtype']}) in "
+               f"{summary['seconds']:.1f} s")

@@ -1,0 +1,513 @@
+"""Text in, MMIDIDX datasets out (and back): GPT-NeoX's ``tools/preprocess_data.py`` loop.
+
+Reading (:func:`read_documents`):
+
+* ``.jsonl``: one JSON value per line; an object's ``key`` (default ``"text"``) is the
+  document; a list of strings there is joined with ``"\\n\\n"`` (lm_dataformat's
+  paragraph join); a line that is a JSON string is the document itself; blank lines are
+  skipped. ``.jsonl.zst`` the same through zstandard (optional extra ``zst``).
+* ``.txt``: the whole file is one document, with ``\\r\\n`` and lone ``\\r`` read as
+  ``\\n`` (Python's text mode, which GPT-NeoX's reader uses).
+* a folder: every ``.jsonl``, ``.jsonl.zst`` and ``.txt`` file below it, recursively, in
+  sorted order of their paths relative to the folder (hidden files and other files are
+  skipped); ``-``: JSON lines on standard input.
+* invalid UTF-8 bytes, or a lone surrogate from a ``"\\ud800"`` escape: ``errors="strict"``
+  raises :class:`~pythia_data.errors.InputError` naming ``FILE:LINE``; ``errors="replace"``
+  substitutes U+FFFD (one per maximal invalid byte sequence, Python's ``"replace"``
+  decoding; one per lone surrogate).
+
+Writing (:func:`tokenize_documents`), byte for byte what ``preprocess_data.py`` writes with
+the same tokenizer: empty documents are skipped (whitespace-only ones are kept), each
+document becomes one sequence and one document (``doc_idx = 0..N``), ``append_eod`` adds the
+tokenizer's ``eod_id``, tokens are ``tokenizer.dtype`` (uint16 below 65,500 ids). Documents
+are read in bounded batches by a helper thread while the previous batch is tokenized (the
+cpu backend tokenizes a batch on its own threads), so memory stays bounded and order is kept.
+Both files appear only when complete (:class:`~pythia_data.dataset.DatasetBuilder`); an
+interrupted run leaves at most ``*.partial`` files, which a rerun overwrites.
+
+:func:`detokenize` and :func:`retokenize` go the other way and across tokenizers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import queue
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from pythia_data.dataset import DatasetBuilder, IndexedDataset
+from pythia_data.errors import InputError, UsageError
+from pythia_data.format.header import strip_suffix
+from pythia_data.io.atomic import AtomicOutput
+
+__all__ = [
+    "INPUT_SUFFIXES",
+    "Document",
+    "dataset_documents",
+    "detokenize",
+    "expand_inputs",
+    "output_prefix",
+    "read_documents",
+    "retokenize",
+    "tokenize_documents",
+    "tokenize_files",
+]
+
+INPUT_SUFFIXES = (".jsonl.zst", ".jsonl", ".txt")
+ERRORS = ("strict", "replace")
+BATCH_DOCUMENTS = 4096
+BATCH_CHARS = 16 << 20
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+#: ``progress(documents, utf8_bytes)`` after each batch (the CLI draws it).
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Document:
+    """One document and where it came from (``line`` is 1-based; 1 for a ``.txt`` file)."""
+
+    text: str
+    source: str
+    line: int
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _has_suffix(name: str) -> bool:
+    return name.endswith(INPUT_SUFFIXES)
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
+    """The files to read, in order: folders expanded (see the module docstring)."""
+    out: list[str] = []
+    for item in inputs:
+        text = os.fspath(item)
+        if text == "-":
+            out.append(text)
+        elif os.path.isdir(text):
+            found = []
+            for dirpath, dirnames, filenames in os.walk(text):
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+                for name in filenames:
+                    if not name.startswith(".") and _has_suffix(name):
+                        found.append(os.path.join(dirpath, name))
+            found.sort(key=lambda p: os.path.relpath(p, text).split(os.sep))
+            if not found:
+                raise InputError(
+                    f"{text}: folder holds no {', '.join(INPUT_SUFFIXES)} files")
+            out.extend(found)
+        elif os.path.exists(text):
+            if not _has_suffix(text):
+                raise InputError(
+                    f"{text}: unknown input type (give {', '.join(INPUT_SUFFIXES)} files, a "
+                    "folder of them, or - for JSON lines on stdin)")
+            out.append(text)
+        else:
+            raise InputError(f"{text}: no such file or folder")
+    if not out:
+        raise UsageError("no input given")
+    return out
+
+
+def _check_errors(errors: str) -> str:
+    if errors not in ERRORS:
+        raise UsageError(f"errors must be one of {', '.join(ERRORS)}, not {errors!r}")
+    return errors
+
+
+def _decode(raw: bytes, name: str, line: int, errors: str, whole_file: bool = False) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if errors == "replace":
+            return raw.decode("utf-8", errors="replace")
+        if whole_file:
+            line += raw.count(b"\n", 0, exc.start)
+            column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1)
+        else:
+            column = exc.start
+        raise InputError(
+            f"{name}:{line}: invalid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {column + 1} "
+            "of the line); --errors replace substitutes U+FFFD"
+        ) from None
+
+
+def _surrogates(text: str, name: str, line: int, errors: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        if errors == "replace":
+            return _SURROGATE.sub("\ufffd", text)
+        raise InputError(
+            f"{name}:{line}: lone surrogate U+{ord(text[exc.start]):04X} (character "
+            f"{exc.start} of the document) has no UTF-8 form; --errors replace substitutes U+FFFD"
+        ) from None
+    return text
+
+
+@contextlib.contextmanager
+def _open_binary(path: str, stdin=None):
+    if path == "-":
+        yield stdin if stdin is not None else sys.stdin.buffer
+        return
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        if path.endswith(".zst"):
+            try:
+                import zstandard
+            except ImportError:
+                raise UsageError(
+                    f"{path}: reading .zst needs zstandard (pip install 'pythia-data[zst]')"
+                ) from None
+            reader = zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True)
+            yield io.BufferedReader(reader, buffer_size=1 << 20)
+        else:
+            yield fh
+    finally:
+        fh.close()
+
+
+def _jsonl(fh, name: str, key: str, errors: str) -> Iterator[Document]:
+    lineno = 0
+    try:
+        for raw in fh:
+            lineno += 1
+            if not raw.strip():
+                continue
+            line = _decode(raw, name, lineno, errors)
+            try:
+                value = json.loads(line)
+            except ValueError as exc:
+                msg = getattr(exc, "msg", str(exc))
+                col = getattr(exc, "colno", None)
+                where = f" at column {col}" if col is not None else ""
+                raise InputError(f"{name}:{lineno}: not valid JSON ({msg}{where})") from None
+            if isinstance(value, dict):
+                if key not in value:
+                    raise InputError(f"{name}:{lineno}: no key {key!r} in the JSON object")
+                text = value[key]
+            elif isinstance(value, str):
+                text = value
+            else:
+                raise InputError(
+                    f"{name}:{lineno}: expected a JSON object or string, got "
+                    f"{type(value).__name__}")
+            if isinstance(text, list) and all(isinstance(t, str) for t in text):
+                text = "\n\n".join(text)
+            if not isinstance(text, str):
+                raise InputError(
+                    f"{name}:{lineno}: {key!r} is a {type(text).__name__}, not a string "
+                    "(or a list of strings)")
+            yield Document(_surrogates(text, name, lineno, errors), name, lineno)
+    except OSError as exc:  # e.g. a corrupt .zst frame
+        raise InputError(f"{name}:{lineno + 1}: cannot read ({exc})") from None
+
+
+def read_documents(inputs: Iterable[str | os.PathLike], *, key: str = "text",
+                   errors: str = "strict", stdin=None) -> Iterator[Document]:
+    """Every document of ``inputs`` in order, empty ones included (see the module docstring).
+
+    ``stdin`` is the binary stream ``-`` reads (default ``sys.stdin.buffer``)."""
+    errors = _check_errors(errors)
+    for path in expand_inputs(inputs):
+        name = "<stdin>" if path == "-" else path
+        if path.endswith(".txt"):
+            with _open_binary(path) as fh:
+                try:
+                    raw = fh.read()
+                except OSError as exc:
+                    raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+            text = _decode(raw, name, 1, errors, whole_file=True)
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+            yield Document(text, name, 1)
+        else:
+            with _open_binary(path, stdin) as fh:
+                yield from _jsonl(fh, name, key, errors)
+
+
+def _batches(documents: Iterable, max_docs: int, max_chars: int) -> Iterator[list]:
+    batch, chars = [], 0
+    for doc in documents:
+        batch.append(doc)
+        chars += len(doc.text if isinstance(doc, Document) else doc)
+        if len(batch) >= max_docs or chars >= max_chars:
+            yield batch
+            batch, chars = [], 0
+    if batch:
+        yield batch
+
+
+_END = object()
+
+
+def _prefetched(iterator: Iterator, depth: int = 2) -> Iterator:
+    """Items of ``iterator`` produced by a helper thread, at most ``depth`` ahead; an
+    exception there is raised here; leaving early stops the thread."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in iterator:
+                if not put((True, item)):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put((False, exc))
+            return
+        put((True, _END))
+
+    thread = threading.Thread(target=run, name="pythia-data-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = q.get()
+            if not ok:
+                raise item
+            if item is _END:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def output_prefix(prefix: str | os.PathLike, key: str = "text") -> str:
+    """GPT-NeoX's output name: ``PREFIX_{key}_document``."""
+    return f"{os.fspath(prefix)}_{key}_document"
+
+
+def _write_batch(builder: DatasetBuilder, ids: np.ndarray, offsets: np.ndarray,
+                 eod: int | None) -> int:
+    lengths = np.diff(offsets)
+    n = lengths.size
+    if eod is not None:
+        out = np.empty(ids.size + n, dtype=ids.dtype)
+        ends = offsets[1:] + np.arange(1, n + 1)  # exclusive end of each doc incl. its EOD
+        mask = np.ones(out.size, dtype=bool)
+        mask[ends - 1] = False
+        out[mask] = ids
+        out[ends - 1] = eod
+        ids, lengths = out, lengths + 1
+    if n and int(lengths.min()) == 0:
+        # preprocess_data.py ends a document without adding a sequence when the tokenizer
+        # returns nothing (not possible for byte-level BPE; other normalizers may strip)
+        pos = 0
+        for length in lengths.tolist():
+            if length:
+                builder.add_item(ids[pos : pos + length])
+            builder.end_document()
+            pos += length
+    else:
+        builder.add_documents(ids, lengths)
+    return int(ids.size)
+
+
+def tokenize_documents(documents: Iterable, tokenizer, prefix: str | os.PathLike, *,
+                       append_eod: bool = False, overwrite: bool = True,
+                       progress: Progress | None = None,
+                       batch_documents: int = BATCH_DOCUMENTS,
+                       batch_chars: int = BATCH_CHARS) -> dict:
+    """Tokenize ``documents`` (:class:`Document` objects or plain strings) into the dataset
+    ``prefix`` (``.bin``/``.idx``). Returns a summary dict."""
+    prefix = strip_suffix(prefix)
+    eod = tokenizer.eod_id if append_eod else None
+    dtype = np.dtype(tokenizer.dtype)
+    started = time.monotonic()
+    docs = skipped = tokens = nbytes = 0
+    with DatasetBuilder(prefix, dtype, overwrite=overwrite) as builder:
+        batches = _prefetched(_batches(documents, batch_documents, batch_chars))
+        try:
+            for batch in batches:
+                texts = [d.text if isinstance(d, Document) else d for d in batch]
+                kept = [t for t in texts if t]
+                skipped += len(texts) - len(kept)
+                size = 0
+                if kept:
+                    size = len("".join(kept).encode("utf-8", errors="surrogatepass"))
+                    ids, offsets = tokenizer.encode_flat(kept)
+                    tokens += _write_batch(builder, ids, offsets, eod)
+                docs += len(kept)
+                nbytes += size
+                if progress is not None:
+                    progress(len(texts), size)
+        finally:
+            batches.close()
+        if docs == 0:
+            raise InputError(
+                "no documents in the input" + (f" ({skipped} empty skipped)" if skipped else "")
+                + f"; nothing written to {prefix}")
+    seconds = time.monotonic() - started
+    return {
+        "output": prefix,
+        "documents": docs,
+        "skipped_empty": skipped,
+        "tokens": tokens,
+        "input_bytes": nbytes,
+        "dtype": dtype.name,
+        "eod": eod,
+        "tokenizer": tokenizer.name,
+        "backend": tokenizer.backend,
+        "seconds": round(seconds, 3),
+    }
+
+
+def tokenize_files(inputs, prefix: str | os.PathLike, tokenizer, *, key: str = "text",
+                   append_eod: bool = False, errors: str = "strict", overwrite: bool = True,
+                   stdin=None, progress: Progress | None = None, **kwargs) -> dict:
+    """``pythia-data tokenize``: read ``inputs`` (files, folders, ``-``) and write
+    ``PREFIX_{key}_document.bin/.idx``, as ``preprocess_data.py`` names them."""
+    files = expand_inputs(inputs)  # fail on a bad input before creating any output
+    _check_errors(errors)
+    out = output_prefix(prefix, key)
+    docs = read_documents(files, key=key, errors=errors, stdin=stdin)
+    summary = tokenize_documents(docs, tokenizer, out, append_eod=append_eod,
+                                 overwrite=overwrite, progress=progress, **kwargs)
+    summary["inputs"] = len(files)
+    return summary
+
+
+# --------------------------------------------------------------------------- reading back
+
+
+def dataset_documents(ds: IndexedDataset, batch_documents: int = 1024,
+                      max_tokens: int = 1 << 22) -> Iterator[list[np.ndarray | None]]:
+    """Batches of documents of ``ds``: each document's tokens (its sequences concatenated),
+    or None for a document without any sequence. Memory bounded by ``max_tokens`` per batch
+    (one document larger than that is its own batch)."""
+    doc_idx = np.asarray(ds.doc_idx, dtype=np.int64)
+    sizes = ds.sizes
+    starts = ds.token_starts
+    n = ds.num_documents
+    d = 0
+    while d < n:
+        e = min(d + batch_documents, n)
+        s0, s1 = int(doc_idx[d]), int(doc_idx[e])
+        lens = np.asarray(sizes[s0:s1], dtype=np.int64)
+        if lens.sum() > max_tokens and e - d > 1:
+            # shrink to the documents that fit (at least one)
+            cum = np.cumsum(lens)
+            seq_fit = int(np.searchsorted(cum, max_tokens, side="right"))
+            fit = int(np.searchsorted(doc_idx[d:e + 1], s0 + seq_fit, side="right")) - 1
+            e = d + max(fit, 1)
+            s1 = int(doc_idx[e])
+            lens = lens[: s1 - s0]
+        flat = ds.gather(np.asarray(starts[s0:s1], dtype=np.int64), lens)
+        seq_ends = np.concatenate([[0], np.cumsum(lens)])
+        out: list[np.ndarray | None] = []
+        for k in range(d, e):
+            a, b = int(doc_idx[k]) - s0, int(doc_idx[k + 1]) - s0
+            out.append(None if a == b else flat[seq_ends[a] : seq_ends[b]])
+        yield out
+        d = e
+
+
+def _body(doc: np.ndarray | None, eod: int | None) -> tuple[np.ndarray, bool]:
+    if doc is None or doc.size == 0:
+        return np.zeros(0, dtype=np.int64), False
+    if eod is not None and int(doc[-1]) == eod:
+        return doc[:-1], True
+    return doc, False
+
+
+def _eod_or_none(tokenizer) -> int | None:
+    try:
+        return tokenizer.eod_id
+    except UsageError:
+        return None
+
+
+def detokenize(data, tokenizer, output, *, stream=None, overwrite: bool = True,
+               progress: Progress | None = None) -> dict:
+    """Write one ``{"text": ...}`` JSON line per document of ``data``: the tokenizer's
+    ``decode`` (special tokens kept) of the document without its final EOD token."""
+    eod = _eod_or_none(tokenizer)
+    docs = nbytes = 0
+    started = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        ds = data if isinstance(data, IndexedDataset) else stack.enter_context(
+            IndexedDataset(data))
+        out = AtomicOutput(output, overwrite=overwrite, stream=stream)
+        try:
+            for batch in dataset_documents(ds):
+                bodies = [_body(doc, eod)[0] for doc in batch]
+                texts = tokenizer.decode_batch(bodies)
+                data_out = "".join(
+                    json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts
+                ).encode("utf-8")
+                out.write(data_out)
+                docs += len(texts)
+                nbytes += len(data_out)
+                if progress is not None:
+                    progress(len(texts), len(data_out))
+        except BaseException:
+            out.abort()
+            raise
+        out.commit()
+    return {"output": os.fspath(output), "documents": docs, "bytes": nbytes,
+            "tokenizer": tokenizer.name, "seconds": round(time.monotonic() - started, 3)}
+
+
+def retokenize(data, old, new, prefix: str | os.PathLike, *, overwrite: bool = True,
+               progress: Progress | None = None) -> dict:
+    """Decode every document of ``data`` with ``old`` and encode it with ``new`` into the
+    dataset ``prefix``: same documents in the same order (empty ones stay, as empty
+    documents), ``new``'s EOD where the source document ended in ``old``'s."""
+    old_eod = _eod_or_none(old)
+    prefix = strip_suffix(prefix)
+    dtype = np.dtype(new.dtype)
+    docs = tokens = 0
+    started = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        ds = data if isinstance(data, IndexedDataset) else stack.enter_context(
+            IndexedDataset(data))
+        if os.path.abspath(ds.prefix) == os.path.abspath(prefix):
+            raise UsageError(f"output {prefix} is also the input")
+        new_eod = None
+        with DatasetBuilder(prefix, dtype, overwrite=overwrite) as builder:
+            for batch in dataset_documents(ds):
+                parts = [_body(doc, old_eod) for doc in batch]
+                texts = old.decode_batch([p[0] for p in parts])
+                ids, offsets = new.encode_flat(texts)
+                for k, doc in enumerate(batch):
+                    if doc is None:
+                        builder.end_document()
+                        continue
+                    piece = ids[offsets[k] : offsets[k + 1]]
+                    if parts[k][1]:
+                        if new_eod is None:
+                            new_eod = new.eod_id
+                        piece = np.append(piece, new_eod)
+                    builder.add_document(piece)
+                    tokens += piece.size
+                docs += len(batch)
+                if progress is not None:
+                    progress(len(batch), sum(len(t) for t in texts))
+    return {"output": prefix, "documents": docs, "tokens": tokens, "dtype": dtype.name,
+            "from_tokenizer": old.name, "tokenizer": new.name,
+            "seconds": round(time.monotonic() - started, 3)}
