@@ -442,10 +442,20 @@ def _eod_or_none(tokenizer) -> int | None:
         return None
 
 
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def _json_line(text: str) -> str:
+    """``{"text": ...}`` UTF-8 JSON, with U+0085/U+2028/U+2029 escaped so that readers
+    splitting on every Unicode line break (``str.splitlines``) still see one line."""
+    return json.dumps({"text": text}, ensure_ascii=False).translate(_LINE_BREAKS) + "\n"
+
+
 def detokenize(data, tokenizer, output, *, stream=None, overwrite: bool = True,
                progress: Progress | None = None) -> dict:
     """Write one ``{"text": ...}`` JSON line per document of ``data``: the tokenizer's
-    ``decode`` (special tokens kept) of the document without its final EOD token."""
+    ``decode`` (special tokens kept) of the document without its final EOD token (UTF-8,
+    non-ASCII as is except U+0085/U+2028/U+2029, which are escaped)."""
     eod = _eod_or_none(tokenizer)
     docs = nbytes = 0
     started = time.monotonic()
@@ -457,9 +467,7 @@ def detokenize(data, tokenizer, output, *, stream=None, overwrite: bool = True,
             for batch in dataset_documents(ds):
                 bodies = [_body(doc, eod)[0] for doc in batch]
                 texts = tokenizer.decode_batch(bodies)
-                data_out = "".join(
-                    json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts
-                ).encode("utf-8")
+                data_out = "".join(_json_line(t) for t in texts).encode("utf-8")
                 out.write(data_out)
                 docs += len(texts)
                 nbytes += len(data_out)
