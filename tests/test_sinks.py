@@ -176,7 +176,7 @@ def test_infer_format(target, explicit, fmt):
 
 def test_unknown_format():
     with pytest.raises(UsageError):
-        infer_format("a.npy", "parquet")
+        infer_format("a.npy", "csv")
 
 
 @pytest.mark.parametrize("to_stream", [False, True])

@@ -105,11 +105,13 @@ register(SinkKind("text", lambda target, *, stream=None, overwrite=True, decode=
 
 
 def _open_parquet(target, *, dtype, stream=None, overwrite=True, decode=None,
-                  steps_per_file=None, iterations=None, **_):
+                  steps_per_file=None, iterations=None, row_group_tokens=1 << 20, **_):
     if steps_per_file is not None:
         return ParquetFolderSink(target, dtype, steps_per_file, iterations,
-                                 overwrite=overwrite, decode=decode)
-    return ParquetSink(target, dtype, overwrite=overwrite, decode=decode)
+                                 overwrite=overwrite, decode=decode,
+                                 row_group_tokens=row_group_tokens)
+    return ParquetSink(target, dtype, overwrite=overwrite, decode=decode,
+                       row_group_tokens=row_group_tokens)
 
 
 register(SinkKind("parquet", _open_parquet, (".parquet",), stdout=False, columns=True,

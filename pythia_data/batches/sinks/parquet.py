@@ -6,8 +6,9 @@ batch size + index in the batch), ``batch_idx`` (int64, the iteration), ``token_
 ``text`` (string) when a ``decode`` callable is given. The first three are the columns of
 the community's per-checkpoint Parquet copy of the preshuffled Pile.
 
-Streaming: each chunk of rows is one row group written through
-``pyarrow.parquet.ParquetWriter``; memory stays at one chunk. Every file is atomic
+Streaming: each chunk of rows is written through ``pyarrow.parquet.ParquetWriter`` as row
+groups of at most ``row_group_tokens`` tokens (default 1M, at least one row); memory stays at
+one chunk plus one row group. Every file is atomic
 (:mod:`pythia_data.io.atomic`).
 
 :class:`ParquetFolderSink` (``steps_per_file=K``) writes a folder of files, one per K
@@ -39,6 +40,15 @@ def require_pyarrow():
             "the parquet format needs pyarrow (pip install 'pythia-data[parquet]')"
         ) from None
     return pyarrow, pyarrow.parquet
+
+
+ROW_GROUP_TOKENS = 1 << 20
+
+
+def _slices(rows: int, width: int, row_group_tokens: int):
+    step = max(1, int(row_group_tokens) // max(width, 1))
+    for lo in range(0, rows, step):
+        yield lo, min(lo + step, rows)
 
 
 def file_name(end_step: int) -> str:
@@ -126,7 +136,9 @@ class _File:
 class ParquetSink(Sink):
     """One Parquet file, a row group per chunk."""
 
-    def __init__(self, target, dtype, *, overwrite: bool = True, decode=None, stream=None):
+    def __init__(self, target, dtype, *, overwrite: bool = True, decode=None, stream=None,
+                 row_group_tokens: int = ROW_GROUP_TOKENS):
+        self.row_group_tokens = int(row_group_tokens)
         if os.fspath(target) == "-":
             raise UsageError("the parquet format cannot be written to stdout; give a file")
         self._table = _Table(dtype, decode)
@@ -138,8 +150,10 @@ class ParquetSink(Sink):
         arr = as_rows(tokens)
         if arr.dtype != self._table.dtype:
             raise UsageError(f"parquet sink expects {self._table.dtype} tokens, got {arr.dtype}")
-        if arr.shape[0]:
-            self._file.write(self._table.table(arr, dict(columns or {})))
+        columns = dict(columns or {})
+        for lo, hi in _slices(arr.shape[0], arr.shape[1], self.row_group_tokens):
+            part = {k: np.asarray(v)[lo:hi] for k, v in columns.items()}
+            self._file.write(self._table.table(arr[lo:hi], part))
         self.rows_written += arr.shape[0]
 
     def close(self) -> None:
@@ -159,7 +173,8 @@ class ParquetFolderSink(Sink):
     ``iterations`` is the inclusive range ``(start, end)`` being written (names the files)."""
 
     def __init__(self, folder, dtype, steps_per_file: int, iterations, *,
-                 overwrite: bool = True, decode=None):
+                 overwrite: bool = True, decode=None, row_group_tokens: int = ROW_GROUP_TOKENS):
+        self.row_group_tokens = int(row_group_tokens)
         text = os.fspath(folder)
         if text == "-":
             raise UsageError("--steps-per-file writes a folder of files, not stdout")
@@ -205,8 +220,9 @@ class ParquetFolderSink(Sink):
                 self._finish()
                 self._group = g
                 self._file = _File(self._path(g), self._table, overwrite=self.overwrite)
-            part = {k: np.asarray(v)[lo:hi] for k, v in columns.items()}
-            self._file.write(self._table.table(arr[lo:hi], part))
+            for a, b in _slices(hi - lo, arr.shape[1], self.row_group_tokens):
+                part = {k: np.asarray(v)[lo + a : lo + b] for k, v in columns.items()}
+                self._file.write(self._table.table(arr[lo + a : lo + b], part))
             lo = hi
         self.rows_written += arr.shape[0]
 

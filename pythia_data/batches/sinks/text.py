@@ -16,6 +16,7 @@ from pythia_data.batches.sinks.base import StreamSink, as_rows
 from pythia_data.errors import UsageError
 
 Decode = Callable[[np.ndarray], str]
+PIECE_TOKENS = 1 << 18
 
 
 def check_decode(decode, fmt: str) -> Decode:
@@ -53,10 +54,13 @@ class TextSink(StreamSink):
     def write(self, tokens, columns=None) -> None:
         arr = as_rows(tokens)
         its, idx = row_columns(columns, arr.shape[0], "text")
-        texts = decode_rows(self.decode, arr)
-        parts = [
-            f"# iteration {int(i)} row {int(r)}\n{text}\n"
-            for i, r, text in zip(its.tolist(), idx.tolist(), texts)
-        ]
-        self._out.write("".join(parts).encode("utf-8"))
+        step = max(1, PIECE_TOKENS // max(arr.shape[1], 1))  # bounded text per write
+        for lo in range(0, arr.shape[0], step):
+            hi = min(lo + step, arr.shape[0])
+            texts = decode_rows(self.decode, arr[lo:hi])
+            parts = [
+                f"# iteration {int(i)} row {int(r)}\n{text}\n"
+                for i, r, text in zip(its[lo:hi].tolist(), idx[lo:hi].tolist(), texts)
+            ]
+            self._out.write("".join(parts).encode("utf-8"))
         self.rows_written += arr.shape[0]
