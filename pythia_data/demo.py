@@ -8,14 +8,22 @@
 
 The documents are drawn from a fixed-seed generator, so every run writes the same bytes;
 a finished demo folder is reused (checked against its manifest) instead of rewritten.
+
+``build_text_demo(DIR)`` adds a small dataset of real text that every Python installation
+has (the docstrings of standard-library modules, in a fixed order), tokenized with the
+bundled GPT-NeoX-20B tokenizer exactly as GPT-NeoX's preprocessing does, and dumps one
+iteration of its training order as text (``DIR/batches/text_iteration_0.txt``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
+import inspect
 import os
 import shlex
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +31,12 @@ import numpy as np
 
 from pythia_data.batches import BatchReader, write_batches
 from pythia_data.dataset import DatasetBuilder, IndexedDataset
-from pythia_data.errors import VerificationError
+from pythia_data.errors import PythiaDataError, VerificationError
 from pythia_data.integrity.verify import checksum_files
 from pythia_data.order import PYTHIA_SEED, PYTHIA_SEQ_LENGTH, OrderParams, TrainingOrder
 from pythia_data.shards import unshard
+from pythia_data.tokenize import load_tokenizer
+from pythia_data.tokenize.pipeline import tokenize_documents
 
 BASE = "demo_text_document"
 NUM_DOCUMENTS = 3000
@@ -139,6 +149,103 @@ def build_demo(folder: str | os.PathLike = "pythia-demo") -> DemoFiles:
 # --------------------------------------------------------------------------- the main job
 
 
+# --------------------------------------------------------------------------- real text
+
+TEXT_BASE = "stdlib_text_document"
+TEXT_DOCUMENTS = 400
+TEXT_TRAIN_ITERS = 10
+TEXT_BATCH_SIZE = 4
+TEXT_SEQ_LENGTH = 128
+STDLIB_MODULES = (
+    "abc", "argparse", "base64", "bisect", "calendar", "collections", "contextlib", "copy",
+    "csv", "dataclasses", "datetime", "decimal", "difflib", "enum", "fnmatch", "fractions",
+    "functools", "glob", "gzip", "heapq", "hmac", "html", "inspect", "io", "ipaddress",
+    "itertools", "json", "keyword", "logging", "operator", "os", "pathlib", "pickle", "pprint",
+    "queue", "random", "re", "secrets", "shlex", "shutil", "statistics", "string", "struct",
+    "subprocess", "tempfile", "textwrap", "threading", "time", "timeit", "tokenize",
+    "traceback", "types", "typing", "unittest", "urllib.parse", "uuid", "warnings", "weakref",
+    "zipfile",
+)
+
+
+def stdlib_documents(limit: int = TEXT_DOCUMENTS) -> list[str]:
+    """Up to ``limit`` docstrings of standard-library modules: each module's own, then its
+    public functions' and classes' (sorted by name), modules in a fixed order; duplicates
+    dropped. The same list on every run of one Python version, no files or network needed."""
+    out: list[str] = []
+    seen: set[str] = set()
+
+    def add(doc) -> None:
+        if isinstance(doc, str):
+            text = inspect.cleandoc(doc)
+            if text.strip() and text not in seen:
+                seen.add(text)
+                out.append(text)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecated modules and attributes
+        for name in STDLIB_MODULES:
+            try:
+                module = importlib.import_module(name)
+            except ImportError:
+                continue
+            add(module.__doc__)
+            for attr in sorted(vars(module)):
+                if attr.startswith("_"):
+                    continue
+                obj = vars(module)[attr]
+                if (inspect.isfunction(obj) or inspect.isclass(obj)) and getattr(
+                        obj, "__module__", None) == module.__name__:
+                    add(obj.__doc__)
+                if len(out) >= limit:
+                    return out
+    return out
+
+
+def demo_tokenizer():
+    """The bundled GPT-NeoX-20B tokenizer: the cpu backend, else the hf one."""
+    try:
+        return load_tokenizer(backend="cpu")
+    except (PythiaDataError, ImportError, OSError) as exc:
+        try:
+            return load_tokenizer(backend="hf")
+        except PythiaDataError:
+            raise exc from None
+
+
+@dataclass
+class TextDemo:
+    prefix: Path
+    summary: dict  # tokenize_documents' summary
+    tokenizer: object
+    order: object
+    text_path: Path
+    row_text: str  # iteration 0, row 0, decoded
+    row_tokens: np.ndarray
+
+
+def build_text_demo(folder: str | os.PathLike = "pythia-demo") -> TextDemo:
+    """Tokenize the standard library's docstrings into ``folder/text``, build a tiny
+    training order over them and dump iteration 0 as text."""
+    folder = Path(folder)
+    text_dir = folder / "text"
+    text_dir.mkdir(parents=True, exist_ok=True)
+    tok = demo_tokenizer()
+    prefix = text_dir / TEXT_BASE
+    summary = tokenize_documents(stdlib_documents(), tok, prefix, append_eod=True)
+    params = OrderParams(train_iters=TEXT_TRAIN_ITERS, batch_size=TEXT_BATCH_SIZE,
+                         seq_length=TEXT_SEQ_LENGTH, seed=DEMO_SEED)
+    out_dir = folder / "batches"
+    out_dir.mkdir(exist_ok=True)
+    text_path = out_dir / "text_iteration_0.txt"
+    with IndexedDataset(prefix) as ds:
+        order = TrainingOrder.build(ds, params, index_dir=text_dir)
+        reader = BatchReader(ds, order)
+        write_batches(reader, 0, 0, text_path, "text", decode=tok.decode)
+        row = reader[0][0].copy()
+    return TextDemo(prefix, summary, tok, order, text_path, tok.decode(row), row)
+
+
 @dataclass
 class DemoRun:
     files: DemoFiles
@@ -153,6 +260,7 @@ class DemoRun:
     shards_agree: bool  # the same batches read from the shards in place
     located: list[dict]  # where the first document of iteration 0 was trained
     commands: dict  # step -> the equivalent pythia-data command line
+    text: TextDemo | None = None  # the real-text dataset and one row of it as text
 
 
 def demo_commands(files: DemoFiles, document: int | None = None) -> dict[str, str]:
@@ -184,8 +292,9 @@ def run_demo(folder: str | os.PathLike = "pythia-demo", progress=None) -> DemoRu
     """Build (or reuse) the demo, then the whole job: verify the shards against their
     manifest, unshard them (verified, into ``folder/merged``), describe the dataset,
     reconstruct GPT-NeoX's training order (cache files in ``folder/index``) and dump
-    iterations 0..1 to ``folder/batches/iterations_0-1.npy``. Idempotent: the unshard
-    output is rewritten, a checked order cache is reused."""
+    iterations 0..1 to ``folder/batches/iterations_0-1.npy``; then the real-text part
+    (:func:`build_text_demo`). Idempotent: the unshard output is rewritten, a checked order
+    cache is reused."""
 
     files = build_demo(folder)
     report = checksum_files(
@@ -215,8 +324,9 @@ def run_demo(folder: str | os.PathLike = "pythia-demo", progress=None) -> DemoRu
     with IndexedDataset(files.prefix) as sharded:
         in_place = np.concatenate(list(BatchReader(sharded, order).iter_batches(0, 1)))
         agree = bool(np.array_equal(in_place, dumped))
+    text = build_text_demo(files.folder)
     return DemoRun(files, report, result, merged, stats, order, out, dumped, summary, agree,
-                   located, demo_commands(files, first))
+                   located, demo_commands(files, first), text)
 
 
 def _first_document(order) -> int:

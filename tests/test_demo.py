@@ -53,6 +53,9 @@ def test_demo_cli(tmp_path):
     assert "tokens" in out and "4 files: 4 OK" in out and "3/3 shard SHA256s verified" in out
     assert "training order (GPT-NeoX v1.0), built" in out
     assert "read from the shards in place instead: identical" in out
+    assert "real text:" in out and "standard-library docstrings" in out
+    assert "iteration 0, row 0" in out and "  | " in out
+    assert (tmp_path / "d" / "batches" / "text_iteration_0.txt").is_file()
     dumped = np.load(tmp_path / "d" / "batches" / "iterations_0-1.npy")
     assert dumped.shape == (2 * DEMO_BATCH_SIZE, DEMO_SEQ_LENGTH + 1)
     assert dumped.dtype == np.uint16
@@ -80,3 +83,34 @@ def test_run_demo_batches_follow_the_order(tmp_path):
     assert run.unshard.verified
     assert (run.merged_prefix.with_suffix(".bin")).stat().st_size == run.stats["bin_bytes"]
     assert any(r["iteration"] == 0 and r["batch_position"] == 0 for r in run.located)
+
+
+def test_text_demo_real_text_as_text(tmp_path):
+    """The real-text part: stdlib docstrings tokenized with the bundled tokenizer (as
+    preprocess_data.py would, EOD appended), one iteration dumped as text."""
+    from pythia_data.demo import TEXT_BATCH_SIZE, build_text_demo, stdlib_documents
+
+    text = build_text_demo(tmp_path)
+    docs = stdlib_documents()
+    assert 200 <= len(docs) == text.summary["documents"]
+    assert stdlib_documents() == docs  # deterministic
+    tok = text.tokenizer
+    with IndexedDataset(text.prefix) as ds:
+        assert ds.num_documents == len(docs) and ds.dtype == np.uint16
+        for i in (0, len(docs) // 2, len(docs) - 1):
+            assert ds[i].tolist() == tok.encode(docs[i]).tolist() + [tok.eod_id]
+    body = text.text_path.read_text(encoding="utf-8")
+    assert body.startswith("# iteration 0 row 0\n" + text.row_text + "\n# iteration 0 row 1\n")
+    assert body.count("# iteration 0 row ") == TEXT_BATCH_SIZE
+    assert text.row_tokens.size == text.order.params.seq_length + 1
+    assert tok.decode(text.row_tokens) == text.row_text
+    try:
+        import tokenizers
+    except ImportError:
+        return
+    from pythia_data.tokenize.spec import bundled_path
+
+    ref = tokenizers.Tokenizer.from_file(str(bundled_path()))
+    assert ref.decode(text.row_tokens.tolist(), skip_special_tokens=False) == text.row_text
+    with IndexedDataset(text.prefix) as ds:
+        assert ds[len(docs) - 1].tolist() == ref.encode(docs[-1]).ids + [0]

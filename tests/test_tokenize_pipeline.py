@@ -402,3 +402,25 @@ def test_stdin_stream_object(tmp_path, hf):
     stream = io.BytesIO(b'{"text": "from a stream"}\n')
     docs = list(read_documents(["-"], stdin=stream))
     assert [(d.text, d.source, d.line) for d in docs] == [("from a stream", "<stdin>", 1)]
+
+
+@pytest.mark.slow
+def test_stdlib_corpus_cpu_hf_oracle_and_round_trips(tmp_path):
+    """Thousands of real documents: cpu == hf == oracle; retokenize and
+    detokenize -> tokenize are the identity."""
+    from pythia_data.demo import stdlib_documents
+
+    docs = stdlib_documents(limit=100_000)
+    src = tmp_path / "stdlib.jsonl"
+    src.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs), encoding="utf-8")
+    oracle = neox_preprocess([src], tmp_path / "oracle")
+    for backend in ("cpu", "hf"):
+        result = run("tokenize", src, "-o", tmp_path / backend, "--backend", backend,
+                     "--append-eod")
+        assert result.exit_code == 0, result.output
+        assert same_dataset(tmp_path / f"{backend}_text_document", oracle)
+    assert run("retokenize", oracle, "-t", "bundled", "-o", tmp_path / "re").exit_code == 0
+    assert same_dataset(tmp_path / "re", oracle)
+    assert run("detokenize", oracle, "-o", tmp_path / "d.jsonl").exit_code == 0
+    assert run("tokenize", tmp_path / "d.jsonl", "-o", tmp_path / "rt", "--append-eod").exit_code == 0
+    assert same_dataset(tmp_path / "rt_text_document", oracle)
