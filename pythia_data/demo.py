@@ -222,6 +222,7 @@ class TextDemo:
     text_path: Path
     row_text: str  # iteration 0, row 0, decoded
     row_tokens: np.ndarray
+    command: str  # the pythia-data command line that dumps the same text
 
 
 def build_text_demo(folder: str | os.PathLike = "pythia-demo") -> TextDemo:
@@ -243,7 +244,12 @@ def build_text_demo(folder: str | os.PathLike = "pythia-demo") -> TextDemo:
         reader = BatchReader(ds, order)
         write_batches(reader, 0, 0, text_path, "text", decode=tok.decode)
         row = reader[0][0].copy()
-    return TextDemo(prefix, summary, tok, order, text_path, tok.decode(row), row)
+    q = shlex.quote
+    command = (f"pythia-data batches {q(str(prefix))} --train-iters {TEXT_TRAIN_ITERS} "
+               f"--batch-size {TEXT_BATCH_SIZE} --seq-length {TEXT_SEQ_LENGTH} --seed "
+               f"{DEMO_SEED} --index-dir {q(str(text_dir))} -s 0 -o {q(str(text_path))} "
+               f"--tokenizer bundled --backend {tok.backend}")
+    return TextDemo(prefix, summary, tok, order, text_path, tok.decode(row), row, command)
 
 
 @dataclass

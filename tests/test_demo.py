@@ -104,6 +104,14 @@ def test_text_demo_real_text_as_text(tmp_path):
     assert body.count("# iteration 0 row ") == TEXT_BATCH_SIZE
     assert text.row_tokens.size == text.order.params.seq_length + 1
     assert tok.decode(text.row_tokens) == text.row_text
+    from pythia_data.cli import cli as group
+
+    again = tmp_path / "again.txt"
+    args = text.command.split()[1:]
+    args[args.index("-o") + 1] = str(again)
+    result = CliRunner().invoke(group, args)
+    assert result.exit_code == 0, result.output
+    assert again.read_bytes() == text.text_path.read_bytes()
     try:
         import tokenizers
     except ImportError:

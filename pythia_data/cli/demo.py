@@ -120,6 +120,7 @@ def _show_text(text, max_lines: int = 14) -> None:
     p = text.order.params
     click.echo(f"  training order: batch {p.batch_size}, seq_length {p.seq_length}; "
                f"iteration 0 as text -> {text.text_path}")
+    click.echo(f"  $ {text.command}")
     click.echo(f"  iteration 0, row 0 ({text.row_tokens.size} tokens "
                f"[{' '.join(str(int(t)) for t in text.row_tokens[:6])} ...]):")
     lines = text.row_text.split("\n")
