@@ -424,3 +424,36 @@ def test_stdlib_corpus_cpu_hf_oracle_and_round_trips(tmp_path):
     assert run("detokenize", oracle, "-o", tmp_path / "d.jsonl").exit_code == 0
     assert run("tokenize", tmp_path / "d.jsonl", "-o", tmp_path / "rt", "--append-eod").exit_code == 0
     assert same_dataset(tmp_path / "rt_text_document", oracle)
+
+
+def test_progress_json_summary_and_bar(tmp_path, monkeypatch):
+    import pythia_data.cli.tokenize_cmds as cmds
+
+    seen = []
+    from pythia_data.tokenize.pipeline import tokenize_files as real
+
+    def spy(*args, progress=None, **kwargs):
+        def update(docs, nbytes):
+            seen.append((docs, nbytes))
+            progress(docs, nbytes)
+        return real(*args, progress=update, **kwargs)
+
+    monkeypatch.setattr("pythia_data.tokenize.pipeline.tokenize_files", spy)
+    monkeypatch.setattr(cmds, "show_progress", lambda quiet: not quiet)  # draw the tqdm bar
+    result = run("tokenize", MULTI, "-o", tmp_path / "o", "--backend", "hf", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["documents"] == 40 and summary["inputs"] == 1 and summary["eod"] is None
+    assert sum(d for d, _ in seen) == 40
+    assert sum(b for _, b in seen) == summary["input_bytes"] > 3000
+
+
+def test_cli_refusals(tmp_path, multi_ds):
+    _fail(run("tokenize", MULTI, "-o", tmp_path / "o", "--backend", "cuda"), "cuda")
+    out = tmp_path / "d.jsonl"
+    out.write_text("keep")
+    _fail(run("detokenize", multi_ds, "-o", out, "--backend", "hf"), "already exists")
+    assert out.read_text() == "keep"
+    assert run("detokenize", multi_ds, "-o", out, "--backend", "hf", "--force").exit_code == 0
+    _fail(run("retokenize", multi_ds, "-t", "bundled", "-o", multi_ds, "--backend", "hf"),
+          "also the input")
