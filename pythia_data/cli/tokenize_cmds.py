@@ -94,7 +94,7 @@ def _rate(summary: dict) -> str:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, workers, errors,
                  force, as_json, quiet):
-    """Tokenize INPUT... (.jsonl, .jsonl.zst, .txt, folders of them, - for JSON lines on
+    """Tokenize text (.jsonl, .jsonl.zst, .txt, folders of them, - for JSON lines on
     stdin) into one MMIDIDX dataset, byte for byte as GPT-NeoX's preprocess_data.py:
     one document per JSON line (or .txt file), empty documents skipped, EOD appended
     with --append-eod. Folders are read recursively in sorted path order."""
