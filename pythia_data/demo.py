@@ -248,7 +248,7 @@ def build_text_demo(folder: str | os.PathLike = "pythia-demo") -> TextDemo:
     command = (f"pythia-data batches {q(str(prefix))} --train-iters {TEXT_TRAIN_ITERS} "
                f"--batch-size {TEXT_BATCH_SIZE} --seq-length {TEXT_SEQ_LENGTH} --seed "
                f"{DEMO_SEED} --index-dir {q(str(text_dir))} -s 0 -o {q(str(text_path))} "
-               f"--tokenizer bundled --backend {tok.backend}")
+               f"--tokenizer bundled --backend {tok.backend} --force")
     return TextDemo(prefix, summary, tok, order, text_path, tok.decode(row), row, command)
 
 

@@ -62,7 +62,7 @@ def option(cmd, flag):
 # ------------------------------------------------------------------ edge 5: TTY, suffixes
 
 
-@pytest.mark.parametrize("name", ["x.txt", "x.NPZ", "x", "out/data.csv"])
+@pytest.mark.parametrize("name", ["x.dat", "x.NPZ", "x", "out/data.csv"])
 def test_unknown_suffix_is_an_error_listing_the_known_ones(tmp_path, pre, name):
     prefix, _ = pre
     target = tmp_path / name
@@ -85,7 +85,7 @@ def test_infer_format_rules(tmp_path):
     os.mkfifo(fifo)
     assert infer_format(fifo) == "raw"
     with pytest.raises(UsageError, match=r"\.tokens"):
-        infer_format(tmp_path / "x.txt")
+        infer_format(tmp_path / "x.dat")
     assert ".npy" in known_suffixes() and ".bin" in known_suffixes()
 
 
@@ -211,7 +211,8 @@ def test_checksum_manifest_needs_force(tmp_path):
     assert forced.exit_code == 0 and "a.bin" in manifest.read_text()
 
 
-WRITERS = {("batches",), ("merge",), ("checksum",), ("unshard",), ("shard",), ("order", "build")}
+WRITERS = {("batches",), ("merge",), ("checksum",), ("unshard",), ("shard",), ("order", "build"),
+           ("tokenize",), ("detokenize",), ("retokenize",)}
 
 
 def test_force_quiet_json_are_the_same_everywhere():

@@ -11,7 +11,14 @@ import time
 import click
 
 from pythia_data.cli.app import cli
-from pythia_data.cli.options import show_progress
+from pythia_data.cli.options import (
+    emit_summary,
+    force_option,
+    json_option,
+    quiet_option,
+    show_progress,
+    writes_to_stdout,
+)
 from pythia_data.errors import OutputError
 
 BACKEND_CHOICES = ["cpu", "cuda", "hf"]
@@ -89,15 +96,23 @@ def _rate(summary: dict) -> str:
               show_default=True,
               help="Invalid UTF-8 or lone surrogates: strict = error naming FILE:LINE, "
                    "replace = U+FFFD.")
-@click.option("--force", is_flag=True, help="Replace an existing output.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@force_option("an existing output dataset")
+@json_option
+@quiet_option
 def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, workers, errors,
                  force, as_json, quiet):
     """Tokenize text (.jsonl, .jsonl.zst, .txt, folders of them, - for JSON lines on
     stdin) into one MMIDIDX dataset, byte for byte as GPT-NeoX's preprocess_data.py:
     one document per JSON line (or .txt file), empty documents skipped, EOD appended
-    with --append-eod. Folders are read recursively in sorted path order."""
+    with --append-eod. Folders are read recursively in sorted path order.
+
+    \b
+    Examples:
+      pythia-data tokenize docs.jsonl --output-prefix data/mine --append-eod
+      pythia-data tokenize corpus/ -o data/pile --append-eod --workers 8
+      pythia-data tokenize - -o data/part --append-eod --json < part.jsonl
+      pythia-data tokenize book.txt -o data/book -t ./tokenizer.json --backend hf
+    """
     from pythia_data.tokenize.pipeline import expand_inputs, tokenize_files
     from pythia_data.tokenize.pipeline import output_prefix as out_name
 
@@ -133,11 +148,18 @@ def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, workers,
 @click.option("--tokenizer", "-t", "spec", default=None,
               help="Tokenizer the data was made with [bundled GPT-NeoX-20B].")
 @tokenizer_options
-@click.option("--force", is_flag=True, help="Replace an existing output.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def detokenize_cmd(data, output, spec, backend, force, quiet):
+@force_option("an existing output file")
+@json_option
+@quiet_option
+def detokenize_cmd(data, output, spec, backend, force, as_json, quiet):
     """Write DATA back as text: one {"text": ...} JSON line per document, the tokenizer's
-    decode (special tokens kept) of the document without its final EOD."""
+    decode (special tokens kept) of the document without its final EOD.
+
+    \b
+    Examples:
+      pythia-data detokenize data/mine_text_document -o mine.jsonl
+      pythia-data detokenize data/mine_text_document | head -n 3
+    """
     from pythia_data.tokenize.pipeline import detokenize
 
     tok = load(spec, backend)
@@ -145,9 +167,9 @@ def detokenize_cmd(data, output, spec, backend, force, quiet):
     with doc_progress(quiet, "detokenize") as update:
         summary = detokenize(data, tok, output, stream=stream, overwrite=force or output == "-",
                              progress=update)
-    if output != "-":
-        click.echo(f"wrote {summary['documents']:,} documents ({summary['bytes']:,} bytes) "
-                   f"to {output}")
+    emit_summary(summary, f"wrote {summary['documents']:,} documents ({summary['bytes']:,} "
+                 f"bytes) to {'stdout' if output == '-' else output}",
+                 as_json=as_json, data_on_stdout=writes_to_stdout(output))
 
 
 @cli.command("retokenize")
@@ -157,12 +179,18 @@ def detokenize_cmd(data, output, spec, backend, force, quiet):
 @click.option("--from-tokenizer", "from_spec", default=None,
               help="The tokenizer DATA was made with [bundled GPT-NeoX-20B].")
 @tokenizer_options
-@click.option("--force", is_flag=True, help="Replace an existing output.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@force_option("an existing output dataset")
+@json_option
+@quiet_option
 def retokenize_cmd(data, spec, output_prefix, from_spec, backend, force, as_json, quiet):
     """Decode every document of DATA with the old tokenizer and encode it with the new
-    one: same documents, same order, the new EOD where a document ended in the old one."""
+    one: same documents, same order, the new EOD where a document ended in the old one.
+
+    \b
+    Examples:
+      pythia-data retokenize data/mine_text_document -t ./llama/tokenizer.json -o data/mine_llama
+      pythia-data retokenize data/a -t bundled -o data/a_again --backend hf --json
+    """
     from pythia_data.tokenize.pipeline import retokenize
 
     old = load(from_spec, backend)
