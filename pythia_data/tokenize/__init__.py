@@ -6,7 +6,8 @@
     text = tok.decode(ids[offsets[0]:offsets[1]])
 
 Backends (``pythia_data.tokenize.registry.BACKENDS``): ``cpu`` (numba engine, exact),
-``hf`` (Hugging Face ``tokenizers``, the reference), ``cuda`` (not available yet).
+``hf`` (Hugging Face ``tokenizers``, the reference), ``cuda`` (numba.cuda kernels,
+exact; needs an NVIDIA GPU and ``pythia-data[cuda]``, see docs/gpu.md).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def load_tokenizer(spec=None, backend: str = "cpu", **options) -> Tokenizer:
     folder; a hub model id) on ``backend``.
 
     Options: ``errors`` ("strict" | "replace", see :mod:`pythia_data.tokenize.base`),
-    ``workers`` (cpu backend: threads per call, default min(os.cpu_count(), 8)).
+    ``workers`` (cpu backend: threads per call, default min(os.cpu_count(), 8)),
+    ``batch_bytes`` / ``batch_docs`` (cuda backend: device batch size).
     A ``tokenizer.json`` the cpu engine does not support (other normalizers, pre-tokenizers
     or BPE options) falls back to the ``hf`` backend with a warning.
     """

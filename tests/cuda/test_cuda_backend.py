@@ -1,0 +1,297 @@
+"""The cuda backend's kernels and end-to-end ids, on a GPU or under Numba's CUDA simulator.
+
+These tests skip unless a CUDA device is usable or ``NUMBA_ENABLE_CUDASIM=1`` was set before
+numba was imported; ``tests/test_cuda_sim.py`` runs this folder in a subprocess with the
+simulator, so a plain ``pytest`` covers them on any machine. Inputs are tiny (the simulator
+runs every thread in Python)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pythia_data.errors import InputError
+from pythia_data.tokenize.cuda import cuda_status
+
+USABLE, SIMULATOR, _REASON = cuda_status()
+pytestmark = pytest.mark.skipif(
+    not USABLE, reason="needs a CUDA device or NUMBA_ENABLE_CUDASIM=1 (see tests/test_cuda_sim.py)"
+)
+tokenizers = pytest.importorskip("tokenizers")
+
+SETTINGS = settings(max_examples=25, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+ALPHABET = list("abcdstmrevlXY'''01239.,!-_(<|>)\n\t\r") + [" "] * 8 + [
+    "\u00e9", "\u00fc", "\u4e2d", "\u00a0", "\u3000", "\U0001F600", "\u2028", "\u0301",
+    "\u212b", "\u1100", "\u1161", "\uac00", "\ufb01", "\u0663",
+]
+TEXT = st.text(alphabet=st.sampled_from(ALPHABET), max_size=40)
+INERT = st.text(alphabet=st.sampled_from(
+    [c for c in ALPHABET if c not in "\u0301\u212b\u1100\u1161<|>"]), max_size=40)
+
+EDGE_CASES = [
+    "", " ", "  ", "a", "hello world", "hello  world", "hello   world", " " * 24, " " * 25,
+    " " * 49 + "x", "x" + " " * 30 + "y", "\n", "\n\n", " \n ", "a \n b", "a\n\n\nb",
+    "\t\tx", "x\t \t y", "  \n  x", "x  ", "x \n", "it's", "It'S", "I'm", "we'll", "you've",
+    "they're", "he'd", "don't", "'s", "''s", "x''s", " 's", "\n's", "1's", "!'s", "'",
+    "'ll'", "a's's", "a'sa", "'re've'll", "123", "1234567", "3.14", "x1y2", "a1 2b",
+    "hello, world!", "...", "??!!", "(a)", "a-b_c", "$$$100", "foo\r\nbar", "\u00a0x",
+    "x\u00a0 y", "\u3000\u3000a", "caf\u00e9", "na\u00efve", "e\u0301", "\u4e2d\u6587",
+    "\u65e5\u672c\u8a9e \u30c6\u30ad\u30b9\u30c8", "\U0001F600\U0001F600 ok", "\ufb01",
+    "\u212b", "\ud55c\uad6d\uc5b4", "\u1100\u1161", "<|endoftext|>", "a<|endoftext|>b",
+    "<|padding|>", "<|endoftext", "x" * 300, "ab" * 100,
+    "def f(x):\n    return x  # hi\n\n\n        pass", "\u0663\u0664 \u00bd", " \u0301x",
+]
+
+
+@pytest.fixture(scope="module")
+def hf():
+    from pythia_data.tokenize.spec import bundled_path
+
+    return tokenizers.Tokenizer.from_file(str(bundled_path()))
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from pythia_data.tokenize import load_tokenizer
+
+    return load_tokenizer(backend="cuda", batch_bytes=4096, batch_docs=64, workers=1)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from pythia_data.tokenize import load_tokenizer
+
+    return load_tokenizer(backend="cuda", batch_bytes=48, batch_docs=3, workers=1)
+
+
+def hf_ids(hf, texts):
+    return [e.ids for e in hf.encode_batch(list(texts), add_special_tokens=False)]
+
+
+def split(ids, offsets):
+    return [ids[offsets[i]:offsets[i + 1]].tolist() for i in range(len(offsets) - 1)]
+
+
+def run_batch(tok, texts):
+    """One batch through the device pipeline; the intermediate arrays on the host."""
+    from pythia_data.tokenize.base import encode_utf8
+
+    data, offsets = encode_utf8(texts)
+    ws = tok._workspaces()[0]
+    n, nd = len(data), len(texts)
+    assert n <= ws.cap and nd <= ws.docs
+    ws.h_data[:n] = np.frombuffer(data, dtype=np.uint8)
+    ws.h_offsets[:nd + 1] = offsets
+    tok._submit(ws, n, nd)
+    ws.pending = (0, nd, n, nd, [])
+    _, _, ids, doc_out, routed = tok._finish(ws)
+
+    def host(arr, m):
+        return arr[:m].copy_to_host() if m else np.zeros(0, dtype=arr.dtype)
+
+    out = {name: host(getattr(ws, name), n) for name in
+           ("flag", "kind", "tokid", "kb", "rep", "nsym", "ssym")}
+    out["pidx"] = host(ws.pidx, n + 1)
+    n_pieces = int(out["pidx"][n])
+    out["pstart"] = host(ws.pstart, n_pieces + 1)
+    out.update(ids=ids, doc_out=doc_out, routed=routed, data=data, offsets=offsets,
+               n_pieces=n_pieces)
+    return out
+
+
+# ---------------------------------------------------------------------------- kernels
+
+
+@pytest.mark.parametrize("m", [0, 1, 3, 4, 5, 17, 64, 65, 300, 1000])
+def test_scan_is_an_exclusive_cumsum(tok, m):
+    from numba import cuda
+
+    rng = np.random.default_rng(m)
+    src = rng.integers(0, 5, size=max(m, 1)).astype(np.uint8)
+    ws = tok._workspaces()[1]
+    d_src = cuda.to_device(src)
+    dst = cuda.device_array(m + 1, dtype=np.int64)
+    tok._scan(ws, d_src, dst, m)
+    got = dst.copy_to_host()
+    expect = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(src[:m], out=expect[1:])
+    assert got.tolist() == expect.tolist()
+
+
+def test_pair_table_holds_exactly_the_cpu_merges(tok):
+    from numba import cuda
+
+    from pythia_data.kernels.bpe import INF_RANK, merge_lookup
+    from pythia_data.kernels.cuda_bpe import _pair_hash
+
+    t = tok.cpu.tables
+    used = t.merge_keys[t.merge_keys != -1]
+    pk = tok._d["pkeys"].copy_to_host()
+    pr = tok._d["pranks"].copy_to_host()
+    pn = tok._d["pnews"].copy_to_host()
+    assert sorted(pk[pk != -1].tolist()) == sorted(used.tolist())
+    rng = np.random.default_rng(0)
+    sample = rng.choice(used, size=300, replace=False).tolist()
+    sample += [(5 << 32) | 7, (50000 << 32) | 50000]  # not merges (checked below)
+    mask = pk.size - 1
+    for key in sample:
+        left, right = key >> 32, key & 0xFFFFFFFF
+        rank, slot = merge_lookup(t.merge_keys, t.merge_rank, left, right)
+        s = _pair_hash(left, right) & mask
+        while pk[s] != key and pk[s] != -1:
+            s = (s + 1) & mask
+        if rank == INF_RANK:
+            assert pk[s] == -1
+        else:
+            assert pk[s] == key and pr[s] == rank and pn[s] == t.merge_new[slot]
+    assert isinstance(cuda.to_device, object)
+
+
+def cpu_pieces(tok, texts):
+    """(global start byte, kind, token id) of every pre-token, from the cpu reference."""
+    from pythia_data.kernels.pretokenize import pretokenize_kernel, utf8_decode
+
+    u, t = tok.cpu.unicode, tok.cpu.tables
+    out = []
+    base = 0
+    for text in texts:
+        raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+        m = raw.size
+        cps = np.empty(m + 1, np.int32)
+        boff = np.empty(m + 1, np.int64)
+        n, _ = utf8_decode(raw, 0, m, cps, boff, u.nfc_flag)
+        kinds = np.empty(m + 4, np.int8)
+        pa = np.empty(m + 4, np.int64)
+        pb = np.empty(m + 4, np.int64)
+        k = pretokenize_kernel(cps, n, boff, raw, u.cls, t.ntrie_next, t.ntrie_tok, kinds, pa,
+                               pb)
+        pos = 0
+        for j in range(k):
+            if kinds[j] == 1:
+                length = int(t.tok_off[pa[j] + 1] - t.tok_off[pa[j]])
+                out.append((base + pos, 1, int(pa[j])))
+                pos += length
+            else:
+                out.append((base + int(pa[j]), 0, -1))
+                pos = int(pb[j])
+        base += m
+    return out
+
+
+def device_pieces(res):
+    out = []
+    for k in range(res["n_pieces"]):
+        a = int(res["pstart"][k])
+        tokd = res["kind"][a] == 1
+        out.append((a, 1 if tokd else 0, int(res["tokid"][a]) if tokd else -1))
+    return out
+
+
+@SETTINGS
+@given(st.lists(INERT, min_size=1, max_size=4))
+def test_boundaries_match_the_cpu_pretokenizer(tok, texts):
+    res = run_batch(tok, texts)
+    assert not res["routed"].any()
+    assert device_pieces(res) == cpu_pieces(tok, texts)
+    assert res["flag"].sum() == res["n_pieces"]
+
+
+def test_boundaries_on_edge_cases(tok):
+    texts = [t for t in EDGE_CASES if not any(c in t for c in "\u0301\u212b\u1100<")]
+    for i in range(0, len(texts), 16):
+        part = texts[i:i + 16]
+        res = run_batch(tok, part)
+        assert device_pieces(res) == cpu_pieces(tok, part), part
+
+
+def test_dedupe_and_bpe_match_the_cpu_bpe(tok):
+    from pythia_data.kernels.bpe import bpe_word
+
+    texts = ["the cat and the hat and the cat", "  the the  cat's cat's hat 1234 1234",
+             "abcabcabc abcabcabc\n\nabcabcabc"]
+    res = run_batch(tok, texts)
+    t = tok.cpu.tables
+    data = np.frombuffer(res["data"], dtype=np.uint8)
+    ps = res["pstart"]
+    reps = set()
+    for k in range(res["n_pieces"]):
+        a, b = int(ps[k]), int(ps[k + 1])
+        if res["kind"][a] == 1 or b - a == 1:
+            continue
+        r = int(res["rep"][k])
+        ra, rb = int(ps[r]), int(ps[r + 1])
+        assert res["rep"][r] == r
+        assert bytes(data[ra:rb]) == bytes(data[a:b])
+        reps.add(r)
+        m = b - a
+        syms, ranks, slots = (np.empty(m, np.int32), np.empty(m, np.int32),
+                              np.empty(m, np.uint64))
+        nsym = bpe_word(data, a, b, t.byte_id, t.merge_keys, t.merge_rank, t.merge_new, syms,
+                        ranks, slots)
+        assert res["nsym"][r] == nsym
+        assert res["ssym"][ra:ra + nsym].tolist() == syms[:nsym].tolist()
+    distinct = {bytes(data[int(ps[k]):int(ps[k + 1])]) for k in reps}
+    assert len(reps) == len(distinct)
+    assert len(reps) < sum(1 for k in range(res["n_pieces"])
+                           if int(ps[k + 1]) - int(ps[k]) > 1)  # some duplicates were merged
+
+
+def test_routing_decisions(tok):
+    texts = ["caf\u00e9 \ud55c\uad6d", "e\u0301", "x<|endoftext|>", "\u212b", "<|endoftext",
+             "\u1100\u1161", "plain text", "\ufb01 \u00bd"]
+    res = run_batch(tok, texts)
+    assert res["routed"].tolist() == [False, True, True, True, False, True, False, False]
+
+
+# ---------------------------------------------------------------------------- end to end
+
+
+def test_edge_cases_match_hf_and_cpu(tok, tiny, hf):
+    expect = hf_ids(hf, EDGE_CASES)
+    cpu = split(*tok.cpu.encode_flat(EDGE_CASES))
+    assert cpu == expect
+    for t in (tok, tiny):
+        ids, offsets = t.encode_flat(EDGE_CASES)
+        assert ids.dtype == np.int32 and offsets.dtype == np.int64
+        assert split(ids, offsets) == expect
+
+
+@SETTINGS
+@given(st.lists(TEXT, max_size=6))
+def test_random_texts_match_hf(tok, hf, texts):
+    ids, offsets = tok.encode_flat(texts)
+    assert split(ids, offsets) == hf_ids(hf, texts)
+
+
+def test_batches_empty_docs_and_docs_bigger_than_a_batch(tiny, hf):
+    texts = ["", "", "a" * 10, "", "b  " * 40, "c d", "", "x" * 47, "y" * 48, "z" * 49, ""]
+    ids, offsets = tiny.encode_flat(texts)
+    assert split(ids, offsets) == hf_ids(hf, texts)
+    assert tiny.encode_flat([])[1].tolist() == [0]
+
+
+def test_workspaces_are_reused_across_calls(tiny, hf):
+    first = tiny._workspaces()
+    tiny.encode_flat(["one two", "three"])
+    tiny.encode_flat(["four"] * 9)
+    assert tiny._workspaces() is first and all(a is b for a, b in zip(first, tiny._ws))
+    assert tiny.encode_batch(["four five"])[0].tolist() == hf_ids(hf, ["four five"])[0]
+
+
+def test_lone_surrogates_follow_the_errors_policy(hf):
+    from pythia_data.tokenize import load_tokenizer
+
+    strict = load_tokenizer(backend="cuda", batch_bytes=64, workers=1)
+    with pytest.raises(InputError, match="document 5"):
+        strict.encode_flat(["a"] * 5 + ["x\ud800y"])
+    replace = load_tokenizer(backend="cuda", batch_bytes=64, workers=1, errors="replace")
+    ids, offsets = replace.encode_flat(["ok", "x\ud800y"])
+    assert split(ids, offsets) == hf_ids(hf, ["ok", "x\ufffdy"])
+
+
+def test_decode_roundtrip(tok):
+    text = "Hello  world\n\tcaf\u00e9 <|endoftext|>"
+    assert tok.decode(tok.encode(text)) == text

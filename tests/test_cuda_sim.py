@@ -1,0 +1,43 @@
+"""Run the cuda backend's tests (tests/cuda/) under Numba's CUDA simulator in a subprocess.
+
+``NUMBA_ENABLE_CUDASIM=1`` must be set before numba is first imported, so the simulator run
+needs its own interpreter; this test makes a plain ``pytest`` cover the device kernels on
+machines without a GPU. (On a GPU machine ``tests/cuda/`` also runs on the device itself.)"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO, subprocess_env
+
+
+def test_no_gpu_backend_error_is_one_line():
+    from pythia_data.errors import UsageError
+    from pythia_data.tokenize import load_tokenizer
+    from pythia_data.tokenize.cuda import cuda_status
+
+    if cuda_status()[0]:
+        pytest.skip("a CUDA device (or the simulator) is usable here")
+    with pytest.raises(UsageError) as info:
+        load_tokenizer(backend="cuda")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "pythia-data[cuda]" in message
+
+
+def test_cuda_kernels_under_the_simulator():
+    pytest.importorskip("tokenizers")
+    env = subprocess_env()
+    env["NUMBA_ENABLE_CUDASIM"] = "1"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-o", "addopts=", "-q", "-p", "no:cacheprovider",
+         str(REPO / "tests" / "cuda")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+    )
+    tail = (proc.stdout[-6000:] + proc.stderr[-3000:])
+    assert proc.returncode == 0, tail
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and "skipped" not in summary, tail
