@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numba import cuda, njit
 
-from pythia_data.kernels.cuda_pretokenize import KIND_TOKEN
+from pythia_data.kernels.cuda_pretokenize import KIND_TOKEN, doc_of
 
 __all__ = [
     "INF_RANK",
@@ -207,9 +207,12 @@ def _lookup(pkeys, pranks, pnews, left, right):  # pragma: no cover - device cod
 
 
 @cuda.jit
-def bpe_kernel(data, n, kind, pidx, pstart, rep, byte_id, pkeys, pranks, pnews, ssym, srank,
-               snew, nsym):  # pragma: no cover - device code
-    """BPE of every representative pre-token, in place at its byte range of the scratch."""
+def bpe_kernel(data, n, offsets, n_docs, kind, pidx, pstart, rep, byte_id, pkeys, pranks, pnews,
+               ssym, srank, snew, nsym, long_piece, doc_route):  # pragma: no cover - device code
+    """BPE of every representative pre-token, in place at its byte range of the scratch.
+
+    A pre-token longer than ``long_piece`` bytes is not done here (BPE is quadratic in its
+    length and one GPU thread is slow): its ``nsym`` is 0 and its document is routed."""
     k = cuda.grid(1)
     step = cuda.gridsize(1)
     n_pieces = pidx[n]
@@ -220,6 +223,11 @@ def bpe_kernel(data, n, kind, pidx, pstart, rep, byte_id, pkeys, pranks, pnews, 
             k += step
             continue
         m = b - a
+        if m > long_piece:
+            nsym[k] = 0
+            doc_route[doc_of(offsets, n_docs, a)] = 1
+            k += step
+            continue
         for i in range(m):
             ssym[a + i] = byte_id[data[a + i]]
         for i in range(m - 1):

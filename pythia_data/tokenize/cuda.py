@@ -21,7 +21,8 @@ Routed to the cpu engine, per document (same ids, just not on the device): docum
 code point NFC could change (a combining mark, a composition's second character, a
 decomposable character that does not map to itself, ...: see :func:`route_table`), with a
 special added token (``<|endoftext|>`` inside the text), with a normalized added token that is
-not a run of spaces, or longer than ``batch_bytes``.
+not a run of spaces, with a pre-token longer than ``long_piece`` bytes (default 512: BPE is
+quadratic in a pre-token's length and runs on one GPU thread), or longer than ``batch_bytes``.
 
 Without a GPU the constructor raises :class:`~pythia_data.errors.UsageError`, unless Numba's
 CUDA simulator is on (``NUMBA_ENABLE_CUDASIM=1`` before numba is imported; for tests).
@@ -147,12 +148,15 @@ class CudaTokenizer(Tokenizer):
 
     def __init__(self, config: TokenizerConfig, *, errors: str = "strict",
                  workers: int | None = None, batch_bytes: int = 32 << 20,
-                 batch_docs: int | None = None):
+                 batch_docs: int | None = None, long_piece: int = 512):
         usable, simulator, reason = cuda_status()
         if not usable:
             raise UsageError(f"{_NO_GPU}: {reason}")
         if not isinstance(batch_bytes, int) or batch_bytes < 16:
             raise UsageError(f"batch_bytes must be an integer >= 16, not {batch_bytes!r}")
+        if not isinstance(long_piece, int) or long_piece < 2:
+            raise UsageError(f"long_piece must be an integer >= 2, not {long_piece!r}")
+        self.long_piece = long_piece
         if batch_docs is None:
             batch_docs = max(16, min(1 << 20, batch_bytes // 8))
         if not isinstance(batch_docs, int) or batch_docs < 1:
@@ -253,9 +257,10 @@ class CudaTokenizer(Tokenizer):
         self._scan(ws, ws.flag, ws.pidx, n)
         kb.compact_kernel[L(n), tpb, s](ws.flag, ws.pidx, n, ws.pstart)
         kb.dedupe_kernel[L(n), tpb, s](ws.data, n, ws.kind, ws.pidx, ws.pstart, table, ws.rep)
-        kb.bpe_kernel[L(n), tpb, s](ws.data, n, ws.kind, ws.pidx, ws.pstart, ws.rep,
-                                    d["byte_id"], d["pkeys"], d["pranks"], d["pnews"],
-                                    ws.ssym, ws.srank, ws.snew, ws.nsym)
+        kb.bpe_kernel[L(n), tpb, s](ws.data, n, ws.offsets, n_docs, ws.kind, ws.pidx,
+                                    ws.pstart, ws.rep, d["byte_id"], d["pkeys"], d["pranks"],
+                                    d["pnews"], ws.ssym, ws.srank, ws.snew, ws.nsym,
+                                    self.long_piece, ws.doc_route)
         kb.count_kernel[L(n), tpb, s](n, ws.kind, ws.pidx, ws.pstart, ws.rep, ws.nsym,
                                       ws.opos)
         self._scan(ws, ws.opos, ws.opos, n)

@@ -64,7 +64,8 @@ def tok():
 def tiny():
     from pythia_data.tokenize import load_tokenizer
 
-    return load_tokenizer(backend="cuda", batch_bytes=48, batch_docs=3, workers=1)
+    return load_tokenizer(backend="cuda", batch_bytes=48, batch_docs=3, workers=1,
+                          long_piece=24)
 
 
 def hf_ids(hf, texts):
@@ -241,9 +242,10 @@ def test_dedupe_and_bpe_match_the_cpu_bpe(tok):
 
 def test_routing_decisions(tok):
     texts = ["caf\u00e9 \ud55c\uad6d", "e\u0301", "x<|endoftext|>", "\u212b", "<|endoftext",
-             "\u1100\u1161", "plain text", "\ufb01 \u00bd"]
+             "\u1100\u1161", "plain text", "\ufb01 \u00bd", "x" * 512, "y" * 513]
     res = run_batch(tok, texts)
-    assert res["routed"].tolist() == [False, True, True, True, False, True, False, False]
+    assert res["routed"].tolist() == [False, True, True, True, False, True, False, False, False,
+                                      True]
 
 
 # ---------------------------------------------------------------------------- end to end
