@@ -151,34 +151,63 @@ def test_pair_table_holds_exactly_the_cpu_merges(tok):
     assert isinstance(cuda.to_device, object)
 
 
-def cpu_pieces(tok, texts):
-    """(global start byte, kind, token id) of every pre-token, from the cpu reference."""
-    from pythia_data.kernels.pretokenize import pretokenize_kernel, utf8_decode
+def _next_pretoken(text, p, end, cls):
+    """Plain-Python GPT-2 regex match end from p (Oniguruma's leftmost alternative)."""
+    def k(i):
+        return int(cls[ord(text[i])])
 
-    u, t = tok.cpu.unicode, tok.cpu.tables
+    c = text[p]
+    if c == "'" and p + 1 < end:
+        if text[p + 1] in "stmd":
+            return p + 2
+        if p + 2 < end and text[p + 1:p + 3] in ("re", "ve", "ll"):
+            return p + 3
+    kind, q = k(p), p
+    if c == " " and p + 1 < end and not k(p + 1) & 4:
+        q, kind = p + 1, k(p + 1)
+    if kind & 4 == 0:
+        q += 1
+        while q < end and (k(q) == kind if kind else k(q) == 0):
+            q += 1
+        return q
+    q = p + 1
+    while q < end and k(q) & 4:
+        q += 1
+    return q if q == end or q - p == 1 else q - 1
+
+
+def cpu_pieces(tok, texts):
+    """(global start byte, kind, token id) of every pre-token: a plain-Python oracle (space-run
+    added tokens leftmost-longest, then the GPT-2 regex on the pieces between them)."""
+    cls = tok.cpu.unicode.cls
+    space_tok = {len(t["content"]): t["id"] for t in tok.config.added_tokens
+                 if set(t["content"]) == {" "}}
     out = []
     base = 0
     for text in texts:
-        raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-        m = raw.size
-        cps = np.empty(m + 1, np.int32)
-        boff = np.empty(m + 1, np.int64)
-        n, _ = utf8_decode(raw, 0, m, cps, boff, u.nfc_flag)
-        kinds = np.empty(m + 4, np.int8)
-        pa = np.empty(m + 4, np.int64)
-        pb = np.empty(m + 4, np.int64)
-        k = pretokenize_kernel(cps, n, boff, raw, u.cls, t.ntrie_next, t.ntrie_tok, kinds, pa,
-                               pb)
-        pos = 0
-        for j in range(k):
-            if kinds[j] == 1:
-                length = int(t.tok_off[pa[j] + 1] - t.tok_off[pa[j]])
-                out.append((base + pos, 1, int(pa[j])))
-                pos += length
+        boff = [0]
+        for ch in text:
+            boff.append(boff[-1] + len(ch.encode("utf-8")))
+        n, i, seg = len(text), 0, 0
+        while True:
+            ln = 0
+            if i < n and text[i] == " ":
+                run = len(text[i:]) - len(text[i:].lstrip(" "))
+                ln = max([x for x in space_tok if x <= run], default=0)
+            if i == n or ln:
+                q = seg
+                while q < i:
+                    r = _next_pretoken(text, q, i, cls)
+                    out.append((base + boff[q], 0, -1))
+                    q = r
+                if i == n:
+                    break
+                out.append((base + boff[i], 1, space_tok[ln]))
+                i += ln
+                seg = i
             else:
-                out.append((base + int(pa[j]), 0, -1))
-                pos = int(pb[j])
-        base += m
+                i += 1
+        base += boff[n]
     return out
 
 
