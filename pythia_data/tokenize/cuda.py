@@ -35,7 +35,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pythia_data.errors import UsageError
+from pythia_data.errors import InputError, UsageError
 from pythia_data.tokenize.base import Tokenizer, _check_errors, clean_text
 from pythia_data.tokenize.cpu import N_CP, CpuTokenizer, _build_trie, nfc_bytes
 from pythia_data.tokenize.spec import TokenizerConfig
@@ -140,6 +140,57 @@ class _Workspace:
         self.h_route = cuda.pinned_array(docs, np.uint8)
         self.h_ids = cuda.pinned_array(cap, np.int32)
         self.pending = None  # (d0, d1, n_bytes, n_docs, big) of the batch in flight
+
+
+def _filler(parts: list[bytes], big: list[int]):
+    def fill(ws):
+        n = sum(len(p) for p in parts)
+        nd = len(parts)
+        ws.h_data[:n] = np.frombuffer(b"".join(parts), dtype=np.uint8)
+        ws.h_offsets[0] = 0
+        np.cumsum([len(p) for p in parts], out=ws.h_offsets[1:nd + 1])
+        return n, nd, big
+
+    return fill
+
+
+def _slice_filler(buf: np.ndarray, offs: np.ndarray, d0: int, d1: int, cap: int):
+    def fill(ws):
+        local = offs[d0:d1 + 1] - offs[d0]
+        lens = np.diff(local)
+        too_big = lens > cap
+        big = (np.nonzero(too_big)[0] + d0).tolist()
+        if big:  # an empty document here, routed to the cpu
+            lens = np.where(too_big, 0, lens)
+            local = np.zeros_like(local)
+            np.cumsum(lens, out=local[1:])
+            parts = [buf[offs[d]:offs[d + 1]] for d in range(d0, d1) if not too_big[d - d0]]
+            data = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
+        else:
+            data = buf[offs[d0]:offs[d1]]
+        n = data.size
+        ws.h_data[:n] = data
+        ws.h_offsets[:d1 - d0 + 1] = local
+        return n, d1 - d0, big
+
+    return fill
+
+
+def _check_utf8(buf: np.ndarray, offs: np.ndarray) -> None:
+    """InputError unless every document is valid UTF-8 (pure ASCII is checked in one pass)."""
+    if not buf.size or int(buf[offs[0]:offs[-1]].max(initial=0)) < 0x80:
+        return
+    idx = np.nonzero(np.diff(offs) > 0)[0]
+    inside = (buf[offs[idx]] & 0xC0) == 0x80
+    if inside.any():
+        bad = int(idx[np.argmax(inside)])
+        raise InputError(f"document {bad}: not valid UTF-8 (starts inside a character)")
+    try:
+        buf[offs[0]:offs[-1]].tobytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = int(np.searchsorted(offs, exc.start, side="right")) - 1
+        raise InputError(f"document {bad}: not valid UTF-8 at byte "
+                         f"{exc.start - int(offs[bad])}") from None
 
 
 class CudaTokenizer(Tokenizer):
@@ -319,29 +370,71 @@ class CudaTokenizer(Tokenizer):
         if parts:
             yield d0, len(texts), parts, big
 
-    def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        n_docs_total = len(texts)
+    def _pipeline(self, batches) -> list:
+        """Run batches ``(d0, d1, fill)`` (``fill(ws)`` writes the batch into the pinned
+        buffers and returns (n bytes, n docs, docs too big)) two at a time."""
         results = []
-        with self._lock:
-            wss = self._workspaces()
-            k = 0
+        wss = self._workspaces()
+        k = 0
+        for d0, d1, fill in batches:
+            ws = wss[k % 2]
+            if ws.pending is not None:
+                results.append(self._finish(ws))
+            n, nd, big = fill(ws)
+            self._submit(ws, n, nd)
+            ws.pending = (d0, d1, n, nd, big)
+            k += 1
+        for j in range(k, k + 2):
+            ws = wss[j % 2]
+            if ws.pending is not None:
+                results.append(self._finish(ws))
+        return results
+
+    def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        def batches():
             for d0, d1, parts, big in self._batches(texts):
-                ws = wss[k % 2]
-                if ws.pending is not None:
-                    results.append(self._finish(ws))
-                n = sum(len(p) for p in parts)
-                nd = d1 - d0
-                ws.h_data[:n] = np.frombuffer(b"".join(parts), dtype=np.uint8)
-                ws.h_offsets[0] = 0
-                np.cumsum([len(p) for p in parts], out=ws.h_offsets[1:nd + 1])
-                self._submit(ws, n, nd)
-                ws.pending = (d0, d1, n, nd, big)
-                k += 1
-            for j in range(k, k + 2):
-                ws = wss[j % 2]
-                if ws.pending is not None:
-                    results.append(self._finish(ws))
-        return self._assemble(texts, n_docs_total, results)
+                yield d0, d1, _filler(parts, big)
+
+        with self._lock:
+            results = self._pipeline(batches())
+        return self._assemble(texts, len(texts), results)
+
+    def encode_utf8_flat(self, data, offsets) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`encode_flat` for documents already in UTF-8: ``data`` (bytes or uint8
+        array) and int64 ``offsets`` (document i is ``data[offsets[i]:offsets[i + 1]]``).
+        Invalid UTF-8 raises :class:`~pythia_data.errors.InputError` naming the document."""
+        buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes | bytearray |
+                                                                  memoryview) else data
+        buf = np.ascontiguousarray(buf)
+        offs = np.asarray(offsets)
+        if buf.dtype != np.uint8 or buf.ndim != 1:
+            raise UsageError("data must be bytes or a 1-D uint8 array")
+        if offs.ndim != 1 or offs.size < 1 or offs.dtype.kind not in "iu":
+            raise UsageError("offsets must be a 1-D integer array of length n_docs + 1")
+        offs = offs.astype(np.int64, copy=False)
+        if offs[0] != 0 or np.any(np.diff(offs) < 0) or offs[-1] > buf.size:
+            raise UsageError("offsets must start at 0, never decrease and end within data")
+        _check_utf8(buf, offs)
+        n = offs.size - 1
+        cap, cap_docs = self.batch_bytes, self.batch_docs
+
+        def batches():
+            d0 = 0
+            while d0 < n:
+                # as many documents as fit (at least one; a too-big one is routed)
+                d1 = int(np.searchsorted(offs, offs[d0] + cap, side="right")) - 1
+                d1 = max(d0 + 1, min(d1, d0 + cap_docs, n))
+                yield d0, d1, _slice_filler(buf, offs, d0, d1, cap)
+                d0 = d1
+
+        with self._lock:
+            results = self._pipeline(batches())
+
+        class _Texts:
+            def __getitem__(self, i):
+                return buf[offs[i]:offs[i + 1]].tobytes().decode("utf-8")
+
+        return self._assemble(_Texts(), n, results)
 
     def _assemble(self, texts, n, results):
         counts = np.zeros(n, dtype=np.int64)

@@ -326,3 +326,25 @@ def test_lone_surrogates_follow_the_errors_policy(hf):
 def test_decode_roundtrip(tok):
     text = "Hello  world\n\tcaf\u00e9 <|endoftext|>"
     assert tok.decode(tok.encode(text)) == text
+
+
+def test_utf8_input_matches_str_input(tok, tiny, hf):
+    from pythia_data.tokenize.base import encode_utf8
+
+    texts = EDGE_CASES[:40] + ["", "z" * 60, "\u00e9t\u00e9 \u4e2d"]
+    data, offsets = encode_utf8(texts)
+    expect = hf_ids(hf, texts)
+    for t in (tok, tiny):
+        ids, offs = t.encode_utf8_flat(np.frombuffer(data, dtype=np.uint8), offsets)
+        assert split(ids, offs) == expect
+    assert split(*tok.encode_utf8_flat(data, offsets)) == expect
+
+
+@pytest.mark.parametrize("data,offsets,doc", [
+    (b"ok\xff", [0, 2, 3], 1),
+    (b"\xc3\xa9\xc3", [0, 2, 3], 1),
+    (b"a\xc3\xa9", [0, 2, 3], 1),
+])
+def test_invalid_utf8_is_an_input_error(tok, data, offsets, doc):
+    with pytest.raises(InputError, match=f"document {doc}"):
+        tok.encode_utf8_flat(data, np.array(offsets))
