@@ -229,6 +229,7 @@ class CudaTokenizer(Tokenizer):
         self._launch = _Launch(simulator)
         self._lock = threading.Lock()
         self._ws: list[_Workspace] = []
+        self.stats: dict = {}  # of the last call: docs, routed (to the cpu engine), batches
         t = self.cpu.tables
         # normalized added tokens: runs of spaces on the device, the others route documents
         space_tok = np.full(1, -1, dtype=np.int32)
@@ -449,6 +450,7 @@ class CudaTokenizer(Tokenizer):
             counts[route] = np.diff(cpu_off)
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
+        self.stats = {"docs": n, "routed": int(route.size), "batches": len(results)}
         if not route.size and len(results) == 1:
             return results[0][2], offsets
         out = np.empty(int(offsets[-1]), dtype=np.int32)
