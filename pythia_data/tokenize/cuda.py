@@ -21,7 +21,7 @@ Routed to the cpu engine, per document (same ids, just not on the device): docum
 code point NFC could change (a combining mark, a composition's second character, a
 decomposable character that does not map to itself, ...: see :func:`route_table`), with a
 special added token (``<|endoftext|>`` inside the text), with a normalized added token that is
-not a run of spaces, with a pre-token longer than ``long_piece`` bytes (default 512: BPE is
+not a run of spaces, with a pre-token longer than ``long_piece`` bytes (default 256: BPE is
 quadratic in a pre-token's length and runs on one GPU thread), or longer than ``batch_bytes``.
 
 Without a GPU the constructor raises :class:`~pythia_data.errors.UsageError`, unless Numba's
@@ -30,7 +30,9 @@ CUDA simulator is on (``NUMBA_ENABLE_CUDASIM=1`` before numba is imported; for t
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -142,6 +144,16 @@ class _Workspace:
         self.pending = None  # (d0, d1, n_bytes, n_docs, big) of the batch in flight
 
 
+@contextlib.contextmanager
+def _quiet_launches():
+    """Numba's launch-time performance hints (small grids for the tiny serial kernels) are
+    not for users of the tokenizer."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"(?s).*Grid size .* under-utilization")
+        warnings.filterwarnings("ignore", message=r"(?s).*Host array used in CUDA kernel")
+        yield
+
+
 def _filler(parts: list[bytes], big: list[int]):
     def fill(ws):
         n = sum(len(p) for p in parts)
@@ -199,7 +211,7 @@ class CudaTokenizer(Tokenizer):
 
     def __init__(self, config: TokenizerConfig, *, errors: str = "strict",
                  workers: int | None = None, batch_bytes: int = 32 << 20,
-                 batch_docs: int | None = None, long_piece: int = 512):
+                 batch_docs: int | None = None, long_piece: int = 256):
         usable, simulator, reason = cuda_status()
         if not usable:
             raise UsageError(f"{_NO_GPU}: {reason}")
@@ -396,7 +408,7 @@ class CudaTokenizer(Tokenizer):
             for d0, d1, parts, big in self._batches(texts):
                 yield d0, d1, _filler(parts, big)
 
-        with self._lock:
+        with self._lock, _quiet_launches():
             results = self._pipeline(batches())
         return self._assemble(texts, len(texts), results)
 
@@ -428,7 +440,7 @@ class CudaTokenizer(Tokenizer):
                 yield d0, d1, _slice_filler(buf, offs, d0, d1, cap)
                 d0 = d1
 
-        with self._lock:
+        with self._lock, _quiet_launches():
             results = self._pipeline(batches())
 
         class _Texts:
