@@ -35,9 +35,8 @@ SIGNATURES = [
     (kb.serial_scan_kernel, (i64, i64, n)),
     (kb.compact_kernel, (u8, i64, n, i64)),
     (kb.dedupe_kernel, (u8, n, u8, i64, i64, i32, i32)),
-    (kb.bpe_kernel, (u8, n, i64, n, u8, i64, i64, i32, i32, i64, i32, i32, i32, i32, i32, i32,
-                    n, u8)),
-    (kb.count_kernel, (n, u8, i64, i64, i32, i32, i64)),
+    (kb.bpe_kernel, (u8, n, u8, i64, i64, i32, i32, i64, i32, i32, i32, i32, i32, i32, n)),
+    (kb.count_kernel, (n, i64, n, u8, i64, i64, i32, i32, n, u8, i64)),
     (kb.scatter_kernel, (u8, n, u8, i32, i64, i64, i32, i32, i32, i32, i64, i32)),
     (kb.doc_offsets_kernel, (i64, n, i64, i64, i64)),
 ]

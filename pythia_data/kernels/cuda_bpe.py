@@ -207,12 +207,12 @@ def _lookup(pkeys, pranks, pnews, left, right):  # pragma: no cover - device cod
 
 
 @cuda.jit
-def bpe_kernel(data, n, offsets, n_docs, kind, pidx, pstart, rep, byte_id, pkeys, pranks, pnews,
-               ssym, srank, snew, nsym, long_piece, doc_route):  # pragma: no cover - device code
+def bpe_kernel(data, n, kind, pidx, pstart, rep, byte_id, pkeys, pranks, pnews, ssym, srank,
+               snew, nsym, long_piece):  # pragma: no cover - device code
     """BPE of every representative pre-token, in place at its byte range of the scratch.
 
     A pre-token longer than ``long_piece`` bytes is not done here (BPE is quadratic in its
-    length and one GPU thread is slow): its ``nsym`` is 0 and its document is routed."""
+    length and one GPU thread is slow): :func:`count_kernel` routes its documents."""
     k = cuda.grid(1)
     step = cuda.gridsize(1)
     n_pieces = pidx[n]
@@ -225,7 +225,6 @@ def bpe_kernel(data, n, offsets, n_docs, kind, pidx, pstart, rep, byte_id, pkeys
         m = b - a
         if m > long_piece:
             nsym[k] = 0
-            doc_route[doc_of(offsets, n_docs, a)] = 1
             k += step
             continue
         for i in range(m):
@@ -262,8 +261,10 @@ def bpe_kernel(data, n, offsets, n_docs, kind, pidx, pstart, rep, byte_id, pkeys
 
 
 @cuda.jit
-def count_kernel(n, kind, pidx, pstart, rep, nsym, counts):  # pragma: no cover - device code
-    """``counts[k]`` = ids of pre-token k (0 for k >= the pre-token count, up to n)."""
+def count_kernel(n, offsets, n_docs, kind, pidx, pstart, rep, nsym, long_piece, doc_route,
+                 counts):  # pragma: no cover - device code
+    """``counts[k]`` = ids of pre-token k (0 for k >= the pre-token count, up to n); a
+    pre-token longer than ``long_piece`` counts 0 and routes its document."""
     k = cuda.grid(1)
     step = cuda.gridsize(1)
     n_pieces = pidx[n]
@@ -272,8 +273,12 @@ def count_kernel(n, kind, pidx, pstart, rep, nsym, counts):  # pragma: no cover 
             counts[k] = 0
         else:
             a = pstart[k]
-            if kind[a] == KIND_TOKEN or pstart[k + 1] - a == 1:
+            m = pstart[k + 1] - a
+            if kind[a] == KIND_TOKEN or m == 1:
                 counts[k] = 1
+            elif m > long_piece:
+                counts[k] = 0
+                doc_route[doc_of(offsets, n_docs, a)] = 1
             else:
                 counts[k] = nsym[rep[k]]
         k += step

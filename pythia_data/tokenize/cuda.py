@@ -321,12 +321,11 @@ class CudaTokenizer(Tokenizer):
         self._scan(ws, ws.flag, ws.pidx, n)
         kb.compact_kernel[L(n), tpb, s](ws.flag, ws.pidx, n, ws.pstart)
         kb.dedupe_kernel[L(n), tpb, s](ws.data, n, ws.kind, ws.pidx, ws.pstart, table, ws.rep)
-        kb.bpe_kernel[L(n), tpb, s](ws.data, n, ws.offsets, n_docs, ws.kind, ws.pidx,
-                                    ws.pstart, ws.rep, d["byte_id"], d["pkeys"], d["pranks"],
-                                    d["pnews"], ws.ssym, ws.srank, ws.snew, ws.nsym,
-                                    self.long_piece, ws.doc_route)
-        kb.count_kernel[L(n), tpb, s](n, ws.kind, ws.pidx, ws.pstart, ws.rep, ws.nsym,
-                                      ws.opos)
+        kb.bpe_kernel[L(n), tpb, s](ws.data, n, ws.kind, ws.pidx, ws.pstart, ws.rep,
+                                    d["byte_id"], d["pkeys"], d["pranks"], d["pnews"],
+                                    ws.ssym, ws.srank, ws.snew, ws.nsym, self.long_piece)
+        kb.count_kernel[L(n), tpb, s](n, ws.offsets, n_docs, ws.kind, ws.pidx, ws.pstart,
+                                      ws.rep, ws.nsym, self.long_piece, ws.doc_route, ws.opos)
         self._scan(ws, ws.opos, ws.opos, n)
         kb.scatter_kernel[L(n), tpb, s](ws.data, n, ws.kind, ws.tokid, ws.pidx, ws.pstart,
                                         ws.rep, ws.nsym, ws.ssym, d["byte_id"], ws.opos,

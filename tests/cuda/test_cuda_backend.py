@@ -271,10 +271,11 @@ def test_dedupe_and_bpe_match_the_cpu_bpe(tok):
 
 def test_routing_decisions(tok):
     texts = ["caf\u00e9 \ud55c\uad6d", "e\u0301", "x<|endoftext|>", "\u212b", "<|endoftext",
-             "\u1100\u1161", "plain text", "\ufb01 \u00bd", "x" * 256, "y" * 257]
+             "\u1100\u1161", "plain text", "\ufb01 \u00bd", "x" * 256, "y" * 257,
+             "a\n" + "y" * 257]  # the same long pre-token twice: both documents are routed
     res = run_batch(tok, texts)
     assert res["routed"].tolist() == [False, True, True, True, False, True, False, False, False,
-                                      True]
+                                      True, True]
 
 
 # ---------------------------------------------------------------------------- end to end
