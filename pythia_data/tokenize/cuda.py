@@ -211,7 +211,10 @@ class CudaTokenizer(Tokenizer):
 
     def __init__(self, config: TokenizerConfig, *, errors: str = "strict",
                  workers: int | None = None, batch_bytes: int = 32 << 20,
-                 batch_docs: int | None = None, long_piece: int = 256):
+                 batch_docs: int | None = None, long_piece: int = 256, **options):
+        unknown = set(options) - {"cache_slots"}
+        if unknown:
+            raise UsageError(f"cuda backend: unknown option(s) {', '.join(sorted(unknown))}")
         usable, simulator, reason = cuda_status()
         if not usable:
             raise UsageError(f"{_NO_GPU}: {reason}")
@@ -231,7 +234,7 @@ class CudaTokenizer(Tokenizer):
         self._cuda, self._kp, self._kbpe = cuda, cuda_pretokenize, cuda_bpe
         self.simulator = simulator
         self.errors = _check_errors(errors)
-        self.cpu = CpuTokenizer(config, errors=errors, workers=workers)
+        self.cpu = CpuTokenizer(config, errors=errors, workers=workers, **options)
         self.name = config.name
         self.config = config
         self.vocab_size = self.cpu.vocab_size

@@ -349,3 +349,14 @@ def test_utf8_input_matches_str_input(tok, tiny, hf):
 def test_invalid_utf8_is_an_input_error(tok, data, offsets, doc):
     with pytest.raises(InputError, match=f"document {doc}"):
         tok.encode_utf8_flat(data, np.array(offsets))
+
+
+def test_options_are_checked():
+    from pythia_data.errors import UsageError
+    from pythia_data.tokenize import load_tokenizer
+
+    with pytest.raises(UsageError, match="unknown option"):
+        load_tokenizer(backend="cuda", bogus=1)
+    for bad in ({"batch_bytes": 4}, {"long_piece": 1}, {"batch_docs": 0}):
+        with pytest.raises(UsageError):
+            load_tokenizer(backend="cuda", **bad)
