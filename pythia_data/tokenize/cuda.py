@@ -385,16 +385,26 @@ class CudaTokenizer(Tokenizer):
         if parts:
             yield d0, len(texts), parts, big
 
-    def _pipeline(self, batches) -> list:
+    def _pipeline(self, batches, texts) -> list:
         """Run batches ``(d0, d1, fill)`` (``fill(ws)`` writes the batch into the pinned
-        buffers and returns (n bytes, n docs, docs too big)) two at a time."""
+        buffers and returns (n bytes, n docs, docs too big)) two at a time. A finished
+        batch's routed documents go through the cpu engine while the device runs the next.
+        Returns per batch (d0, d1, ids, doc offsets, routed mask, cpu ids, cpu offsets)."""
         results = []
         wss = self._workspaces()
+
+        def finish(ws):
+            d0, d1, ids, doc_out, routed = self._finish(ws)
+            cpu = (None, None)
+            if routed.any():
+                cpu = self.cpu.encode_flat([texts[int(i)] for i in np.nonzero(routed)[0] + d0])
+            results.append((d0, d1, ids, doc_out, routed, *cpu))
+
         k = 0
         for d0, d1, fill in batches:
             ws = wss[k % 2]
             if ws.pending is not None:
-                results.append(self._finish(ws))
+                finish(ws)
             n, nd, big = fill(ws)
             self._submit(ws, n, nd)
             ws.pending = (d0, d1, n, nd, big)
@@ -402,17 +412,20 @@ class CudaTokenizer(Tokenizer):
         for j in range(k, k + 2):
             ws = wss[j % 2]
             if ws.pending is not None:
-                results.append(self._finish(ws))
+                finish(ws)
         return results
 
     def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        if not isinstance(texts, Sequence):
+            texts = list(texts)
+
         def batches():
             for d0, d1, parts, big in self._batches(texts):
                 yield d0, d1, _filler(parts, big)
 
         with self._lock, _quiet_launches():
-            results = self._pipeline(batches())
-        return self._assemble(texts, len(texts), results)
+            results = self._pipeline(batches(), texts)
+            return self._assemble(len(texts), results)
 
     def encode_utf8_flat(self, data, offsets) -> tuple[np.ndarray, np.ndarray]:
         """Like :meth:`encode_flat` for documents already in UTF-8: ``data`` (bytes or uint8
@@ -442,34 +455,30 @@ class CudaTokenizer(Tokenizer):
                 yield d0, d1, _slice_filler(buf, offs, d0, d1, cap)
                 d0 = d1
 
-        with self._lock, _quiet_launches():
-            results = self._pipeline(batches())
-
         class _Texts:
             def __getitem__(self, i):
                 return buf[offs[i]:offs[i + 1]].tobytes().decode("utf-8")
 
-        return self._assemble(_Texts(), n, results)
+        with self._lock, _quiet_launches():
+            results = self._pipeline(batches(), _Texts())
+            return self._assemble(n, results)
 
-    def _assemble(self, texts, n, results):
+    def _assemble(self, n, results):
         counts = np.zeros(n, dtype=np.int64)
-        routed_idx = []
-        for d0, d1, _ids, doc_out, routed in results:
+        n_routed = 0
+        for d0, d1, _ids, doc_out, routed, _cids, cpu_off in results:
             counts[d0:d1] = np.diff(doc_out)
-            if routed.any():
-                routed_idx.append(np.nonzero(routed)[0] + d0)
-        route = np.concatenate(routed_idx) if routed_idx else np.zeros(0, dtype=np.int64)
-        if route.size:
-            cpu_ids, cpu_off = self.cpu.encode_flat([texts[int(i)] for i in route])
-            counts[route] = np.diff(cpu_off)
+            if cpu_off is not None:
+                counts[np.nonzero(routed)[0] + d0] = np.diff(cpu_off)
+                n_routed += cpu_off.size - 1
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
-        self.stats = {"docs": n, "routed": int(route.size), "batches": len(results)}
-        if not route.size and len(results) == 1:
+        self.stats = {"docs": n, "routed": n_routed, "batches": len(results)}
+        if not n_routed and len(results) == 1:
             return results[0][2], offsets
         out = np.empty(int(offsets[-1]), dtype=np.int32)
-        for d0, d1, ids, doc_out, routed in results:
-            if not routed.any():
+        for d0, d1, ids, doc_out, routed, cpu_ids, cpu_off in results:
+            if cpu_off is None:
                 out[offsets[d0]:offsets[d1]] = ids
                 continue
             lens = np.diff(doc_out)
@@ -477,9 +486,8 @@ class CudaTokenizer(Tokenizer):
             shift = np.repeat(offsets[d0:d1] - doc_out[:-1], lens)
             pos = np.arange(ids.size, dtype=np.int64) + shift
             out[pos[keep]] = ids[keep]
-        if route.size:
             lens = np.diff(cpu_off)
-            shift = np.repeat(offsets[route] - cpu_off[:-1], lens)
+            shift = np.repeat(offsets[np.nonzero(routed)[0] + d0] - cpu_off[:-1], lens)
             out[np.arange(cpu_ids.size, dtype=np.int64) + shift] = cpu_ids
         return out, offsets
 
