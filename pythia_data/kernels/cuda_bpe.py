@@ -84,7 +84,7 @@ def build_pair_table(merge_keys, merge_rank, merge_new, size):  # pragma: no cov
 # ---------------------------------------------------------------------------- prefix sums
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def chunk_sum_kernel(src, m, chunk, sums):  # pragma: no cover - device code
     """``sums[c]`` = sum of ``src[c * chunk : (c + 1) * chunk]`` (clipped to m)."""
     c = cuda.grid(1)
@@ -99,7 +99,7 @@ def chunk_sum_kernel(src, m, chunk, sums):  # pragma: no cover - device code
         c += step
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def chunk_scan_kernel(src, dst, m, chunk, bases):  # pragma: no cover - device code
     """Exclusive scan of each chunk from its base ``bases[c]``; ``dst[m]`` = the total.
     ``dst`` may be ``src``."""
@@ -118,7 +118,7 @@ def chunk_scan_kernel(src, dst, m, chunk, bases):  # pragma: no cover - device c
         c += step
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def serial_scan_kernel(src, dst, m):  # pragma: no cover - device code
     """Exclusive scan by one thread (small arrays); ``dst[m]`` = the total."""
     if cuda.grid(1) == 0:
@@ -133,7 +133,7 @@ def serial_scan_kernel(src, dst, m):  # pragma: no cover - device code
 # ---------------------------------------------------------------------------- pre-tokens
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def compact_kernel(flag, pidx, n, pstart):  # pragma: no cover - device code
     p = cuda.grid(1)
     step = cuda.gridsize(1)
@@ -163,7 +163,7 @@ def _same_bytes(data, a, b, c, d):  # pragma: no cover - device code
     return True
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def dedupe_kernel(data, n, kind, pidx, pstart, table, rep):  # pragma: no cover - device code
     """``rep[k]``: the representative of pre-token k (itself for added tokens and 1-byte
     pre-tokens)."""
@@ -206,7 +206,7 @@ def _lookup(pkeys, pranks, pnews, left, right):  # pragma: no cover - device cod
         slot = (slot + 1) & mask
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def bpe_kernel(data, n, kind, pidx, pstart, rep, byte_id, pkeys, pranks, pnews, ssym, srank,
                snew, nsym, long_piece):  # pragma: no cover - device code
     """BPE of every representative pre-token, in place at its byte range of the scratch.
@@ -260,7 +260,7 @@ def bpe_kernel(data, n, kind, pidx, pstart, rep, byte_id, pkeys, pranks, pnews, 
         k += step
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def count_kernel(n, offsets, n_docs, kind, pidx, pstart, rep, nsym, long_piece, doc_route,
                  counts):  # pragma: no cover - device code
     """``counts[k]`` = ids of pre-token k (0 for k >= the pre-token count, up to n); a
@@ -284,7 +284,7 @@ def count_kernel(n, offsets, n_docs, kind, pidx, pstart, rep, nsym, long_piece, 
         k += step
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def scatter_kernel(data, n, kind, tokid, pidx, pstart, rep, nsym, ssym, byte_id, opos,
                    ids):  # pragma: no cover - device code
     k = cuda.grid(1)
@@ -305,7 +305,7 @@ def scatter_kernel(data, n, kind, tokid, pidx, pstart, rep, nsym, ssym, byte_id,
         k += step
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def doc_offsets_kernel(offsets, n_docs, pidx, opos, doc_out):  # pragma: no cover - device code
     d = cuda.grid(1)
     step = cuda.gridsize(1)

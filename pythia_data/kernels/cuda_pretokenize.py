@@ -58,7 +58,7 @@ SPACE = 32
 QUOTE = 39
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def fill_kernel(arr, n, value):  # pragma: no cover - device code
     """``arr[:n] = value``."""
     i = cuda.grid(1)
@@ -68,7 +68,7 @@ def fill_kernel(arr, n, value):  # pragma: no cover - device code
         i += step
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def doc_start_kernel(offsets, n_docs, docstart):  # pragma: no cover - device code
     d = cuda.grid(1)
     step = cuda.gridsize(1)
@@ -107,7 +107,7 @@ def _trie_any(data, p, end, trie_next, trie_tok):  # pragma: no cover - device c
     return False
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def classify_kernel(data, n, offsets, n_docs, cls, route_cp, strie_next, strie_tok,
                     otrie_next, otrie_tok, kb, doc_route):  # pragma: no cover - device code
     """Per byte: code point class into ``kb``; flag documents that must go to the cpu."""
@@ -163,7 +163,7 @@ def _utf8_width(b):  # pragma: no cover - device code
     return 4
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def wsrun_kernel(data, n, kb, docstart, space_tok, max_space, flag, kind,
                  tokid):  # pragma: no cover - device code
     """One thread per maximal whitespace run (within a document): added tokens made of spaces
@@ -250,7 +250,7 @@ def contraction_len(data, n, kb, docstart, kind, j):  # pragma: no cover - devic
     return 0
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def boundary_kernel(data, n, kb, docstart, kind, flag):  # pragma: no cover - device code
     """Pre-token starts at non-whitespace characters (after :func:`wsrun_kernel`)."""
     p = cuda.grid(1)
