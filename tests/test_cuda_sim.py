@@ -41,3 +41,32 @@ def test_cuda_kernels_under_the_simulator():
     assert proc.returncode == 0, tail
     summary = proc.stdout.strip().splitlines()[-1]
     assert " passed" in summary and "skipped" not in summary, tail
+
+
+def test_route_table_clears_only_nfc_inert_code_points():
+    """Every code point the cuda backend keeps on the device (although NFC may act on it in
+    general) survives the engine's NFC unchanged in any neighbourhood we can build from such
+    code points; a few it must route are routed."""
+    import random
+
+    import numpy as np
+
+    from pythia_data.tokenize import load_tokenizer
+    from pythia_data.tokenize.cpu import nfc_bytes
+    from pythia_data.tokenize.cuda import route_table
+
+    cpu = load_tokenizer(backend="cpu", workers=1)
+    route = route_table(cpu)
+    flagged = cpu.unicode_eff.nfc_flag.astype(bool)
+    cleared = [chr(c) for c in np.nonzero(flagged & (route == 0))[0]]
+    assert len(cleared) > 10000  # precomposed letters, Hangul syllables, ...
+    assert "\u00e9" in cleared and "\uac00" in cleared
+    for c in ("\u0301", "\u212b", "\u1161", "\u11a8", "\u0f73", "\u0344"):
+        assert route[ord(c)] == 1, hex(ord(c))
+    rng = random.Random(0)
+    texts = ["".join(cleared), "".join(reversed(cleared))]
+    for _ in range(20):
+        sample = rng.sample(cleared, 2000) + ["a", "e", "\u1100", " ", "\u0915"] * 50
+        rng.shuffle(sample)
+        texts.append("".join(sample))
+    assert nfc_bytes(texts) == texts
