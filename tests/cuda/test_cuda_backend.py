@@ -360,3 +360,11 @@ def test_options_are_checked():
     for bad in ({"batch_bytes": 4}, {"long_piece": 1}, {"batch_docs": 0}):
         with pytest.raises(UsageError):
             load_tokenizer(backend="cuda", **bad)
+
+
+def test_long_documents_copied_one_by_one(tok, hf):
+    texts = ["the quick brown fox's 12 jumps\n" * 40, "\u00e9" * 600 + " x", "short"]
+    assert sum(len(t.encode("utf-8")) for t in texts) >= 512 * len(texts)
+    ids, offsets = tok.encode_flat(texts)
+    assert split(ids, offsets) == hf_ids(hf, texts)
+    assert tok.stats == {"docs": 3, "routed": 0, "batches": 1}
