@@ -1,4 +1,5 @@
-"""The cpu engine gives exactly HF ``tokenizers``' ids (and decodes like it)."""
+"""Every registered backend (the cpu engine above all) gives exactly HF ``tokenizers``'
+ids and decodes like it."""
 
 from __future__ import annotations
 
@@ -19,9 +20,26 @@ from pythia_data.tokenize.spec import bundled_path  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def cpu():
-    return load_tokenizer(backend="cpu", workers=1)
+def _registered():
+    from pythia_data.errors import UsageError
+    from pythia_data.tokenize import BACKENDS
+
+    out = []
+    for name in BACKENDS:
+        try:
+            load_tokenizer(backend=name)
+        except UsageError as exc:  # a registered slot that is not available (cuda)
+            out.append(pytest.param(name, marks=pytest.mark.skip(reason=str(exc))))
+            continue
+        out.append(name)
+    return out
+
+
+@pytest.fixture(scope="module", params=_registered())
+def cpu(request):
+    """Every registered backend (named ``cpu`` for the main one) against HF."""
+    kwargs = {"workers": 1} if request.param == "cpu" else {}
+    return load_tokenizer(backend=request.param, **kwargs)
 
 
 @pytest.fixture(scope="module")
