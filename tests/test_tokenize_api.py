@@ -89,3 +89,32 @@ def test_unsupported_tokenizer_falls_back_to_hf_with_warning(tmp_path):
     assert tok.backend == "hf"
     assert any("using the hf backend" in str(w.message) for w in caught)
     assert tok.encode_flat(["HELLO"])[0].tolist() == [25521]
+
+
+def test_hub_model_id_uses_the_local_cache_first(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    (tmp_path / "tokenizer.json").write_bytes(bundled_path().read_bytes())
+    calls = []
+
+    def fake_download(repo_id, filename, local_files_only=False, **kw):
+        calls.append((repo_id, filename, local_files_only))
+        if local_files_only:
+            return str(tmp_path / "tokenizer.json")
+        raise AssertionError("must not go online when the file is cached")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    tok = load_tokenizer("EleutherAI/pythia-70m", backend="hf")
+    assert tok.name == "EleutherAI/pythia-70m"
+    assert calls == [("EleutherAI/pythia-70m", "tokenizer.json", True)]
+
+
+def test_hub_model_id_unreachable_is_an_input_error(monkeypatch):
+    import huggingface_hub
+
+    def fake_download(repo_id, filename, local_files_only=False, **kw):
+        raise OSError("offline")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    with pytest.raises(InputError, match="cannot get tokenizer.json"):
+        read_config("nobody/nothing")
