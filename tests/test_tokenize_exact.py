@@ -222,3 +222,13 @@ def test_decode_rejects_negative_ids(cpu):
 
     with pytest.raises(UsageError):
         cpu.decode([1, -2])
+
+
+def test_pieces_longer_than_the_scratch_arrays(hf):
+    # > 64 KiB between special tokens: the kernel allocates scratch for that piece alone
+    unit = "caf\u00e9 e\u0301 \u0958   x\t\u00a0 " + "word " * 20 + "\n"
+    big = unit * 3000
+    texts = [big, "<|endoftext|>".join([big[:70_000], big[:90_000]]), "short"]
+    ours = load_tokenizer(backend="cpu", workers=1).encode_batch(texts)
+    theirs = hf.encode_batch(texts)
+    assert [a.tolist() for a in ours] == [b.tolist() for b in theirs]
