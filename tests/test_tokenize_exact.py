@@ -232,3 +232,11 @@ def test_pieces_longer_than_the_scratch_arrays(hf):
     ours = load_tokenizer(backend="cpu", workers=1).encode_batch(texts)
     theirs = hf.encode_batch(texts)
     assert [a.tolist() for a in ours] == [b.tolist() for b in theirs]
+
+
+@pytest.mark.slow
+@settings(max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.text(_FULL, max_size=60),
+                          st.lists(_BIASED, max_size=80).map("".join)), min_size=1, max_size=8))
+def test_hypothesis_long_campaign(cpu, hf, texts):
+    assert_same(cpu, hf, texts)

@@ -316,8 +316,12 @@ def _split_piece(src, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb):  # pra
         tok = -1
         tend = p
         if p < hi:
-            if has_trie and ntrie_next[np.int64(src[p])] >= 0:
-                tok, tend = trie_longest(src, p, hi, ntrie_next, ntrie_tok)
+            if has_trie:
+                n1 = ntrie_next[np.int64(src[p])]
+                # look one more byte ahead before calling the trie walk (a lone space)
+                if n1 >= 0 and (ntrie_tok[n1] >= 0 or (
+                        p + 1 < hi and ntrie_next[np.int64(n1) * 256 + src[p + 1]] >= 0)):
+                    tok, tend = trie_longest(src, p, hi, ntrie_next, ntrie_tok)
             if tok < 0:
                 p += 1
                 continue
