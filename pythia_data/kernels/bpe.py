@@ -8,11 +8,11 @@ Tables (plain numpy arrays, usable from numba.cuda later):
 * merge table: open addressing, ``merge_keys`` int64 (``left << 32 | right``, -1 = empty),
   ``merge_rank`` int32 (merge priority, lower first) and ``merge_new`` int32 (the merged
   token id); size a power of two.
-* pre-token cache (one per worker thread): ``cache_slots`` int32[S] (entry or -1),
-  ``cache_hash`` uint64[E], ``cache_koff``/``cache_voff`` int64[E + 1] into the key arena
-  ``cache_keys`` uint8 and the value arena ``cache_vals`` int32; ``cache_state`` int64[4] =
-  (entries, key bytes used, values used, full flag). A full cache stops inserting and sets
-  the flag; the caller clears it between calls.
+* pre-token cache (one per worker thread): ``cache_slots`` int64[S] (``tag << 32 | entry``
+  or -1), ``cache_rec`` int64[4 E] (one record per entry, see :func:`_cache_find`), the
+  arenas ``cache_keys`` uint8 (keys over 8 bytes) and ``cache_vals`` int32 (over 2 ids), and
+  ``cache_state`` int64[4] = (entries, key bytes used, ids used, full flag). A full cache
+  stops inserting and sets the flag; the caller clears it between calls.
 """
 
 from __future__ import annotations
@@ -211,38 +211,54 @@ def bpe_word_heap(data, a, b, byte_id, merge_keys, merge_rank, merge_new, syms):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _fnv(data, a, b):
+def _fnv_pack(data, a, b):
+    """(FNV-1a hash, the first 8 bytes packed little-endian) of ``data[a:b]``."""
     h = np.uint64(0xCBF29CE484222325)
+    packed = np.int64(0)
     for i in range(a, b):
         h = (h ^ np.uint64(data[i])) * np.uint64(0x100000001B3)
-    return h ^ (h >> np.uint64(32))
+        if i - a < 8:
+            packed |= np.int64(data[i]) << np.int64(8 * (i - a))
+    return h ^ (h >> np.uint64(32)), packed
 
 
 @njit(cache=True, nogil=True)
-def _cache_find(data, a, b, h, slots, chash, ckoff, ckeys):  # pragma: no cover - jit
-    """(entry, slot): entry >= 0 when found, else -1 and the empty slot to fill."""
+def _cache_find(data, a, b, h, packed, slots, crec, ckeys):  # pragma: no cover - jit
+    """(entry, slot): entry >= 0 when found, else -1 and the empty slot to fill.
+
+    A slot holds ``(h >> 33) << 32 | entry`` (-1 = empty), so most probes of other keys never
+    touch an entry. Entry e is the record ``crec[4e:4e+4]``: key length << 32 | id count; the
+    key (<= 8 bytes packed, else its offset in ``ckeys``); the ids (<= 2 packed, else their
+    offset in ``cvals``); unused. One lookup touches two cache lines for most pre-tokens."""
     mask = np.uint64(slots.shape[0] - 1)
     slot = h & mask
+    tag = np.int64(h >> np.uint64(33))
     n = b - a
     while True:
-        e = slots[slot]
-        if e < 0:
-            return -1, slot
-        if chash[e] == h and ckoff[e + 1] - ckoff[e] == n:
-            base = ckoff[e]
-            same = True
-            for i in range(n):
-                if ckeys[base + i] != data[a + i]:
-                    same = False
-                    break
-            if same:
-                return e, slot
+        v = slots[slot]
+        if v < 0:
+            return np.int64(-1), slot
+        if (v >> np.int64(32)) == tag:
+            e = v & np.int64(0xFFFFFFFF)
+            if (crec[4 * e] >> np.int64(32)) == n:
+                if n <= 8:
+                    if crec[4 * e + 1] == packed:
+                        return e, slot
+                else:
+                    base = crec[4 * e + 1]
+                    same = True
+                    for i in range(n):
+                        if ckeys[base + i] != data[a + i]:
+                            same = False
+                            break
+                    if same:
+                        return e, slot
         slot = (slot + np.uint64(1)) & mask
 
 
 @njit(cache=True, nogil=True)
 def _emit(src, kinds, pa, pb, k, out, w, byte_id, merge_keys, merge_rank, merge_new, syms,
-          ranks, mslots, slots, chash, ckoff, ckeys, cvoff, cvals, cstate):  # pragma: no cover - jit
+          ranks, mslots, slots, crec, ckeys, cvals, cstate):  # pragma: no cover - jit
     """Write the ids of the ``k`` entries (kind 1: added token id ``pa``; kind 0: pre-token
     ``src[pa:pb]``, from the cache or BPE then cached) to ``out`` from ``w``; returns the new
     position.
@@ -263,13 +279,22 @@ def _emit(src, kinds, pa, pb, k, out, w, byte_id, merge_keys, merge_rank, merge_
         cacheable = b - a <= MAX_CACHED_KEY
         slot = np.uint64(0)
         h = np.uint64(0)
+        packed = np.int64(0)
         if cacheable:
-            h = _fnv(src, a, b)
-            e, slot = _cache_find(src, a, b, h, slots, chash, ckoff, ckeys)
+            h, packed = _fnv_pack(src, a, b)
+            e, slot = _cache_find(src, a, b, h, packed, slots, crec, ckeys)
             if e >= 0:
-                for t in range(cvoff[e], cvoff[e + 1]):
-                    out[w] = cvals[t]
-                    w += 1
+                nv = crec[4 * e] & np.int64(0xFFFFFFFF)
+                vv = crec[4 * e + 2]
+                if nv <= 2:
+                    out[w] = vv & np.int64(0xFFFFFFFF)
+                    if nv == 2:
+                        out[w + 1] = vv >> np.int64(32)
+                    w += nv
+                else:
+                    for t in range(nv):
+                        out[w + t] = cvals[vv + t]
+                    w += nv
                 continue
         if b - a <= LONG_WORD:
             nsym = bpe_word(src, a, b, byte_id, merge_keys, merge_rank, merge_new, syms, ranks,
@@ -282,23 +307,32 @@ def _emit(src, kinds, pa, pb, k, out, w, byte_id, merge_keys, merge_rank, merge_
             ne = cstate[0]
             ku = cstate[1]
             vu = cstate[2]
-            if (ne + 1 >= ckoff.shape[0] - 1 or ku + (b - a) > ckeys.shape[0]
-                    or vu + nsym > cvals.shape[0] or 2 * (ne + 1) > slots.shape[0]):
+            klen = b - a
+            if (4 * (ne + 1) > crec.shape[0] or 2 * (ne + 1) > slots.shape[0]
+                    or (klen > 8 and ku + klen > ckeys.shape[0])
+                    or (nsym > 2 and vu + nsym > cvals.shape[0])):
                 cstate[3] = 1
             else:
-                ckoff[ne] = ku
-                for t in range(b - a):
-                    ckeys[ku + t] = src[a + t]
-                ckoff[ne + 1] = ku + (b - a)
-                cvoff[ne] = vu
-                for t in range(nsym):
-                    cvals[vu + t] = syms[t]
-                cvoff[ne + 1] = vu + nsym
-                slots[slot] = ne
-                chash[ne] = h
+                crec[4 * ne] = (np.int64(klen) << np.int64(32)) | nsym
+                if klen <= 8:
+                    crec[4 * ne + 1] = packed
+                else:
+                    crec[4 * ne + 1] = ku
+                    for t in range(klen):
+                        ckeys[ku + t] = src[a + t]
+                    cstate[1] = ku + klen
+                if nsym <= 2:
+                    vv = np.int64(syms[0])
+                    if nsym == 2:
+                        vv |= np.int64(syms[1]) << np.int64(32)
+                    crec[4 * ne + 2] = vv
+                else:
+                    crec[4 * ne + 2] = vu
+                    for t in range(nsym):
+                        cvals[vu + t] = syms[t]
+                    cstate[2] = vu + nsym
+                slots[slot] = (np.int64(h >> np.uint64(33)) << np.int64(32)) | ne
                 cstate[0] = ne + 1
-                cstate[1] = ku + (b - a)
-                cstate[2] = vu + nsym
         w += nsym
     return w
 
@@ -361,7 +395,7 @@ def _needs_nfc(data, lo, hi, nfc_flag):  # pragma: no cover - jit
 @njit(cache=True, nogil=True)
 def _piece_core(data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data, comp_keys,
                 comp_vals, ntrie_next, ntrie_tok, byte_id, merge_keys, merge_rank, merge_new,
-                slots, chash, ckoff, ckeys, cvoff, cvals, cstate, out, w, cps, boff, cps2, boff2, nbuf,
+                slots, crec, ckeys, cvals, cstate, out, w, cps, boff, cps2, boff2, nbuf,
                 syms, ranks, mslots, kinds, pa, pb):  # pragma: no cover - jit
     """Ids of the raw piece ``data[lo:hi]`` (between special tokens): NFC if it has work,
     then added tokens / regex / cache / BPE. Scratch arrays hold >= 4 x (hi - lo) items."""
@@ -371,22 +405,22 @@ def _piece_core(data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data, 
         nb = utf8_encode(cps2, m, nbuf, boff2)
         k = _split_piece(nbuf, 0, nb, cls, ntrie_next, ntrie_tok, kinds, pa, pb)
         return _emit(nbuf, kinds, pa, pb, k, out, w, byte_id, merge_keys, merge_rank,
-                     merge_new, syms, ranks, mslots, slots, chash, ckoff, ckeys, cvoff, cvals, cstate)
+                     merge_new, syms, ranks, mslots, slots, crec, ckeys, cvals, cstate)
     k = _split_piece(data, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb)
     return _emit(data, kinds, pa, pb, k, out, w, byte_id, merge_keys, merge_rank, merge_new,
-                 syms, ranks, mslots, slots, chash, ckoff, ckeys, cvoff, cvals, cstate)
+                 syms, ranks, mslots, slots, crec, ckeys, cvals, cstate)
 
 
 @njit(cache=True, nogil=True)
 def _piece_alloc(data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data, comp_keys,
                  comp_vals, ntrie_next, ntrie_tok, byte_id, merge_keys, merge_rank, merge_new,
-                 slots, chash, ckoff, ckeys, cvoff, cvals, cstate, out, w):  # pragma: no cover - jit
+                 slots, crec, ckeys, cvals, cstate, out, w):  # pragma: no cover - jit
     """:func:`_piece_core` with scratch arrays sized for this (large) piece."""
     size = hi - lo
     return _piece_core(
         data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data, comp_keys, comp_vals,
         ntrie_next, ntrie_tok, byte_id, merge_keys, merge_rank, merge_new,
-        slots, chash, ckoff, ckeys, cvoff, cvals, cstate, out, w,
+        slots, crec, ckeys, cvals, cstate, out, w,
         np.empty(size + 1, dtype=np.int32), np.empty(size + 1, dtype=np.int64),
         np.empty(4 * size + 4, dtype=np.int32), np.empty(4 * size + 5, dtype=np.int64),
         np.empty(4 * size + 16, dtype=np.uint8), np.empty(4 * size + 4, dtype=np.int32),
@@ -416,7 +450,7 @@ def encode_kernel(
     cls, ccc, nfc_flag, dec_index, dec_off, dec_data, comp_keys, comp_vals,
     strie_next, strie_tok, ntrie_next, ntrie_tok,
     byte_id, merge_keys, merge_rank, merge_new,
-    slots, chash, ckoff, ckeys, cvoff, cvals, cstate,
+    slots, crec, ckeys, cvals, cstate,
     out, out_offsets, out_pos,
 ):  # pragma: no cover - jit
     """Encode documents ``doc_start..doc_end`` (UTF-8 ``data[offsets[i]:offsets[i+1]]``).
@@ -456,13 +490,13 @@ def encode_kernel(
                     w = _piece_core(
                         data, piece, p, cls, ccc, nfc_flag, dec_index, dec_off, dec_data,
                         comp_keys, comp_vals, ntrie_next, ntrie_tok, byte_id, merge_keys,
-                        merge_rank, merge_new, slots, chash, ckoff, ckeys, cvoff, cvals, cstate, out, w,
+                        merge_rank, merge_new, slots, crec, ckeys, cvals, cstate, out, w,
                         cps, boff, cps2, boff2, nbuf, syms, ranks, mslots, kinds, pa, pb)
                 else:
                     w = _piece_alloc(
                         data, piece, p, cls, ccc, nfc_flag, dec_index, dec_off, dec_data,
                         comp_keys, comp_vals, ntrie_next, ntrie_tok, byte_id, merge_keys,
-                        merge_rank, merge_new, slots, chash, ckoff, ckeys, cvoff, cvals, cstate, out,
+                        merge_rank, merge_new, slots, crec, ckeys, cvals, cstate, out,
                         w)
             if tok < 0:
                 break

@@ -243,16 +243,14 @@ class _Cache:
 
     def __init__(self, slots: int = 1 << 20):
         entries = slots // 2
-        self.slots = np.full(slots, -1, dtype=np.int32)
-        self.hash = np.zeros(entries, dtype=np.uint64)
-        self.koff = np.zeros(entries + 1, dtype=np.int64)
-        self.keys = np.zeros(entries * 16, dtype=np.uint8)
-        self.voff = np.zeros(entries + 1, dtype=np.int64)
-        self.vals = np.zeros(entries * 4, dtype=np.int32)
+        self.slots = np.full(slots, -1, dtype=np.int64)
+        self.rec = np.zeros(4 * entries, dtype=np.int64)
+        self.keys = np.zeros(entries * 8, dtype=np.uint8)
+        self.vals = np.zeros(entries * 2, dtype=np.int32)
         self.state = np.zeros(4, dtype=np.int64)
 
     def args(self):
-        return self.slots, self.hash, self.koff, self.keys, self.voff, self.vals, self.state
+        return self.slots, self.rec, self.keys, self.vals, self.state
 
     def clear_if_full(self):
         if self.state[3]:
