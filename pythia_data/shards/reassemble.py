@@ -441,7 +441,7 @@ def unshard(
     created = False
     try:
         try:
-            fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
             created = True
         except FileExistsError:
             fd = os.open(partial, os.O_RDWR)

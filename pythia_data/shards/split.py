@@ -182,7 +182,7 @@ def shard(
             offset += size
             continue
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         except OSError as exc:
             raise OutputError(f"cannot write {tmp}: {exc.strerror or exc}") from exc
         try:
