@@ -240,3 +240,23 @@ def test_pieces_longer_than_the_scratch_arrays(hf):
                           st.lists(_BIASED, max_size=80).map("".join)), min_size=1, max_size=8))
 def test_hypothesis_long_campaign(cpu, hf, texts):
     assert_same(cpu, hf, texts)
+
+
+def test_full_cache_is_kept_while_it_hits_and_cleared_when_it_misses():
+    tok = load_tokenizer(backend="cpu", workers=1, cache_slots=1024)
+    words = [f"w{i}x{i * 7}" for i in range(2000)]  # far more distinct words than entries
+    text = " ".join(words)
+    tok.encode_flat([text])
+    cache = tok._caches[0]
+    assert cache.state[0] == 0  # it filled during a call that mostly missed: cleared
+    frequent = " ".join(words[:100]) + " "
+    tok.encode_flat([frequent * 3])  # fits: cached, mostly hits
+    kept = int(cache.state[0])
+    assert kept > 0
+    cache.state[3] = 1  # pretend it is full
+    tok.encode_flat([frequent * 5])  # hits dominate: kept as it is
+    assert int(cache.state[0]) == kept and cache.state[3] == 1
+    tok.encode_flat([text])  # a different text: misses dominate: cleared
+    assert int(cache.state[0]) == 0
+    ref = load_tokenizer(backend="cpu", workers=1)
+    assert tok.encode(text).tolist() == ref.encode(text).tolist()

@@ -11,8 +11,9 @@ Tables (plain numpy arrays, usable from numba.cuda later):
 * pre-token cache (one per worker thread): ``cache_slots`` int64[S] (``tag << 32 | entry``
   or -1), ``cache_rec`` int64[4 E] (one record per entry, see :func:`_cache_find`), the
   arenas ``cache_keys`` uint8 (keys over 8 bytes) and ``cache_vals`` int32 (over 2 ids), and
-  ``cache_state`` int64[4] = (entries, key bytes used, ids used, full flag). A full cache
-  stops inserting and sets the flag; the caller clears it between calls.
+  ``cache_state`` int64[6] = (entries, key bytes used, ids used, full flag, hits, misses).
+  A full cache stops inserting and sets the flag; the caller decides between calls whether
+  to clear it (see ``pythia_data.tokenize.cpu``).
 """
 
 from __future__ import annotations
@@ -284,6 +285,7 @@ def _emit(src, kinds, pa, pb, k, out, w, byte_id, merge_keys, merge_rank, merge_
             h, packed = _fnv_pack(src, a, b)
             e, slot = _cache_find(src, a, b, h, packed, slots, crec, ckeys)
             if e >= 0:
+                cstate[4] += 1
                 nv = crec[4 * e] & np.int64(0xFFFFFFFF)
                 vv = crec[4 * e + 2]
                 if nv <= 2:
@@ -303,6 +305,7 @@ def _emit(src, kinds, pa, pb, k, out, w, byte_id, merge_keys, merge_rank, merge_
             nsym = bpe_word_heap(src, a, b, byte_id, merge_keys, merge_rank, merge_new, syms)
         for t in range(nsym):
             out[w + t] = syms[t]
+        cstate[5] += 1
         if cacheable and cstate[3] == 0:
             ne = cstate[0]
             ku = cstate[1]

@@ -245,17 +245,29 @@ class _Cache:
         entries = slots // 2
         self.slots = np.full(slots, -1, dtype=np.int64)
         self.rec = np.zeros(4 * entries, dtype=np.int64)
-        self.keys = np.zeros(entries * 8, dtype=np.uint8)
-        self.vals = np.zeros(entries * 2, dtype=np.int32)
-        self.state = np.zeros(4, dtype=np.int64)
+        self.keys = np.zeros(entries * 16, dtype=np.uint8)
+        self.vals = np.zeros(entries * 4, dtype=np.int32)
+        self.state = np.zeros(6, dtype=np.int64)
+        self.hits = 0
+        self.misses = 0
 
     def args(self):
         return self.slots, self.rec, self.keys, self.vals, self.state
 
-    def clear_if_full(self):
-        if self.state[3]:
-            self.slots.fill(-1)
-            self.state[:] = 0
+    def after_call(self):
+        """A full cache is kept while it still serves most pre-tokens (the frequent ones
+        arrive first), and cleared when the call it served had more misses than hits (the
+        text changed: another language or domain)."""
+        hits, misses = int(self.state[4]), int(self.state[5])
+        self.hits += hits
+        self.misses += misses
+        self.state[4:] = 0
+        if self.state[3] and misses > hits:
+            self.clear()
+
+    def clear(self):
+        self.slots.fill(-1)
+        self.state[:] = 0
 
 
 class CpuTokenizer(Tokenizer):
@@ -349,7 +361,7 @@ class CpuTokenizer(Tokenizer):
                 *cache.args(),
                 out, out_offsets[d - d0:], w,
             )
-            cache.clear_if_full()
+            cache.after_call()
             if status == 0:
                 return out[:w], out_offsets
             need = w + 4 * int(offsets[d + 1] - offsets[d]) + 16
