@@ -36,18 +36,23 @@ def _check_errors(errors: str) -> str:
     return errors
 
 
-def clean_text(text: str, index: int, errors: str) -> str:
-    """``text`` with lone surrogates handled per ``errors`` (see the module docstring)."""
+def clean_text(text: str, index: int | str, errors: str) -> str:
+    """``text`` with lone surrogates handled per ``errors`` (see the module docstring).
+
+    ``index`` names the document in the error: its position in a batch, or a ``file:line``
+    string."""
+    where = f"document {index}" if isinstance(index, int) else str(index)
     if not isinstance(text, str):
-        raise UsageError(f"document {index} is a {type(text).__name__}, not a str")
+        raise UsageError(f"{where} is a {type(text).__name__}, not a str")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         if errors == "replace":
             return _SURROGATE.sub("\ufffd", text)
         raise InputError(
-            f"document {index}: lone surrogate U+{ord(text[exc.start]):04X} at character "
-            f"{exc.start} cannot be encoded as UTF-8 (use errors='replace' to substitute U+FFFD)"
+            f"{where}: lone surrogate U+{ord(text[exc.start]):04X} at character {exc.start} "
+            "cannot be encoded as UTF-8 (errors='replace', or --errors replace, substitutes "
+            "U+FFFD)"
         ) from None
     return text
 

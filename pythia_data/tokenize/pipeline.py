@@ -35,7 +35,6 @@ import io
 import json
 import os
 import queue
-import re
 import sys
 import threading
 import time
@@ -48,6 +47,7 @@ from pythia_data.dataset import DatasetBuilder, IndexedDataset
 from pythia_data.errors import InputError, UsageError
 from pythia_data.format.header import strip_suffix
 from pythia_data.io.atomic import AtomicOutput
+from pythia_data.tokenize.base import _check_errors, clean_text
 
 __all__ = [
     "INPUT_SUFFIXES",
@@ -63,10 +63,8 @@ __all__ = [
 ]
 
 INPUT_SUFFIXES = (".jsonl.zst", ".jsonl", ".txt")
-ERRORS = ("strict", "replace")
 BATCH_DOCUMENTS = 4096
 BATCH_CHARS = 16 << 20
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 #: ``progress(documents, utf8_bytes)`` after each batch (the CLI draws it).
 Progress = Callable[[int, int], None]
@@ -120,12 +118,6 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
     return out
 
 
-def _check_errors(errors: str) -> str:
-    if errors not in ERRORS:
-        raise UsageError(f"errors must be one of {', '.join(ERRORS)}, not {errors!r}")
-    return errors
-
-
 def _decode(raw: bytes, name: str, line: int, errors: str, whole_file: bool = False) -> str:
     try:
         return raw.decode("utf-8")
@@ -141,19 +133,6 @@ def _decode(raw: bytes, name: str, line: int, errors: str, whole_file: bool = Fa
             f"{name}:{line}: invalid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {column + 1} "
             "of the line); --errors replace substitutes U+FFFD"
         ) from None
-
-
-def _surrogates(text: str, name: str, line: int, errors: str) -> str:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        if errors == "replace":
-            return _SURROGATE.sub("\ufffd", text)
-        raise InputError(
-            f"{name}:{line}: lone surrogate U+{ord(text[exc.start]):04X} (character "
-            f"{exc.start} of the document) has no UTF-8 form; --errors replace substitutes U+FFFD"
-        ) from None
-    return text
 
 
 @contextlib.contextmanager
@@ -212,7 +191,7 @@ def _jsonl(fh, name: str, key: str, errors: str) -> Iterator[Document]:
                 raise InputError(
                     f"{name}:{lineno}: {key!r} is a {type(text).__name__}, not a string "
                     "(or a list of strings)")
-            yield Document(_surrogates(text, name, lineno, errors), name, lineno)
+            yield Document(clean_text(text, f"{name}:{lineno}", errors), name, lineno)
     except OSError as exc:  # e.g. a corrupt .zst frame
         raise InputError(f"{name}:{lineno + 1}: cannot read ({exc})") from None
 
