@@ -32,17 +32,30 @@ class Sink:
     """Base class: ``write`` 2-D token chunks, then ``close`` (commit) or ``abort``.
 
     As a context manager, a clean exit closes and an exception aborts (and propagates).
+    ``close`` and ``abort`` act once, whichever comes first; subclasses implement
+    ``_commit`` and ``_abort``.
     """
 
     rows_written: int = 0
+    _done: bool = False
 
     def write(self, tokens: np.ndarray, columns: Mapping[str, np.ndarray] | None = None) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
-        raise NotImplementedError
+        if not self._done:
+            self._done = True
+            self._commit()
 
     def abort(self) -> None:
+        if not self._done:
+            self._done = True
+            self._abort()
+
+    def _commit(self) -> None:
+        raise NotImplementedError
+
+    def _abort(self) -> None:
         raise NotImplementedError
 
     def __enter__(self):
@@ -62,17 +75,12 @@ class StreamSink(Sink):
     def __init__(self, target, stream: BinaryIO | None = None, *, overwrite: bool = True):
         self._out = AtomicOutput(target, overwrite=overwrite, stream=stream)
         self.rows_written = 0
-        self._done = False
 
-    def abort(self) -> None:
-        if not self._done:
-            self._done = True
-            self._out.abort()
+    def _abort(self) -> None:
+        self._out.abort()
 
-    def close(self) -> None:
-        if not self._done:
-            self._done = True
-            self._out.commit()
+    def _commit(self) -> None:
+        self._out.commit()
 
     def _copy_from(self, fd: int, offset: int, nbytes: int, step: int = 1 << 26):
         """Append bytes ``[offset, offset + nbytes)`` of the open file ``fd``; yields the

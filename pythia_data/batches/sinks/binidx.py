@@ -24,7 +24,6 @@ class BinSink(Sink):
         self.prefix = strip_suffix(text)
         self._builder = DatasetBuilder(self.prefix, dtype=self.dtype, overwrite=overwrite)
         self.rows_written = 0
-        self._done = False
 
     def write(self, tokens, columns=None) -> None:
         arr = as_rows(tokens)
@@ -34,12 +33,8 @@ class BinSink(Sink):
             self._builder.add_document(row)
         self.rows_written += arr.shape[0]
 
-    def close(self) -> None:
-        if not self._done:
-            self._done = True
-            self._builder.finalize()
+    def _commit(self) -> None:
+        self._builder.finalize()
 
-    def abort(self) -> None:
-        if not self._done:
-            self._done = True
-            self._builder.abort()
+    def _abort(self) -> None:
+        self._builder.abort()

@@ -144,7 +144,6 @@ class ParquetSink(Sink):
         self._table = _Table(dtype, decode)
         self._file = _File(target, self._table, overwrite=overwrite, stream=stream)
         self.rows_written = 0
-        self._done = False
 
     def write(self, tokens, columns=None) -> None:
         arr = as_rows(tokens)
@@ -156,15 +155,11 @@ class ParquetSink(Sink):
             self._file.write(self._table.table(arr[lo:hi], part))
         self.rows_written += arr.shape[0]
 
-    def close(self) -> None:
-        if not self._done:
-            self._done = True
-            self._file.close()
+    def _commit(self) -> None:
+        self._file.close()
 
-    def abort(self) -> None:
-        if not self._done:
-            self._done = True
-            self._file.abort()
+    def _abort(self) -> None:
+        self._file.abort()
 
 
 class ParquetFolderSink(Sink):
@@ -199,7 +194,6 @@ class ParquetFolderSink(Sink):
         self._file: _File | None = None
         self.files: list[str] = []
         self.rows_written = 0
-        self._done = False
 
     def _path(self, group: int) -> str:
         last = min((group + 1) * self.steps - 1, self.end)
@@ -232,13 +226,10 @@ class ParquetFolderSink(Sink):
             f.close()
             self.files.append(f._out.final)
 
-    def close(self) -> None:
-        if not self._done:
-            self._done = True
-            self._finish()
+    def _commit(self) -> None:
+        self._finish()
 
-    def abort(self) -> None:
-        self._done = True
+    def _abort(self) -> None:
         if self._file is not None:
             self._file.abort()
             self._file = None
