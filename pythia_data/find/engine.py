@@ -175,18 +175,39 @@ class Finder:
         else:
             raise UsageError(f"find works with the neox and preshuffled orders, not "
                              f"{getattr(order, 'kind', type(order).__name__)!r}")
+        self._canonical = bool(ds.is_canonical) and (len(ds) == 0 or int(ds.pointers[0]) == 0)
+        self._vstarts_all = None if self._canonical else self._virtual_starts()
         self.tables = KF.QueryTables([np.array(q.tokens, dtype=np.int64) for q in queries],
-                                     tails=self.kind == "neox")
+                                     tails=self.kind == "neox", counts=self._sample_counts())
         self.lengths = self.tables.lengths
         # trained samples: the whole iterations of the run (as `batches` reads them)
         if self.include_untrained:
             self.sample_limit = self.reader.num_samples
         else:
             self.sample_limit = self.num_iterations * self.batch_size
-        self._canonical = bool(ds.is_canonical) and (len(ds) == 0 or int(ds.pointers[0]) == 0)
-        self._vstarts_all = None if self._canonical else self._virtual_starts()
 
     # ---------------------------------------------------------------- the stream
+    def _sample_counts(self, windows: int = 64, width: int = 1 << 14) -> np.ndarray:
+        """Token counts in a sample of the stream (all of it when small): they pick each
+        query's anchor, its rarest token (:mod:`pythia_data.kernels.find`)."""
+        n = self.num_tokens
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        if n <= windows * width:
+            spans = [(0, n)]
+        else:
+            step = n // windows
+            spans = [(k * step, k * step + width) for k in range(windows)]
+        counts = np.zeros(1, dtype=np.int64)
+        for a, b in spans:
+            c = np.bincount(self._read(a, b).astype(np.int64, copy=False))
+            if c.shape[0] > counts.shape[0]:
+                c[: counts.shape[0]] += counts
+                counts = c
+            else:
+                counts[: c.shape[0]] += c
+        return counts
+
     def _virtual_starts(self) -> np.ndarray:
         out = np.zeros(len(self.ds) + 1, dtype=np.int64)
         np.cumsum(self.ds.sizes, out=out[1:])

@@ -1,12 +1,14 @@
 """Kernels of ``pythia-data find``: many token sequences at once over a token stream, and the
 inverse of a GPT-NeoX training order (see docs/find.md).
 
-Matching uses hashed n-grams. Each query is keyed by its first ``min(len, KEY_LEN)`` tokens.
-At every position the scan tests a one-token table (queries of one token) and a bitmap of
-hashed first-token pairs (everything longer); only where the bitmap says "maybe" are the
-keys of the active lengths hashed and looked up in an open-addressing table, and every query
-under a matching key is compared token for token. A hash only ever decides what to compare,
-never what is reported, so collisions cost time, not correctness.
+Matching uses anchors. Each query is found through one of its tokens, its *anchor*: the
+rarest of its tokens by a count the caller supplies (token counts in a sample of the data),
+the first token without counts. The scan tests every position against a 64 Ki-entry table
+of anchor tokens (exact for token ids below 2**16, hashed above) -- one load per token; with
+a single anchor token it counts that token in blocks of 64 instead, which vectorises. Where
+an anchor occurs, the queries anchored on that token are looked up in an open-addressing
+table and compared token for token at ``position - anchor offset``. Tables only decide what
+to compare, never what is reported, so a collision costs time, not correctness.
 
 The stream is cut into documents (``vstarts``/``vends``: where each sequence starts and ends
 in the stream). A match must lie inside one document. At each document end the scan also
@@ -24,9 +26,6 @@ from numba import njit
 
 from pythia_data.errors import UsageError
 
-KEY_LEN = 4  # tokens hashed per key (queries shorter than this use their whole length)
-PAIR_BITS = 22  # the pair bitmap has 2**PAIR_BITS bits (512 KiB)
-F1_BITS = 16  # the one-token table has 2**F1_BITS entries
 CKPT_SHIFT = 4  # the stream offset of every 16th doc_idx position is stored
 
 _C1 = np.uint64(0x9E3779B97F4A7C15)
@@ -56,17 +55,6 @@ def _final(h, n):  # pragma: no cover - jit
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _pair_bit(t0, t1, shift):  # pragma: no cover - jit
-    h = (np.uint64(t0) * _C1) ^ (np.uint64(t1) + np.uint64(0x5BD1E995))
-    return (h * _C2) >> np.uint64(shift)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _f1_slot(t, mask):  # pragma: no cover - jit
-    return (np.uint64(t) * _C1 >> np.uint64(32)) & np.uint64(mask)
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _probe(keys, h):  # pragma: no cover - jit
     """Slot of key ``h`` in an open-addressing table (0 = empty), or -1."""
     mask = np.uint64(keys.shape[0] - 1)
@@ -80,9 +68,50 @@ def _probe(keys, h):  # pragma: no cover - jit
         slot = (slot + np.uint64(1)) & mask
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _f1_index(t, exact16):  # pragma: no cover - jit
+    if exact16:
+        return np.int64(t)
+    return np.int64((np.uint64(np.uint32(t)) * _C1) >> np.uint64(48))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _anchor_hits(buf, base, v, t, lo, hi, ds, de, doc, qtok, qoff, anchor, tbl_keys, tbl_lo,
+                 tbl_hi, qorder, out_doc, out_off, out_q, n_out):  # pragma: no cover - jit
+    """Token ``t`` at stream position ``v`` is the anchor of some queries: report each
+    whose whole match (starting at ``v - anchor``) lies in the document [ds, de) and
+    starts in [lo, hi). Returns the new output count, or -1 when the output is full."""
+    s = _probe(tbl_keys, _mix(np.uint64(t) + np.uint64(1)) | np.uint64(1))
+    if s < 0:
+        return n_out
+    cap = out_doc.shape[0]
+    for r in range(tbl_lo[s], tbl_hi[s]):
+        q = qorder[r]
+        start = v - anchor[q]
+        if start < lo or start >= hi or start < ds:
+            continue
+        m = qoff[q + 1] - qoff[q]
+        if start + m > de:
+            continue
+        ok = True
+        i = start - base
+        for j in range(m):
+            if buf[i + j] != qtok[qoff[q] + j]:
+                ok = False
+                break
+        if ok:
+            if n_out >= cap:
+                return -1
+            out_doc[n_out] = doc
+            out_off[n_out] = start - ds
+            out_q[n_out] = q
+            n_out += 1
+    return n_out
+
+
 @njit(cache=True, nogil=True)
-def _scan(buf, base, lo, hi, vstarts, vends, doc_first, qtok, qoff, key_len, tbl_keys,
-          tbl_lo, tbl_hi, qorder, pair_bits, pair_shift, f1, f1_mask, active, has1,
+def _scan(buf, base, lo, hi, vstarts, vends, doc_first, qtok, qoff, anchor, max_anchor,
+          tbl_keys, tbl_lo, tbl_hi, qorder, f1, exact16, single, single_tok,
           tail_keys, tail_lo, tail_hi, tail_q, tail_t, max_tail,
           out_doc, out_off, out_q, tail_doc, tail_qo, tail_to):  # pragma: no cover - jit
     """Matches starting in stream positions [lo, hi) (buffer index = position - base) and
@@ -90,64 +119,69 @@ def _scan(buf, base, lo, hi, vstarts, vends, doc_first, qtok, qoff, key_len, tbl
     in either when an output array is full (the caller grows them and calls again)."""
     n_out = 0
     n_tail = 0
-    cap = out_doc.shape[0]
     tcap = tail_doc.shape[0]
     for k in range(vstarts.shape[0]):
         ds = vstarts[k]
         de = vends[k]
         a = ds if ds > lo else lo
-        b = de if de < hi else hi
-        for v in range(a, b):
-            i = v - base
-            t0 = buf[i]
-            if has1 and f1[_f1_slot(t0, f1_mask)]:
-                h = _final(_step(np.uint64(0), t0), 1)
-                s = _probe(tbl_keys, h)
-                if s >= 0:
-                    for r in range(tbl_lo[s], tbl_hi[s]):
-                        q = qorder[r]
-                        if key_len[q] == 1 and qoff[q + 1] - qoff[q] == 1 and qtok[qoff[q]] == t0:
-                            if n_out >= cap:
-                                return -1, n_tail
-                            out_doc[n_out] = doc_first + k
-                            out_off[n_out] = v - ds
-                            out_q[n_out] = q
-                            n_out += 1
-            if v + 1 >= de:
-                continue
-            t1 = buf[i + 1]
-            bit = _pair_bit(t0, t1, pair_shift)
-            if (pair_bits[bit >> np.uint64(6)] >> (bit & np.uint64(63))) & np.uint64(1) == 0:
-                continue
-            h = _step(_step(np.uint64(0), t0), t1)
-            room = de - v
-            for n in range(2, active.shape[0]):
-                if n > room:
-                    break
-                if n > 2:
-                    h = _step(h, buf[i + n - 1])
-                if not active[n]:
+        # anchors of matches starting in [lo, hi) lie in [lo, hi + max_anchor)
+        b = de if de < hi + max_anchor else hi + max_anchor
+        doc = doc_first + k
+        if single:
+            if b > a:
+                tok = single_tok[0]
+                # one anchor token: count it in blocks of 64 (vectorised), look closer
+                # only where it occurs
+                seg = buf[a - base:b - base]
+                nn = seg.shape[0]
+                v = 0
+                while v < nn:
+                    e = v + 64 if v + 64 < nn else nn
+                    c = 0
+                    for t in seg[v:e]:
+                        c += t == tok
+                    if c:
+                        for j, t in enumerate(seg[v:e]):
+                            if t == tok:
+                                n_out = _anchor_hits(buf, base, a + v + j, tok, lo, hi, ds, de,
+                                                     doc, qtok, qoff, anchor, tbl_keys, tbl_lo,
+                                                     tbl_hi, qorder, out_doc, out_off, out_q,
+                                                     n_out)
+                                if n_out < 0:
+                                    return -1, n_tail
+                    v = e
+        elif b > a:
+            # (iterating over a slice: indexing with a signed position costs numba a
+            # wrap-around check per token, ~3x slower)
+            seg = buf[a - base:b - base]
+            cap = out_doc.shape[0]
+            for j, t in enumerate(seg):
+                if not f1[_f1_index(t, exact16)]:
                     continue
-                s = _probe(tbl_keys, _final(h, n))
+                s = _probe(tbl_keys, _mix(np.uint64(t) + np.uint64(1)) | np.uint64(1))
                 if s < 0:
                     continue
+                v = a + j
                 for r in range(tbl_lo[s], tbl_hi[s]):
                     q = qorder[r]
-                    if key_len[q] != n:
+                    start = v - anchor[q]
+                    if start < lo or start >= hi or start < ds:
                         continue
                     m = qoff[q + 1] - qoff[q]
-                    if m > room:
+                    if start + m > de:
                         continue
                     ok = True
-                    for j in range(m):
-                        if buf[i + j] != qtok[qoff[q] + j]:
+                    i = start - base
+                    q0 = qoff[q]
+                    for x in range(m):
+                        if buf[i + x] != qtok[q0 + x]:
                             ok = False
                             break
                     if ok:
                         if n_out >= cap:
                             return -1, n_tail
-                        out_doc[n_out] = doc_first + k
-                        out_off[n_out] = v - ds
+                        out_doc[n_out] = doc
+                        out_off[n_out] = start - ds
                         out_q[n_out] = q
                         n_out += 1
         # tails: this document's last token is in [lo, hi)
@@ -220,14 +254,20 @@ def _py_hash(tokens, n: int) -> int:
     return h | 1
 
 
-def _py_pair_bit(t0: int, t1: int, shift: int) -> int:
-    mask = (1 << 64) - 1
-    h = ((int(t0) * int(_C1)) & mask) ^ ((int(t1) + 0x5BD1E995) & mask)
-    return ((h * int(_C2)) & mask) >> shift
+_M64 = (1 << 64) - 1
 
 
-def _py_f1_slot(t: int, mask: int) -> int:
-    return (((int(t) * int(_C1)) & ((1 << 64) - 1)) >> 32) & mask
+def _py_f1_index(t: int) -> int:
+    return ((int(t) & 0xFFFFFFFF) * int(_C1) & _M64) >> 48
+
+
+def _py_mix(h: int) -> int:
+    h ^= h >> 30
+    h = (h * int(_C2)) & _M64
+    h ^= h >> 27
+    h = (h * int(_C3)) & _M64
+    h ^= h >> 31
+    return h
 
 
 class QueryTables:
@@ -236,7 +276,7 @@ class QueryTables:
     ``qtok``/``qoff``: the queries' tokens back to back (int64) and their offsets (n + 1).
     ``tails``: also build the tail table (needed when another document may follow)."""
 
-    def __init__(self, queries: list[np.ndarray], tails: bool = True):
+    def __init__(self, queries: list[np.ndarray], tails: bool = True, counts=None):
         if not queries:
             raise UsageError("no queries")
         lengths = np.array([len(q) for q in queries], dtype=np.int64)
@@ -247,25 +287,33 @@ class QueryTables:
         self.qtok = np.concatenate([np.asarray(q, dtype=np.int64) for q in queries])
         self.lengths = lengths
         self.max_len = int(lengths.max())
-        self.key_len = np.minimum(lengths, KEY_LEN).astype(np.int64)
         n = len(queries)
-        hashes = np.array([_py_hash(self.qtok[self.qoff[q]:self.qoff[q] + self.key_len[q]],
-                                    int(self.key_len[q])) for q in range(n)], dtype=np.uint64)
-        self.keys, self.lo, self.hi, self.qorder = _table(hashes, np.arange(n, dtype=np.int64))
-        self.active = np.zeros(KEY_LEN + 1, dtype=np.bool_)
-        self.active[np.unique(self.key_len)] = True
-        self.pair_shift = 64 - PAIR_BITS
-        self.pair_bits = np.zeros((1 << PAIR_BITS) // 64, dtype=np.uint64)
-        self.f1 = np.zeros(1 << F1_BITS, dtype=np.bool_)
-        self.f1_mask = (1 << F1_BITS) - 1
-        self.has1 = bool((lengths == 1).any())
+        # anchors: each query is found through its rarest token (by ``counts``, e.g. token
+        # counts from a sample of the data; ties and unknown counts: the first such token)
+        counts = None if counts is None else np.asarray(counts, dtype=np.int64)
+        self.anchor = np.zeros(n, dtype=np.int64)
         for q in range(n):
-            a = int(self.qoff[q])
-            if lengths[q] == 1:
-                self.f1[_py_f1_slot(int(self.qtok[a]), self.f1_mask)] = True
-            else:
-                bit = _py_pair_bit(int(self.qtok[a]), int(self.qtok[a + 1]), self.pair_shift)
-                self.pair_bits[bit >> 6] |= np.uint64(1 << (bit & 63))
+            toks = self.qtok[self.qoff[q]:self.qoff[q + 1]]
+            if counts is not None and counts.size:
+                inside = toks < counts.shape[0]
+                c = np.where(inside, counts[np.minimum(toks, counts.shape[0] - 1)], 0)
+                self.anchor[q] = int(np.argmin(c))
+        self.max_anchor = int(self.anchor.max())
+        anchor_tok = self.qtok[self.qoff[:-1] + self.anchor]
+        hashes = np.array([_py_mix(int(t) + 1) | 1 for t in anchor_tok.tolist()],
+                          dtype=np.uint64)
+        self.keys, self.lo, self.hi, self.qorder = _table(hashes, np.arange(n, dtype=np.int64))
+        distinct = np.unique(anchor_tok)
+        self.single = distinct.shape[0] == 1
+        self.single_tok = int(distinct[0])
+        # anchor-token tables: exact (for uint8/uint16 data) and hashed (wider ids)
+        self.fits16 = bool(int(distinct.max()) < (1 << 16) and int(distinct.min()) >= 0)
+        self.f1_exact = np.zeros(1 << 16, dtype=np.bool_)
+        self.f1_hash = np.zeros(1 << 16, dtype=np.bool_)
+        for t in distinct.tolist():
+            if self.fits16:
+                self.f1_exact[t] = True
+            self.f1_hash[_py_f1_index(t)] = True
         # tails: every proper prefix q[:t], hashed from its last token backwards
         self.max_tail = self.max_len - 1 if tails else 0
         th, tq, tt = [], [], []
@@ -320,6 +368,8 @@ def scan(tables: QueryTables, buf: np.ndarray, base: int, lo: int, hi: int,
         high = int(np.minimum(vends[used], hi + tables.max_len - 1).max())
         if low < base or high > end:
             raise UsageError(f"scan: the buffer [{base}, {end}) does not cover [{low}, {high})")
+    exact16 = tables.fits16 and buf.dtype in (np.uint8, np.uint16)
+    f1 = tables.f1_exact if exact16 else tables.f1_hash
     cap = max(1024, (hi - lo) // 64)
     tcap = max(256, vstarts.shape[0])
     while True:
@@ -330,10 +380,11 @@ def scan(tables: QueryTables, buf: np.ndarray, base: int, lo: int, hi: int,
         tail_q = np.empty(tcap, dtype=np.int64)
         tail_t = np.empty(tcap, dtype=np.int64)
         n, nt = _scan(buf, np.int64(base), np.int64(lo), np.int64(hi), vstarts, vends,
-                      np.int64(doc_first), tables.qtok, tables.qoff, tables.key_len,
-                      tables.keys, tables.lo, tables.hi, tables.qorder, tables.pair_bits,
-                      np.int64(tables.pair_shift), tables.f1, np.int64(tables.f1_mask),
-                      tables.active, tables.has1, tables.tail_keys, tables.tail_lo,
+                      np.int64(doc_first), tables.qtok, tables.qoff, tables.anchor,
+                      np.int64(tables.max_anchor), tables.keys, tables.lo, tables.hi,
+                      tables.qorder, f1, exact16, tables.single,
+                      np.array([tables.single_tok]).astype(buf.dtype), tables.tail_keys,
+                      tables.tail_lo,
                       tables.tail_hi, tables.tail_q, tables.tail_t,
                       np.int64(tables.max_tail), out_doc, out_off, out_q, tail_doc, tail_q,
                       tail_t)
