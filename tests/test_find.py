@@ -77,6 +77,7 @@ def oracle(ds, order, queries, include_untrained=False):
 def got_set(ds, order, queries, **kw):
     finder = Finder(ds, queries, order, workers=kw.pop("workers", 2),
                     chunk_tokens=kw.pop("chunk_tokens", 1 << 12), **kw)
+    assert len(finder.scan_bounds()) >= 1
     arrays = finder.collect()
     hits = list(finder.hits(arrays))
     keys = [(h.sample, h.offset, h.query_index, *(h.part or (0, h.query_length)))
@@ -136,20 +137,25 @@ def _stream_pool(ds, order):
     return np.concatenate([np.asarray(ds[int(d)], dtype=np.int64) for d in order.doc_idx])
 
 
-def _run_neox(tmp_path, docs, params, draw, include_untrained=False, shards=False):
-    prefix = write_dataset(tmp_path / "d", docs, dtype=np.uint16)
+def _run_neox(tmp_path, docs, params, draw, include_untrained=False, shards=False,
+              dtype=np.uint16):
+    prefix = write_dataset(tmp_path / "d", docs, dtype=dtype)
+    chunk = draw(st.sampled_from([1, 2, 3, 7, 16, 1 << 12]))
+    workers = draw(st.sampled_from([1, 2]))
     with IndexedDataset(prefix) as ds:
         order = TrainingOrder.build(ds, params, index_dir=tmp_path / "idx")
         pool = _stream_pool(ds, order)
         queries = _queries(_draw_queries(draw, pool, 4, 2 * params.seq_length + 3))
         want = oracle(ds, order, queries, include_untrained)
-        got, _ = got_set(ds, order, queries, include_untrained=include_untrained)
+        got, _ = got_set(ds, order, queries, include_untrained=include_untrained,
+                         chunk_tokens=chunk, workers=workers)
     assert got == want
     if shards:
         _shard(prefix)
         with IndexedDataset(prefix) as ds:
             assert ds.is_sharded or len(ds.bin_paths) == 1
-            got2, _ = got_set(ds, order, queries, include_untrained=include_untrained)
+            got2, _ = got_set(ds, order, queries, include_untrained=include_untrained,
+                              chunk_tokens=chunk, workers=workers)
         assert got2 == want
 
 
@@ -188,6 +194,16 @@ def test_neox_sharded_in_place_equals_the_oracle(tmp_path_factory, case):
     _run_neox(tmp_path_factory.mktemp("s"), docs, params, draw, shards=True)
 
 
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(case=neox_case())
+def test_neox_int32_tokens_above_65535_equal_the_oracle(tmp_path_factory, case):
+    """Token ids that do not fit 16 bits take the hashed anchor table."""
+    docs, params, draw = case
+    big = [np.where(d == EOD, EOD, d.astype(np.int64) + 70_000).astype(np.int32) for d in docs]
+    _run_neox(tmp_path_factory.mktemp("w"), big, params, draw, dtype=np.int32)
+
+
 @st.composite
 def preshuffled_case(draw):
     seq = draw(st.integers(1, 10))
@@ -208,7 +224,8 @@ def _run_preshuffled(tmp_path, rows, params, draw, shards=False, untrained=False
         pool = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows])
         queries = _queries(_draw_queries(draw, pool, 4, params.seq_length + 3))
         want = oracle(ds, order, queries, untrained)
-        got, _ = got_set(ds, order, queries, include_untrained=untrained)
+        got, _ = got_set(ds, order, queries, include_untrained=untrained,
+                         chunk_tokens=draw(st.sampled_from([1, 2, 5, 1 << 12])))
     assert got == want
 
 

@@ -161,7 +161,7 @@ class Finder:
         self.num_iterations = self.reader.num_iterations
         self.include_untrained = bool(include_untrained)
         self.workers = max(1, int(workers or min(os.cpu_count() or 1, 8)))
-        self.chunk_tokens = max(1 << 12, int(chunk_tokens))
+        self.chunk_tokens = max(1, int(chunk_tokens))
         if isinstance(order, IndexMappings):
             self.kind = "neox"
             self.inverse = None  # built on first use
@@ -253,11 +253,15 @@ class Finder:
         k0, vstarts, vends = self._docs_in(lo, hi)
         return KF.scan(self.tables, buf, a, lo, hi, vstarts, vends, k0)
 
+    def scan_bounds(self) -> list[tuple[int, int]]:
+        """The stream ranges ``[lo, hi)`` scanned as one task each."""
+        n, step = self.num_tokens, self.chunk_tokens
+        return [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+
     def scan(self) -> Iterator[tuple]:
         """Per chunk, in stream order: ``((doc, off, query), (doc, query, t))``."""
         n = self.num_tokens
-        step = self.chunk_tokens
-        bounds = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+        bounds = self.scan_bounds()
         if not bounds:
             return
         item = self.ds.dtype.itemsize
