@@ -108,20 +108,35 @@ class OrderInverse:
 
     # -- building
     @staticmethod
-    def _arrays(order, progress=None) -> dict:
-        steps = [("doc_pos", lambda: KF.doc_positions(order.doc_idx, order.sizes.shape[0],
-                                                       order.num_epochs)),
-                 ("row_sample", lambda: KF.invert_permutation(order.shuffle_idx)),
-                 ("pos_ckpt", lambda: KF.stream_checkpoints(order.doc_idx, order.sizes))]
+    def _makers(order):
+        return [("doc_pos", lambda: KF.doc_positions(order.doc_idx, order.sizes.shape[0],
+                                                      order.num_epochs)),
+                ("row_sample", lambda: KF.invert_permutation(order.shuffle_idx)),
+                ("pos_ckpt", lambda: KF.stream_checkpoints(order.doc_idx, order.sizes))]
+
+    @classmethod
+    def _arrays(cls, order, progress=None, sink=None) -> dict:
+        """Build the three arrays one after the other; ``sink(name, array)`` (when given)
+        takes each as soon as it is made, so only one is held at a time."""
+        steps = cls._makers(order)
         out = {}
+
+        def run(update):
+            for name, make in steps:
+                arr = make()
+                if sink is None:
+                    out[name] = arr
+                else:
+                    sink(name, arr)
+                del arr
+                if update:
+                    update(1)
+
         if progress is None:
-            for name, make in steps:
-                out[name] = make()
-            return out
-        with progress("inverse order", len(steps), "arrays") as update:
-            for name, make in steps:
-                out[name] = make()
-                update(1)
+            run(None)
+        else:
+            with progress("find: inverse order", len(steps), "arrays") as update:
+                run(update)
         return out
 
     @classmethod
@@ -144,20 +159,21 @@ class OrderInverse:
             if loaded is not None:
                 return loaded
             note = "the find index was made for another order: rebuilt"
-        arrays = cls._arrays(order, progress)
         folder = os.path.dirname(paths["meta"]) or "."
         if not C.folder_writable(folder):
-            inv = cls(arrays["doc_pos"], arrays["row_sample"], arrays["pos_ckpt"], "memory")
+            a = cls._arrays(order, progress)
+            inv = cls(a["doc_pos"], a["row_sample"], a["pos_ckpt"], "memory")
             inv.note = f"{folder} is not writable: the find index is kept in memory"
             return inv
-        cls._write(paths, arrays, fingerprint)
+        cls._write(paths, order, fingerprint, progress)
         inv = cls(*(np.load(paths[n], mmap_mode="r") for n in NAMES), "built", paths)
         inv.note = note
         return inv
 
     # -- cache files
-    @staticmethod
-    def _write(paths: dict, arrays: dict, fingerprint: dict) -> None:
+    @classmethod
+    def _write(cls, paths: dict, order, fingerprint: dict, progress=None) -> None:
+        """Build and write the arrays one at a time, commit them together, sidecar last."""
         try:
             os.unlink(paths["meta"])  # a stale sidecar must never vouch for new arrays
         except FileNotFoundError:
@@ -166,21 +182,24 @@ class OrderInverse:
             raise OutputError(f"cannot write {paths['meta']}: {exc.strerror or exc}") from None
         outputs = []
         described = {}
+
+        def sink(name, arr):
+            arr = np.ascontiguousarray(arr)
+            out = AtomicOutput(paths[name])
+            outputs.append(out)
+            out.write(npy_header(arr.dtype, arr.shape))
+            flat = arr.reshape(-1)
+            h = xxhash.xxh3_128()
+            step = 1 << 24
+            for lo in range(0, flat.shape[0], step):
+                view = memoryview(flat[lo:lo + step]).cast("B")
+                h.update(view)
+                out.write(view)
+            described[name] = {"dtype": arr.dtype.str, "shape": list(arr.shape),
+                               "xxh3_128": h.hexdigest()}
+
         try:
-            for name in NAMES:
-                arr = np.ascontiguousarray(arrays[name])
-                out = AtomicOutput(paths[name])
-                outputs.append(out)
-                out.write(npy_header(arr.dtype, arr.shape))
-                flat = arr.reshape(-1)
-                h = xxhash.xxh3_128()
-                step = 1 << 24
-                for lo in range(0, flat.shape[0], step):
-                    view = memoryview(flat[lo:lo + step]).cast("B")
-                    h.update(view)
-                    out.write(view)
-                described[name] = {"dtype": arr.dtype.str, "shape": list(arr.shape),
-                                   "xxh3_128": h.hexdigest()}
+            cls._arrays(order, progress, sink)
             AtomicGroup(outputs).commit()
         except BaseException:
             for out in outputs:
