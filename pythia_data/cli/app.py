@@ -14,6 +14,7 @@ import sys
 import click
 
 from pythia_data.errors import PythiaDataError
+from pythia_data.io.atomic import abort_all
 
 
 def _one_line(text: str) -> str:
@@ -72,10 +73,16 @@ class PythiaGroup(click.Group):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
-            rv = super().main(
-                args=args, prog_name=prog_name or "pythia-data", complete_var=complete_var,
-                standalone_mode=False, **extra,
-            )
+            try:
+                rv = super().main(
+                    args=args, prog_name=prog_name or "pythia-data",
+                    complete_var=complete_var, standalone_mode=False, **extra,
+                )
+            except BaseException:
+                # outputs opened but never committed (Ctrl-C between opening an output
+                # and entering the block that would abort it): remove their partial files
+                abort_all()
+                raise
         except click.exceptions.Abort:
             _fail("interrupted", 130)
         except _NoArgsIsHelp as exc:

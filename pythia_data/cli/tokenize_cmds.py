@@ -129,6 +129,8 @@ def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, workers,
     with doc_progress(quiet, "tokenize") as update:
         summary = tokenize_files(files, output_prefix, tok, key=key, append_eod=append_eod,
                                  errors=errors, overwrite=force, progress=update)
+    for warning in summary.get("warnings", ()):
+        click.echo(f"pythia-data: warning: {warning}", err=True)
     if as_json:
         click.echo(json.dumps(summary))
         return
