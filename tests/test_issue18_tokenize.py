@@ -175,3 +175,96 @@ def test_interrupt_before_the_builder_block_leaves_nothing(tmp_path, monkeypatch
     res = run("tokenize", src, "-o", tmp_path / "o", "--backend", "hf")
     assert res.exit_code == 130, res.output
     assert sorted(os.listdir(tmp_path)) == ["a.jsonl"]
+
+
+# --------------------------------------------------------------------------- tokenizers
+
+
+def _tokenizer_without_eod(path):
+    import json
+
+    from pythia_data.tokenize.spec import bundled_path
+
+    raw = json.loads(bundled_path().read_text(encoding="utf-8"))
+    raw["added_tokens"] = [t for t in raw["added_tokens"] if t["content"] != "<|endoftext|>"]
+    raw["model"]["vocab"].pop("<|endoftext|>")
+    path.write_text(json.dumps(raw), encoding="utf-8")
+    return path
+
+
+def test_retokenize_into_a_tokenizer_without_eod_needs_eod_id(tmp_path):
+    src = tmp_path / "a.jsonl"
+    src.write_bytes(jsonl(DOCS[:5]))
+    assert run("tokenize", src, "-o", tmp_path / "a", "--append-eod", "--backend", "hf",
+               "-q").exit_code == 0
+    data = tmp_path / "a_text_document"
+    noeod = _tokenizer_without_eod(tmp_path / "noeod.json")
+    one_line_error(run("retokenize", data, "-t", noeod, "-o", tmp_path / "b", "--backend",
+                       "hf"), 2, "no end-of-document token", "--eod-id")
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(("b.", ".b."))]
+    res = run("retokenize", data, "-t", noeod, "-o", tmp_path / "b", "--backend", "hf",
+              "--eod-id", "7")
+    assert res.exit_code == 0, res.output
+    from pythia_data.dataset import IndexedDataset
+
+    with IndexedDataset(data) as src_ds, IndexedDataset(tmp_path / "b") as ds:
+        assert ds.num_documents == 5
+        for k in range(5):
+            assert int(src_ds[k][-1]) == 0 and int(ds[k][-1]) == 7
+            assert (ds[k][:-1] == src_ds[k][:-1]).all()  # same vocabulary otherwise
+    one_line_error(run("retokenize", data, "-t", noeod, "-o", tmp_path / "c", "--backend",
+                       "hf", "--eod-id", "999999"), 2, "--eod-id 999999")
+
+
+def test_unigram_tokenizer_json_is_read(tmp_path):
+    tokenizers = pytest.importorskip("tokenizers")
+    tok = tokenizers.Tokenizer(tokenizers.models.Unigram(
+        [("<unk>", 0.0), ("a", -1.0), ("b", -2.0), ("ab", -1.5), ("</s>", -3.0)], 0))
+    path = tmp_path / "uni.json"
+    tok.save(str(path))
+    from pythia_data.tokenize.spec import read_config
+
+    cfg = read_config(path)
+    assert cfg.vocab_size == 5 and cfg.eod_id == 4
+    src = tmp_path / "a.jsonl"
+    src.write_bytes(jsonl(["ab a", "b"]))
+    res = run("tokenize", src, "-o", tmp_path / "u", "-t", path, "--backend", "hf",
+              "--append-eod")
+    assert res.exit_code == 0, res.output
+    from pythia_data.dataset import IndexedDataset
+
+    with IndexedDataset(tmp_path / "u_text_document") as ds:
+        assert [list(map(int, ds[k])) for k in range(2)] == [
+            tok.encode("ab a").ids + [4], tok.encode("b").ids + [4]]
+
+
+def test_hub_model_id_offline(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    calls = []
+    real = huggingface_hub.hf_hub_download
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("local_files_only", False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", spy)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    for var in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy",
+                "all_proxy", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    src = tmp_path / "a.jsonl"
+    src.write_bytes(jsonl(DOCS[:3]))
+    res = run("tokenize", src, "-o", tmp_path / "x", "-t", "EleutherAI/gpt-neox-20b",
+              "--backend", "hf", "--append-eod")
+    assert res.exit_code == 0, res.output
+    warn = [ln for ln in res.output.splitlines() if "warning" in ln]
+    assert len(warn) == 1 and "using the bundled copy" in warn[0], res.output
+    oracle = neox_preprocess([src], tmp_path / "oracle")
+    assert same_dataset(tmp_path / "x_text_document", oracle)
+    # another id: one line, and never a network download attempt (no retries)
+    res = run("tokenize", src, "-o", tmp_path / "y", "-t", "someone/some-model")
+    one_line_error(res, 2, "someone/some-model", "cannot reach the hub")
+    assert False not in calls  # only cache look-ups

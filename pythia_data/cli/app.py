@@ -30,6 +30,15 @@ def _quiet_stdout_close() -> None:
         pass
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python warnings (ours and libraries') as one ``pythia-data: warning:`` line on
+    stderr, without the source file, line and code that Python prints by default."""
+    try:
+        click.echo(f"pythia-data: warning: {_one_line(str(message))}", err=True)
+    except (OSError, ValueError):  # pragma: no cover - stderr closed
+        pass
+
+
 def _fail(message: str, code: int) -> None:
     click.echo(f"pythia-data: {message}", err=True)
     sys.exit(code)
@@ -72,6 +81,16 @@ class PythiaGroup(click.Group):
         return super().list_commands(ctx)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        import warnings
+
+        shown = warnings.showwarning
+        warnings.showwarning = _show_warning
+        try:
+            self._main(args, prog_name, complete_var, **extra)
+        finally:
+            warnings.showwarning = shown
+
+    def _main(self, args, prog_name, complete_var, **extra):
         try:
             try:
                 rv = super().main(

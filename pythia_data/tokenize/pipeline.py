@@ -529,13 +529,29 @@ def detokenize(data, tokenizer, output, *, stream=None, overwrite: bool = True,
 
 
 def retokenize(data, old, new, prefix: str | os.PathLike, *, overwrite: bool = True,
-               progress: Progress | None = None) -> dict:
+               progress: Progress | None = None, eod_id: int | None = None) -> dict:
     """Decode every document of ``data`` with ``old`` and encode it with ``new`` into the
     dataset ``prefix``: same documents in the same order (empty ones stay, as empty
-    documents), ``new``'s EOD where the source document ended in ``old``'s."""
+    documents), ``new``'s EOD (or ``eod_id``) where the source document ended in ``old``'s.
+    A document ending in an EOD when ``new`` has none and no ``eod_id`` is given is an
+    error (the EODs would be lost), raised before anything is written when the first
+    document shows it."""
     old_eod = _eod_or_none(old)
     prefix = strip_suffix(prefix)
     dtype = np.dtype(new.dtype)
+    if eod_id is not None:
+        eod_id = int(eod_id)
+        if eod_id < 0 or eod_id >= new.vocab_size:
+            raise UsageError(f"--eod-id {eod_id} is not a token of {new.name} "
+                             f"(0..{new.vocab_size - 1})")
+    else:
+        eod_id = _eod_or_none(new)
+
+    def no_eod() -> UsageError:
+        return UsageError(
+            f"tokenizer {new.name} has no end-of-document token, and the documents of "
+            f"{getattr(data, 'prefix', data)} end in {old.name}'s; pass --eod-id N to end "
+            "them with token N")
     docs = tokens = 0
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
@@ -543,7 +559,10 @@ def retokenize(data, old, new, prefix: str | os.PathLike, *, overwrite: bool = T
             IndexedDataset(data))
         if os.path.abspath(ds.prefix) == os.path.abspath(prefix):
             raise UsageError(f"output {prefix} is also the input")
-        new_eod = None
+        if eod_id is None and old_eod is not None and ds.num_documents:
+            first = next(dataset_documents(ds, batch_documents=1))[0]
+            if _body(first, old_eod)[1]:
+                raise no_eod()
         with DatasetBuilder(prefix, dtype, overwrite=overwrite) as builder:
             for batch in dataset_documents(ds):
                 parts = [_body(doc, old_eod) for doc in batch]
@@ -555,9 +574,9 @@ def retokenize(data, old, new, prefix: str | os.PathLike, *, overwrite: bool = T
                         continue
                     piece = ids[offsets[k] : offsets[k + 1]]
                     if parts[k][1]:
-                        if new_eod is None:
-                            new_eod = new.eod_id
-                        piece = np.append(piece, new_eod)
+                        if eod_id is None:
+                            raise no_eod()
+                        piece = np.append(piece, eod_id)
                     builder.add_document(piece)
                     tokens += piece.size
                 docs += len(batch)
