@@ -76,6 +76,12 @@ def translate(exc: BaseException, what: str) -> PythiaDataError | None:
     mod = type(exc).__module__ or ""
     if mod.split(".")[0] in ("httpx", "httpx2", "httpcore", "requests", "urllib3"):
         return HubUnreachableError(f"{what}: network error: {type(exc).__name__}: {exc}")
+    if isinstance(exc, (ValueError, KeyError, TypeError, AttributeError, IndexError)):
+        # an answer that is not the JSON the hub API gives (an HTML page from a proxy or a
+        # captive portal, a different server at HF_ENDPOINT)
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
+        return HubError(f"{what}: the hub at {endpoint()} gave an unexpected answer "
+                        f"({detail}); check HF_ENDPOINT and any proxy")
     return None
 
 
