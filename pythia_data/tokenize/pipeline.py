@@ -51,6 +51,7 @@ from pythia_data.dataset import DatasetBuilder, IndexedDataset
 from pythia_data.errors import InputError, UsageError
 from pythia_data.format.header import strip_suffix
 from pythia_data.io.atomic import AtomicOutput
+from pythia_data.io.walk import walk_files
 from pythia_data.tokenize.base import _check_errors, clean_text
 
 __all__ = [
@@ -98,13 +99,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
         if text == "-":
             out.append(text)
         elif os.path.isdir(text):
-            found = []
-            for dirpath, dirnames, filenames in os.walk(text):
-                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-                for name in filenames:
-                    if not name.startswith(".") and _has_suffix(name):
-                        found.append(os.path.join(dirpath, name))
-            found.sort(key=lambda p: os.path.relpath(p, text).split(os.sep))
+            found = [os.fspath(p) for p in walk_files(text) if _has_suffix(p.name)]
             if not found:
                 raise InputError(
                     f"{text}: folder holds no {', '.join(INPUT_SUFFIXES)} files")
