@@ -20,6 +20,7 @@ from pythia_data.cli.options import (
     writes_to_stdout,
 )
 from pythia_data.errors import OutputError
+from pythia_data.io.atomic import claim_outputs
 
 BACKEND_CHOICES = ["cpu", "cuda", "hf"]
 
@@ -125,10 +126,13 @@ def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, workers,
     options = {"errors": errors}
     if workers:
         options["workers"] = workers
-    tok = load(spec, backend, **options)
-    with doc_progress(quiet, "tokenize") as update:
-        summary = tokenize_files(files, output_prefix, tok, key=key, append_eod=append_eod,
-                                 errors=errors, overwrite=force, progress=update)
+    # the outputs' locks first: a second run into them is refused before the slow start-up
+    with claim_outputs([target + ".bin", target + ".idx"]):
+        tok = load(spec, backend, **options)
+        with doc_progress(quiet, "tokenize") as update:
+            summary = tokenize_files(files, output_prefix, tok, key=key,
+                                     append_eod=append_eod, errors=errors, overwrite=force,
+                                     progress=update)
     for warning in summary.get("warnings", ()):
         click.echo(f"pythia-data: warning: {warning}", err=True)
     if as_json:
@@ -164,11 +168,12 @@ def detokenize_cmd(data, output, spec, backend, force, as_json, quiet):
     """
     from pythia_data.tokenize.pipeline import detokenize
 
-    tok = load(spec, backend)
-    stream = sys.stdout.buffer if output == "-" else None
-    with doc_progress(quiet, "detokenize") as update:
-        summary = detokenize(data, tok, output, stream=stream, overwrite=force or output == "-",
-                             progress=update)
+    with claim_outputs([output]):
+        tok = load(spec, backend)
+        stream = sys.stdout.buffer if output == "-" else None
+        with doc_progress(quiet, "detokenize") as update:
+            summary = detokenize(data, tok, output, stream=stream,
+                                 overwrite=force or output == "-", progress=update)
     emit_summary(summary, f"wrote {summary['documents']:,} documents ({summary['bytes']:,} "
                  f"bytes) to {'stdout' if output == '-' else output}",
                  as_json=as_json, data_on_stdout=writes_to_stdout(output))
@@ -197,13 +202,16 @@ def retokenize_cmd(data, spec, output_prefix, from_spec, eod_id, backend, force,
       pythia-data retokenize data/mine_text_document -t ./llama/tokenizer.json -o data/mine_llama
       pythia-data retokenize data/a -t bundled -o data/a_again --backend hf --json
     """
+    from pythia_data.format.header import strip_suffix
     from pythia_data.tokenize.pipeline import retokenize
 
-    old = load(from_spec, backend)
-    new = load(spec, backend)
-    with doc_progress(quiet, "retokenize") as update:
-        summary = retokenize(data, old, new, output_prefix, overwrite=force, progress=update,
-                             eod_id=eod_id)
+    out = strip_suffix(output_prefix)
+    with claim_outputs([out + ".bin", out + ".idx"]):
+        old = load(from_spec, backend)
+        new = load(spec, backend)
+        with doc_progress(quiet, "retokenize") as update:
+            summary = retokenize(data, old, new, output_prefix, overwrite=force,
+                                 progress=update, eod_id=eod_id)
     if as_json:
         click.echo(json.dumps(summary))
         return

@@ -496,6 +496,11 @@ def unshard(
             with contextlib.suppress(OSError):
                 need = max(0, total - os.fstat(fd).st_blocks * 512)
         if free is not None and need > free:
+            if not done:  # nothing to resume: leave no empty partial file behind
+                with contextlib.suppress(OSError):
+                    partial.unlink()
+                with contextlib.suppress(OSError):
+                    state_path.unlink()
             raise OutputError(
                 f"not enough space in {out_dir}: {out_name} needs {need} more bytes, {free} free"
             )
@@ -505,6 +510,9 @@ def unshard(
                 os.ftruncate(fd, 0)
             os.ftruncate(fd, total)
         except OSError as exc:
+            if not done:
+                with contextlib.suppress(OSError):
+                    partial.unlink()
             raise OutputError(f"cannot write {partial}: {exc.strerror or exc}") from exc
         if not done:
             _save_state(state_path, ss, done)
