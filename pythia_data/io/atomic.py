@@ -30,7 +30,7 @@ import sys
 from collections.abc import Iterable
 from typing import BinaryIO
 
-from pythia_data.errors import OutputError
+from pythia_data.errors import OutputError, OutputExistsError
 
 try:  # pragma: no cover - always present on Linux/macOS
     import fcntl
@@ -155,7 +155,7 @@ class AtomicOutput:
         if os.path.isdir(final):
             raise OutputError(f"{self.path} is a folder, not a file")
         if not overwrite and os.path.lexists(final):
-            raise OutputError(f"{self.path} already exists (remove it or pass --force)")
+            raise OutputExistsError(self.path)
         folder = os.path.dirname(final) or "."
         if make_folder:
             ensure_folder(folder)
