@@ -10,8 +10,9 @@ list is kept small (:data:`MAX_NOT_RUN`).
 
 A python block whose first line is ``# pythia_data/PATH.py`` is a file of the package: a
 new module (written to an overlay folder the package finds it in) or lines added to an
-existing one (run in that module's namespace). Such pages run in a subprocess, so the
-registries they extend are not changed for the other tests.
+existing one (run in that module's namespace). Both are undone after the page, so the
+registries they extend are unchanged for the other tests (``python -m tests.test_docs
+PAGE FOLDER OVERLAY`` runs one page by hand).
 """
 
 from __future__ import annotations
@@ -81,32 +82,54 @@ def _runnable(page: Path, lang: set[str]) -> list[dict]:
 
 
 def run_python_blocks(page_blocks: list[dict], overlay: Path) -> None:
-    """Run python blocks in order in one namespace (package files: see the module notes)."""
+    """Run python blocks in order in one namespace (package files: see the module notes).
+    What the blocks add to the package (modules, registry entries) is undone afterwards."""
     namespace: dict = {"__name__": "__docs__"}
-    for b in page_blocks:
-        first = b["code"].split("\n", 1)[0]
-        target = PACKAGE_FILE.match(first)
-        code = compile(b["code"], b["where"], "exec")
-        if target is None:
-            exec(code, namespace)  # noqa: S102 - the documentation's own examples
-            continue
-        rel = target.group(1)
-        module_name = rel[: -len(".py")].replace("/", ".")
-        if module_name.endswith(".__init__"):
-            module_name = module_name[: -len(".__init__")]
-        if (REPO / rel).is_file():  # lines added to an existing module
-            exec(code, vars(importlib.import_module(module_name)))  # noqa: S102
-            continue
-        path = overlay / rel  # a new module of an existing package
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(b["code"], encoding="utf-8")
-        parent = importlib.import_module(module_name.rsplit(".", 1)[0])
-        if str(path.parent) not in parent.__path__:
-            parent.__path__.append(str(path.parent))
-
-
-def _extends_package(page_blocks) -> bool:
-    return any(PACKAGE_FILE.match(b["code"].split("\n", 1)[0]) for b in page_blocks)
+    touched: dict[str, dict] = {}  # module -> its namespace before, dicts copied
+    paths: list[tuple[list, str]] = []
+    modules_before = set(sys.modules)
+    try:
+        for b in page_blocks:
+            first = b["code"].split("\n", 1)[0]
+            target = PACKAGE_FILE.match(first)
+            code = compile(b["code"], b["where"], "exec")
+            if target is None:
+                exec(code, namespace)  # noqa: S102 - the documentation's own examples
+                continue
+            rel = target.group(1)
+            module_name = rel[: -len(".py")].replace("/", ".")
+            if module_name.endswith(".__init__"):
+                module_name = module_name[: -len(".__init__")]
+            if (REPO / rel).is_file():  # lines added to an existing module
+                module = importlib.import_module(module_name)
+                if module_name not in touched:
+                    touched[module_name] = {
+                        k: (v, dict(v) if isinstance(v, dict) else None)
+                        for k, v in vars(module).items()}
+                exec(code, vars(module))  # noqa: S102
+                continue
+            path = overlay / rel  # a new module of an existing package
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(b["code"], encoding="utf-8")
+            parent = importlib.import_module(module_name.rsplit(".", 1)[0])
+            if str(path.parent) not in parent.__path__:
+                parent.__path__.append(str(path.parent))
+                paths.append((parent.__path__, str(path.parent)))
+    finally:
+        for name, before in touched.items():
+            space = vars(sys.modules[name])
+            for key in set(space) - set(before):
+                del space[key]
+            for key, (value, copy) in before.items():
+                space[key] = value
+                if copy is not None:
+                    value.clear()
+                    value.update(copy)
+        for path_list, entry in paths:
+            path_list.remove(entry)
+        for name in set(sys.modules) - modules_before:
+            if str(overlay) in str(getattr(sys.modules[name], "__file__", "") or ""):
+                del sys.modules[name]
 
 
 PYTHON_PAGES = [p for p in PAGES if _runnable(p, {"python"})]
@@ -115,22 +138,19 @@ SHELL_PAGES = [p for p in PAGES if _runnable(p, {"bash", "sh"})]
 
 @pytest.mark.parametrize("page", PYTHON_PAGES, ids=lambda p: p.name)
 def test_python_blocks_run(page, demo_dir, tmp_path):
-    page_blocks = _runnable(page, {"python"})
-    if _extends_package(page_blocks):
-        from tests.conftest import subprocess_env
+    from pythia_data.batches.sinks import SINKS
+    from pythia_data.order.registry import ORDER_KINDS
+    from pythia_data.tokenize.registry import BACKENDS
 
-        proc = subprocess.run(
-            [sys.executable, "-m", "tests.test_docs", str(page), str(demo_dir),
-             str(tmp_path / "overlay")],
-            cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        return
+    registries = [dict(r) for r in (SINKS, ORDER_KINDS, BACKENDS)]
+    page_blocks = _runnable(page, {"python"})
     old = os.getcwd()
     os.chdir(demo_dir)
     try:
         run_python_blocks(page_blocks, tmp_path / "overlay")
     finally:
         os.chdir(old)
+    assert [dict(r) for r in (SINKS, ORDER_KINDS, BACKENDS)] == registries  # undone
 
 
 @pytest.mark.parametrize("page", SHELL_PAGES, ids=lambda p: p.name)
