@@ -46,8 +46,7 @@ def load_tokenizer(spec=None, backend: str = "cpu", **options) -> Tokenizer:
     """
     cls = backend_class(backend)
     config = read_config(spec)
-    unsupported = getattr(cls, "unsupported_reason", None)
-    reason = unsupported(config) if unsupported is not None else None
+    reason = cls.unsupported_reason(config)
     if reason is not None:
         from pythia_data.tokenize.hf import HFTokenizer, hf_available
 

@@ -343,8 +343,11 @@ def _prefetched(iterator: Iterator, depth: int = 2) -> Iterator:
 
 
 def output_prefix(prefix: str | os.PathLike, key: str = "text") -> str:
-    """GPT-NeoX's output name: ``PREFIX_{key}_document``."""
-    return f"{os.fspath(prefix)}_{key}_document"
+    """GPT-NeoX's output name: ``PREFIX_{key}_document`` (a ``PREFIX`` that already ends
+    in ``_{key}_document`` is kept as it is, not doubled)."""
+    text = os.fspath(prefix)
+    suffix = f"_{key}_document"
+    return text if text.endswith(suffix) else text + suffix
 
 
 def _write_batch(builder: DatasetBuilder, ids: np.ndarray, offsets: np.ndarray,
