@@ -18,6 +18,7 @@ from pythia_data.cli.options import (
 from pythia_data.dataset import IndexedDataset
 from pythia_data.order import ORDER_KINDS, order_params, resolve_order
 from pythia_data.order.registry import config_defaults
+from pythia_data.tokenize.registry import BACKENDS
 
 
 @cli.command("batches")
@@ -88,10 +89,10 @@ from pythia_data.order.registry import config_defaults
 )
 @click.option(
     "--backend",
-    type=click.Choice(["cpu", "hf"]),
+    type=click.Choice(list(BACKENDS)),
     default="cpu",
     show_default=True,
-    help="Tokenizer backend used to decode.",
+    help="Tokenizer backend used to decode (the backend registry).",
 )
 @click.option(
     "--steps-per-file",

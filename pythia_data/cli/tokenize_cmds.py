@@ -20,15 +20,17 @@ from pythia_data.cli.options import (
     writes_to_stdout,
 )
 from pythia_data.errors import OutputError
+from pythia_data.tokenize.registry import BACKENDS
 
-BACKEND_CHOICES = ["cpu", "cuda", "hf"]
+#: the --backend choices: every registered tokenizer backend
+BACKEND_CHOICES = list(BACKENDS)
 
 
 def tokenizer_options(func):
     func = click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="cpu",
                         show_default=True,
-                        help="Tokenizer engine: cpu (exact numba engine), hf (Hugging Face "
-                             "tokenizers), cuda.")(func)
+                        help="Tokenizer engine (the backend registry): cpu (exact numba "
+                             "engine), hf (Hugging Face tokenizers), cuda.")(func)
     return func
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "bpe_word_heap",
     "encode_kernel",
     "decode_bytes_kernel",
+    "cache_seed",
     "MAX_CACHED_KEY",
 ]
 
@@ -338,6 +339,41 @@ def _emit(src, kinds, pa, pb, k, out, w, byte_id, merge_keys, merge_rank, merge_
                 cstate[0] = ne + 1
         w += nsym
     return w
+
+
+@njit(cache=True, nogil=True)
+def cache_seed(keys, key_off, ids, slots, crec, ckeys, cvals, cstate):  # pragma: no cover
+    """Put the one-id entries ``keys[key_off[i]:key_off[i+1]] -> ids[i]`` into an empty
+    (or partly filled) pre-token cache, as :func:`_emit` would after BPE. Returns False when
+    the cache has no room for all of them (nothing is marked full)."""
+    for i in range(ids.shape[0]):
+        a = key_off[i]
+        b = key_off[i + 1]
+        klen = b - a
+        if klen > MAX_CACHED_KEY or klen < 1:
+            return False
+        h, packed = _fnv_pack(keys, a, b)
+        e, slot = _cache_find(keys, a, b, h, packed, slots, crec, ckeys)
+        if e >= 0:
+            crec[4 * e + 2] = np.int64(ids[i])
+            continue
+        ne = cstate[0]
+        ku = cstate[1]
+        if 4 * (ne + 1) > crec.shape[0] or 4 * (ne + 1) > slots.shape[0] or (
+                klen > 8 and ku + klen > ckeys.shape[0]):
+            return False
+        crec[4 * ne] = (np.int64(klen) << np.int64(32)) | 1
+        if klen <= 8:
+            crec[4 * ne + 1] = packed
+        else:
+            crec[4 * ne + 1] = ku
+            for t in range(klen):
+                ckeys[ku + t] = keys[a + t]
+            cstate[1] = ku + klen
+        crec[4 * ne + 2] = np.int64(ids[i])
+        slots[slot] = (np.int64(h >> np.uint64(33)) << np.int64(32)) | ne
+        cstate[0] = ne + 1
+    return True
 
 
 @njit(cache=True, nogil=True)
