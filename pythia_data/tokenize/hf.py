@@ -60,7 +60,9 @@ class HFTokenizer(Tokenizer):
         self.config = config
         try:
             self.hf = tokenizers.Tokenizer.from_str(json.dumps(config.raw))
-        except Exception as exc:  # noqa: BLE001 - tokenizers raises plain Exception
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - plain Exception, or a Rust panic
             raise FormatError(f"{config.name}: tokenizers cannot load this file "
                               f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
                               ) from None

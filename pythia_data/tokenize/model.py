@@ -311,20 +311,14 @@ def _merge_pair(merge, i: int, name: str) -> tuple[str, str]:
 
 
 def _hf_added_tokens(entries: list[dict], token_id, model_size: int):
-    """Replay how HF's added vocabulary takes the file's ``added_tokens`` list (one
-    ``add_tokens`` call): special tokens are registered first; each token then gets the id
-    its content already has (an earlier added token, then the model's vocabulary) or the
-    next free one; the last token given an id is what that id decodes to. Returns (the
-    tokens in matching order, content -> id, id -> token)."""
-    specials: list[dict] = []
-    special_set: set[str] = set()
-    plain: list[dict] = []
+    """Replay how HF's added vocabulary takes the file's ``added_tokens`` list: each token
+    gets the id its content already has (an earlier added token, then the model's
+    vocabulary) or the next free one, in list order; a token equal in every field to one
+    already kept is skipped; the last token given an id is the one kept for it (matched with
+    its own ``normalized`` flag, decoded from its content). Returns (content -> id,
+    id -> token)."""
     by_content: dict[str, int] = {}
     by_id: dict[int, dict] = {}
-    for tok in entries:
-        if tok["special"] and tok["content"] and tok["content"] not in special_set:
-            specials.append(tok)
-            special_set.add(tok["content"])
     for tok in entries:
         if not tok["content"] or any(t == tok for t in by_id.values()):
             continue
@@ -341,9 +335,7 @@ def _hf_added_tokens(entries: list[dict], token_id, model_size: int):
                 new_id = model_size
         by_content[tok["content"]] = new_id
         by_id[new_id] = tok
-        if tok["content"] not in special_set:
-            plain.append(tok)
-    return specials + plain, by_content, by_id
+    return by_content, by_id
 
 
 # --------------------------------------------------------------------------- the model
@@ -444,20 +436,15 @@ class TokenizerModel:
             if reason is None and (tok.get("lstrip") or tok.get("rstrip")
                                    or tok.get("single_word")):
                 reason = "added tokens with lstrip/rstrip/single_word"
-        order, by_content, by_id = _hf_added_tokens(clean, self.vocab.get, len(self.vocab))
-        normalize = self._normalize_text
+        _by_content, by_id = _hf_added_tokens(clean, self.vocab.get, len(self.vocab))
         out = []
-        for tok in order:
+        for i, tok in by_id.items():
             norm = tok["normalized"] and self.normalizer.family == "nfc"
-            match = (normalize(tok["content"]) if norm else tok["content"]).encode("utf-8")
-            out.append(AddedToken(tok["content"], by_content[tok["content"]], tok["special"],
-                                  tok["normalized"], match, tok["content"]))
-        # what each added id decodes from: the last token given it, normalized as stored
-        self.added_text = {
-            i: (normalize(t["content"]) if t["normalized"] and self.normalizer.family == "nfc"
-                else t["content"])
-            for i, t in by_id.items()
-        }
+            text = self._normalize_text(tok["content"]) if norm else tok["content"]
+            out.append(AddedToken(tok["content"], i, tok["special"], tok["normalized"],
+                                  text.encode("utf-8"), text))
+        # what each added id decodes from: its token's content, normalized as HF stores it
+        self.added_text = {t.id: t.text for t in out}
         return out, reason
 
     def _normalize_text(self, text: str) -> str:
@@ -484,8 +471,8 @@ class TokenizerModel:
 
     def refusal(self, families=(GPT2_FAMILY,)) -> str | None:
         """Why an engine that runs the pre-tokenizer ``families`` cannot run this model
-        exactly (the first refused stage), or None."""
-        for stage in self.stages:
+        exactly (the first refused stage, the model's first), or None."""
+        for stage in [self.model] + [s for s in self.stages if s is not self.model]:
             if stage.reason is not None:
                 return stage.reason
         fam = self.pre_tokenizer.family
