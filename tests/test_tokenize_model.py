@@ -409,3 +409,27 @@ def added_pair(tmp_path_factory):
 def test_hypothesis_added_tokens_anywhere(added_pair, docs):
     tok, ref = added_pair
     assert_encodes_like(tok, ref, docs)
+
+
+# ------------------------------------------------------------------ long documents in parts
+
+
+def test_long_documents_are_cut_where_ids_cannot_change():
+    """A document longer than the kernel's scratch (64 KiB) is encoded in parts cut before
+    an ASCII whitespace that follows a non-space: same ids as HF, for text full of space
+    runs (added tokens), NFC work, Unicode spaces and contractions near the cuts."""
+    import random
+
+    cpu = load_tokenizer(backend="cpu", workers=1)
+    hf = load_tokenizer(backend="hf")
+    rng = random.Random(7)
+    alpha = list("ab  \n\t\u3000\u00a0e\u0301x'\u00e9s") + ["  ", "<|endoftext|>"]
+    docs = ["".join(rng.choice(alpha) for _ in range(rng.randint(70_000, 150_000)))
+            for _ in range(4)]
+    docs.append("word " * 40_000)  # cuts everywhere
+    docs.append("x" * 100_000 + " y" * 10)  # no cut in the first 64 KiB: one big part
+    docs.append("\u4e2d\u6587" * 30_000 + "\n" + "\u4e2d" * 50_000)  # cuts only at newlines
+    ours = cpu.encode_batch(docs)
+    theirs = hf.encode_batch(docs)
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        assert a.tolist() == b.tolist(), i

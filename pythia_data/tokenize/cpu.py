@@ -28,7 +28,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from pythia_data.errors import UsageError
-from pythia_data.kernels.bpe import MAX_CACHED_KEY, cache_seed, decode_bytes_kernel, encode_kernel
+from pythia_data.kernels.bpe import (
+    MAX_CACHED_KEY,
+    SCRATCH,
+    cache_seed,
+    decode_bytes_kernel,
+    encode_kernel,
+)
 from pythia_data.tokenize.base import Tokenizer, _check_errors, as_id_list, encode_utf8
 from pythia_data.tokenize.model import (
     GPT2_FAMILY,
@@ -176,7 +182,8 @@ class CpuTokenizer(Tokenizer):
             cache.after_call()
             if status == 0:
                 return out[:w], out_offsets
-            need = w + 4 * int(offsets[d + 1] - offsets[d]) + 16
+            # the kernel asks for room for one part of a document (<= SCRATCH bytes) at a time
+            need = w + 4 * min(int(offsets[d + 1] - offsets[d]), SCRATCH) + 16
             grown = np.empty(max(2 * out.size, need), dtype=np.int32)
             grown[:w] = out[:w]
             out = grown
