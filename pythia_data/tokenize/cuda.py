@@ -387,7 +387,7 @@ class CudaTokenizer(Tokenizer):
         d0 = 0
         for i, text in enumerate(texts):
             try:
-                raw = text.encode("utf-8")
+                raw = text if isinstance(text, bytearray) else text.encode("utf-8")
             except UnicodeEncodeError:
                 raw = clean_text(text, i, self.errors).encode("utf-8")
             except AttributeError:
