@@ -510,7 +510,9 @@ def as_model(spec: TokenizerConfig | TokenizerModel) -> TokenizerModel:
 
 @dataclass
 class EngineTables:
-    """Everything the kernels read, as plain numpy arrays (numba.cuda can take them too)."""
+    """Everything the kernels read, as plain numpy arrays (numba.cuda can take them too).
+    The decode tables (``tok_off``, ``tok_bytes``) are built on first use: an encode-only
+    job (the tokenize command) never pays for them."""
 
     byte_id: np.ndarray  # int32[256]
     merge_keys: np.ndarray  # int64, (left << 32 | right), -1 empty
@@ -520,18 +522,16 @@ class EngineTables:
     strie_tok: np.ndarray
     ntrie_next: np.ndarray  # normalized added tokens
     ntrie_tok: np.ndarray
-    tok_off: np.ndarray  # int64[vocab+1] decode byte strings
-    tok_bytes: np.ndarray  # uint8
     vocab_size: int
     #: ignore_merges: (pre-token bytes, id) of the vocabulary tokens BPE would not give as
     #: one token (the engine pre-seeds its pre-token caches with them)
     whole_words: list[tuple[bytes, int]] = field(default_factory=list)
+    model: TokenizerModel | None = field(default=None, repr=False)
 
     @classmethod
     def from_model(cls, model: TokenizerModel) -> EngineTables:
         vocab = model.vocab
         b2u = bytes_to_unicode()
-        u2b = {u: b for b, u in b2u.items()}
         # bytes that never occur in UTF-8 (C0, C1, F5..FF) may be missing: -1
         byte_id = np.array([vocab.get(b2u[b], -1) for b in range(256)], dtype=np.int32)
         n = len(model.merges)
@@ -545,30 +545,43 @@ class EngineTables:
         norm_entries = [(t.match, t.id) for t in model.added if t.normalized]
         strie_next, strie_tok = build_trie(raw_entries)
         ntrie_next, ntrie_tok = build_trie(norm_entries)
-        vocab_size = model.vocab_size
-        pieces = [b""] * vocab_size
-        for i in range(vocab_size):
-            text = model.token_text(i)
+        tables = cls(byte_id, mk, mr, mn, strie_next, strie_tok, ntrie_next, ntrie_tok,
+                     model.vocab_size, model=model)
+        if model.whole_words:
+            tables.whole_words = _whole_words(model, tables)
+        return tables
+
+    @cached_property
+    def _decode_tables(self) -> tuple[np.ndarray, np.ndarray]:
+        u2b = {u: b for b, u in bytes_to_unicode().items()}
+        pieces = [b""] * self.vocab_size
+        for i in range(self.vocab_size):
+            text = self.model.token_text(i)
             if text is None:
                 continue
             if all(ch in u2b for ch in text):
                 pieces[i] = bytes(u2b[ch] for ch in text)
             else:  # what HF's ByteLevel decoder does with characters outside the map
                 pieces[i] = text.encode("utf-8")
-        tok_off = np.zeros(vocab_size + 1, dtype=np.int64)
+        tok_off = np.zeros(self.vocab_size + 1, dtype=np.int64)
         np.cumsum([len(p) for p in pieces], out=tok_off[1:])
-        tok_bytes = np.frombuffer(b"".join(pieces), dtype=np.uint8).copy()
-        tables = cls(byte_id, mk, mr, mn, strie_next, strie_tok, ntrie_next, ntrie_tok,
-                     tok_off, tok_bytes, vocab_size)
-        if model.whole_words:
-            tables.whole_words = _whole_words(model, tables, u2b)
-        return tables
+        return tok_off, np.frombuffer(b"".join(pieces), dtype=np.uint8).copy()
+
+    @property
+    def tok_off(self) -> np.ndarray:
+        """int64[vocab + 1]: where each id's decoded bytes start in :attr:`tok_bytes`."""
+        return self._decode_tables[0]
+
+    @property
+    def tok_bytes(self) -> np.ndarray:
+        return self._decode_tables[1]
 
 
-def _whole_words(model: TokenizerModel, t: EngineTables, u2b) -> list[tuple[bytes, int]]:
+def _whole_words(model: TokenizerModel, t: EngineTables) -> list[tuple[bytes, int]]:
     """ignore_merges: the vocabulary tokens whose BPE is not the token itself."""
     from pythia_data.kernels.bpe import bpe_word_heap
 
+    u2b = {u: b for b, u in bytes_to_unicode().items()}
     out = []
     syms = np.empty(1024, dtype=np.int32)
     for text, i in model.vocab.items():
