@@ -70,7 +70,7 @@ BUNDLED = "bundled"
 
 def tokenizer_options(func):
     """``--backend`` with the registered tokenizer backends as choices."""
-    return click.option("--backend", type=click.Choice(sorted(BACKENDS)), default="cpu",
+    return click.option("--backend", type=click.Choice(list(BACKENDS)), default="cpu",
                         show_default=True,
                         help="Tokenizer engine: cpu (exact numba engine), hf (Hugging Face "
                              "tokenizers), cuda (numba.cuda; decoding runs on the CPU).")(func)
