@@ -9,8 +9,12 @@ import os
 import click
 
 from pythia_data.cli.app import cli
-from pythia_data.cli.options import force_option, order_options, progress_factory
-from pythia_data.cli.order_cmds import _params
+from pythia_data.cli.options import (
+    checked_params,
+    force_option,
+    order_options,
+    progress_factory,
+)
 from pythia_data.errors import UsageError
 from pythia_data.order import ORDER_KINDS
 from pythia_data.order.registry import config_defaults
@@ -64,8 +68,9 @@ def _queries(text, tokens, queries_file, spec, backend):
 
 
 def _order_params(train_iters, batch_size, seq_length, seed, configs):
-    batch, seq = config_defaults(configs)
-    return _params(train_iters, batch_size or batch, seq_length or seq, seed, configs)
+    # --batch-size 0 is an error, never "use the default"
+    return checked_params(train_iters, batch_size, seq_length, seed, configs,
+                          defaults=config_defaults(configs))
 
 
 @cli.command("find")
