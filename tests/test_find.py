@@ -313,3 +313,25 @@ def test_limit_keeps_the_first_hits_by_iteration(tmp_path):
                      limit=10**18)) == every
     assert list(find(prefix, tokens=[1, 2], params=params, index_dir=tmp_path,
                      limit=0)) == []
+
+
+def test_a_second_writer_of_the_inverse_builds_in_memory(tmp_path):
+    """Two finds over one order at once: the second does not wait, fail or corrupt."""
+    from pythia_data.io.atomic import OutputLock
+
+    docs = [np.arange(1, 1 + n, dtype=np.uint16) for n in (5, 9, 3, 12, 7)]
+    prefix = write_dataset(tmp_path / "c", docs)
+    params = OrderParams(train_iters=5, batch_size=2, seq_length=6, seed=3)
+    with IndexedDataset(prefix) as ds:
+        order = TrainingOrder.build(ds, params)
+        paths = inverse_paths(order)
+        held = OutputLock(paths["doc_pos"])  # as another process writing it would
+        try:
+            inv = OrderInverse.for_order(order)
+        finally:
+            held.release()
+        assert inv.source == "memory" and "another" in inv.note
+        assert not os.path.exists(paths["meta"])
+        assert np.array_equal(np.asarray(inv.row_sample)[np.asarray(order.shuffle_idx)],
+                              np.arange(order.total_samples))
+        assert OrderInverse.for_order(order).source == "built"
