@@ -204,6 +204,48 @@ def test_neox_int32_tokens_above_65535_equal_the_oracle(tmp_path_factory, case):
     _run_neox(tmp_path_factory.mktemp("w"), big, params, draw, dtype=np.int32)
 
 
+def _write_noncanonical(prefix, docs):
+    """Documents 0..n-2 stored in reverse order with a gap of 3 tokens after each, then
+    document n-1 (the index requires the file to end with the last one): the pointers are
+    not the running sum of the sizes (the scan reads through them)."""
+    from pythia_data.format.mmidx import write_index
+
+    sizes = np.array([len(d) for d in docs], dtype=np.int32)
+    pointers = np.zeros(len(docs), dtype=np.int64)
+    data = bytearray()
+    for k in [*reversed(range(len(docs) - 1)), len(docs) - 1]:
+        pointers[k] = len(data)
+        data += np.asarray(docs[k], dtype=np.uint16).tobytes()
+        if k != len(docs) - 1:
+            data += b"\xff\xff" * 3
+    with open(f"{prefix}.bin", "wb") as f:
+        f.write(bytes(data))
+    with open(f"{prefix}.idx", "wb") as f:
+        write_index(f, np.dtype(np.uint16), sizes, np.arange(len(docs) + 1, dtype=np.int64))
+    raw = bytearray(open(f"{prefix}.idx", "rb").read())
+    at = 9 + 8 + 1 + 8 + 8 + 4 * len(docs)
+    raw[at:at + 8 * len(docs)] = pointers.astype("<i8").tobytes()
+    open(f"{prefix}.idx", "wb").write(bytes(raw))
+    return str(prefix)
+
+
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(case=neox_case())
+def test_neox_non_canonical_layout_equals_the_oracle(tmp_path_factory, case):
+    docs, params, draw = case
+    tmp = tmp_path_factory.mktemp("nc")
+    prefix = _write_noncanonical(tmp / "nc", docs)
+    with IndexedDataset(prefix) as ds:
+        assert not ds.is_canonical or len(docs) == 1
+        order = TrainingOrder.build(ds, params, index_dir=tmp / "idx")
+        queries = _queries(_draw_queries(draw, _stream_pool(ds, order), 4,
+                                         2 * params.seq_length + 3))
+        want = oracle(ds, order, queries)
+        got, _ = got_set(ds, order, queries, chunk_tokens=draw(st.sampled_from([1, 5, 4096])))
+    assert got == want
+
+
 @st.composite
 def preshuffled_case(draw):
     seq = draw(st.integers(1, 10))
