@@ -38,7 +38,7 @@ def scan_case(draw):
     return buf, starts, ends, queries, lo, hi, counts
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(case=scan_case())
 def test_scan_equals_brute_force(case):
     buf, starts, ends, queries, lo, hi, counts = case
@@ -72,7 +72,7 @@ def test_scan_refuses_a_buffer_that_does_not_cover_the_range():
         KF.scan(tables, buf[3:], 3, 3, 8, np.array([0]), np.array([10]), 0)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(starts=st.lists(st.integers(0, 60), max_size=20),
        lengths=st.lists(st.integers(1, 30), min_size=20, max_size=20),
        seq=st.integers(1, 9), n_rows=st.integers(0, 12))
