@@ -443,3 +443,41 @@ def test_mutated_cache_sidecars(tmp_path):
         res = _invoke(["batches", data, "-s", "0", "-o", tmp_path / "x.npy", "--force",
                        "--order", "neox", "--index-dir", idx, *ORDER])
         _check_outcome(res, codes=(0, 1, 2))
+
+
+def test_ctrl_c_at_random_moments_of_tokenize(world, tmp_path):
+    """Issue 18 item 6: Ctrl-C at any moment leaves either the complete dataset or nothing
+    (no ``.partial``, no lock file) -- 25 tries spread over the whole run."""
+    import signal
+    import time
+
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(jsonl([f"document {i} " + "word " * (i % 200) for i in range(40_000)]))
+    argv = [sys.executable, "-m", "pythia_data", "tokenize", str(src), "--append-eod", "-q"]
+    started = time.monotonic()
+    ref = subprocess.run([*argv, "-o", str(tmp_path / "ref")], env=world["env"],
+                         capture_output=True, text=True, timeout=600)
+    assert ref.returncode == 0, ref.stderr
+    full = time.monotonic() - started
+    rng = random.Random(6)
+    outcomes = []
+    for k in range(25):
+        out = tmp_path / f"try{k}"
+        out.mkdir()
+        proc = subprocess.Popen([*argv, "-o", str(out / "o")], env=world["env"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(rng.uniform(0.2, full * 1.1))
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        outcomes.append(proc.returncode)
+        names = sorted(os.listdir(out))
+        assert proc.returncode in (0, 130, -signal.SIGINT), (proc.returncode, err)
+        if proc.returncode == 0:
+            assert names == ["o_text_document.bin", "o_text_document.idx"], names
+            for suffix in (".bin", ".idx"):
+                assert (out / f"o_text_document{suffix}").read_bytes() == \
+                    (tmp_path / f"ref_text_document{suffix}").read_bytes()
+        else:
+            assert names == [], (names, err)
+            assert "Traceback" not in err or "KeyboardInterrupt" in err
+    assert 130 in outcomes  # some tries did land inside the run
