@@ -131,3 +131,15 @@ def test_second_writer_is_refused_before_its_start_up(tmp_path, command):
         holder.stdin.close()
         holder.wait(timeout=60)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jsonl"]
+
+
+def test_a_claimed_output_is_opened_under_any_spelling(tmp_path, monkeypatch):
+    from pythia_data.io.atomic import AtomicOutput, claim_outputs
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    with claim_outputs(["sub/x.bin"]):
+        with AtomicOutput("./sub/../sub/x.bin") as out:  # the same file: the held lock
+            out.write(b"ok")
+    assert (tmp_path / "sub" / "x.bin").read_bytes() == b"ok"
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["x.bin"]

@@ -251,6 +251,13 @@ class OutputLock:
         self.fd = None
 
 
+def _key(final: str) -> str:
+    """One spelling per output file (``./x``, ``x`` and ``dir/../x`` alike; folders
+    resolved), so a lock this process holds is found again."""
+    folder, name = os.path.split(os.path.abspath(final))
+    return os.path.join(os.path.realpath(folder), name)
+
+
 def _final_path(path: str) -> str:
     return os.path.realpath(path) if os.path.islink(path) else path
 
@@ -273,17 +280,17 @@ def claim_outputs(paths: Iterable[str | os.PathLike]):
                 if not os.path.isdir(folder):
                     continue  # created (and locked) when the output is opened
                 with _REGISTRY:
-                    if final in _HELD:
+                    if _key(final) in _HELD:
                         continue
                 lock = OutputLock(final)
                 taken.append(lock)
                 with _REGISTRY:
-                    _HELD[final] = lock
+                    _HELD[_key(final)] = lock
         yield
     finally:
         for lock in taken:
             with _REGISTRY:
-                _HELD.pop(lock.final, None)
+                _HELD.pop(_key(lock.final), None)
             lock.release()
 
 
@@ -361,7 +368,7 @@ class AtomicOutput:
     def _open(self, overwrite: bool) -> None:
         # the lock first: a second writer is refused before it creates or truncates anything
         with _REGISTRY:
-            held = _HELD.get(self.final)
+            held = _HELD.get(_key(self.final))
         if held is None:
             self._lock = OutputLock(self.final)
         if not overwrite and os.path.lexists(self.final):
