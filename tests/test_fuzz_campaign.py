@@ -82,19 +82,27 @@ def _zst_blocks(parts):
 
 
 class _Html(BaseHTTPRequestHandler):
+    body = b"<html>captive portal</html>"
+    ctype = "text/html"
+
     def log_message(self, *args):
         pass
 
     def _answer(self):
-        body = b"<html>captive portal</html>"
+        body = self.body
         self.send_response(200)
-        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Type", self.ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
 
     do_GET = do_HEAD = do_POST = _answer
+
+
+class _OddJson(_Html):
+    body = json.dumps({"sha": 12, "siblings": "nope", "unexpected": [1]}).encode()
+    ctype = "application/json"
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +117,8 @@ def world(tmp_path_factory):
     hub = HubServer({PRESHUFFLED: Repo(preshuffled_files())}).start()
     html = ThreadingHTTPServer(("127.0.0.1", 0), _Html)
     threading.Thread(target=html.serve_forever, daemon=True).start()
+    odd = ThreadingHTTPServer(("127.0.0.1", 0), _OddJson)
+    threading.Thread(target=odd.serve_forever, daemon=True).start()
     env = dict(os.environ)
     for var in ("HF_TOKEN", "HF_HUB_OFFLINE", "HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY",
                 "https_proxy", "http_proxy", "all_proxy"):
@@ -120,11 +130,13 @@ def world(tmp_path_factory):
                 "HF_ENDPOINT": hub.endpoint, "PYTHIA_DATA_CACHE": str(root / "user-cache")})
     try:
         yield {"root": root, "docs": docs, "small": small, "hub": hub, "env": env,
-               "html": f"http://127.0.0.1:{html.server_address[1]}"}
+               "html": f"http://127.0.0.1:{html.server_address[1]}",
+               "odd": f"http://127.0.0.1:{odd.server_address[1]}"}
     finally:
         hub.stop()
-        html.shutdown()
-        html.server_close()
+        for srv in (html, odd):
+            srv.shutdown()
+            srv.server_close()
 
 
 # --------------------------------------------------------------------------- the cases
@@ -238,6 +250,15 @@ def _merge_symlink(w, d):
     return ["merge", d / "out", w["small"], w["docs"], "--force"], {}
 
 
+def _retokenize_symlink(w, d):
+    (d / "a.jsonl").write_bytes(jsonl(["x y", "z"]))
+    assert CliRunner().invoke(cli, ["tokenize", str(d / "a.jsonl"), "-o", str(d / "a"), "-q",
+                                    "--append-eod"]).exit_code == 0
+    (d / "out.idx").symlink_to(d / "a_text_document.idx")
+    return ["retokenize", d / "a_text_document", "-t", "bundled", "-o", d / "out",
+            "--force"], {}
+
+
 def _cache(w, d, mutate):
     data = write_dataset(d / "ds", position_docs([5, 17, 3, 40, 9]))
     assert CliRunner().invoke(cli, ["order", "build", data, "--index-dir", str(d / "idx"),
@@ -287,6 +308,10 @@ def _unshard_no_space(w, d):
     return ["unshard", first, "-o", d / "merged", "-q"], {"PYTHIA_FUZZ_FAULT": "no-space"}
 
 
+def _download_odd_json(w, d):
+    return ["download", PRESHUFFLED, "-d", d / "x"], {"HF_ENDPOINT": w["odd"]}
+
+
 def _download_html(w, d):
     return ["download", PRESHUFFLED, "-d", d / "x"], {"HF_ENDPOINT": w["html"]}
 
@@ -332,6 +357,8 @@ CASES = [
     Case("locate preshuffled on document data", _preshuffled_doc_data, 2,
          r"sequence 0 has 348 tokens, not seq_length \+ 1 = 9"),
     Case("merge --force into a link to an input", _merge_symlink, 2, r"is also the input"),
+    Case("retokenize --force into a link to its input", _retokenize_symlink, 2,
+         r"is also the input"),
     Case("sidecar arrays: [1]", _cache_arrays_list, 1, r"pythia_meta\.json: not a pythia-data"),
     Case("nested sidecar", _cache_nested, 1, r"pythia_meta\.json: unreadable sidecar"),
     Case("cache file linked to /dev/zero", _cache_dev_zero, 0, None),
@@ -339,6 +366,8 @@ CASES = [
     Case("unshard without space", _unshard_no_space, 2, r"not enough space in "),
     Case("hub answers HTML (download)", _download_html, 2, r"unexpected answer|hub answered"),
     Case("hub answers HTML (checksum --from-hub)", _from_hub_html, 2,
+         r"unexpected answer|hub answered"),
+    Case("hub answers unexpected JSON (download)", _download_odd_json, 2,
          r"unexpected answer|hub answered"),
     Case("full disk during download", _download_enospc, 2, r"out of space in "),
     Case("checksum --from-hub, a file missing", _from_hub_missing, 1,
