@@ -227,7 +227,7 @@ def _load_state(state_path: Path, ss: ShardSet) -> dict[int, dict] | None:
     """Completed shards by index from a valid state file for this shard set, else None."""
     try:
         state = json.loads(state_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     if (
         not isinstance(state, dict)
