@@ -10,7 +10,7 @@ import click
 
 from pythia_data.cli.app import cli
 from pythia_data.cli.options import byte_progress, force_option, json_option, quiet_option
-from pythia_data.errors import OutputError, PythiaDataError
+from pythia_data.errors import OutputExistsError, PythiaDataError
 from pythia_data.format.shardset import DEFAULT_SHARD_SIZE, find_shards
 from pythia_data.integrity.hashing import ALGORITHMS
 from pythia_data.integrity.verify import checksum_files
@@ -69,7 +69,7 @@ def checksum(paths, expected, algorithm, jobs, write_manifest, force, from_hub, 
     """
     if write_manifest and not force and os.path.lexists(write_manifest) \
             and os.path.isfile(write_manifest):
-        raise OutputError(f"{write_manifest} already exists (remove it or pass --force)")
+        raise OutputExistsError(write_manifest)
     if from_hub:
         from pythia_data.cli.hub_cmds import checksum_from_hub
 

@@ -39,7 +39,7 @@ import threading
 from collections.abc import Iterable
 from typing import BinaryIO
 
-from pythia_data.errors import OutputError, UsageError
+from pythia_data.errors import OutputError, OutputExistsError, UsageError
 
 try:  # pragma: no cover - always present on Linux/macOS
     import fcntl
@@ -372,7 +372,7 @@ class AtomicOutput:
         if held is None:
             self._lock = OutputLock(self.final)
         if not overwrite and os.path.lexists(self.final):
-            raise OutputError(f"{self.path} already exists (remove it or pass --force)")
+            raise OutputExistsError(self.path)
         # a stale partial file (a killed run's, or a planted symlink) is replaced, not followed
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.partial)

@@ -14,6 +14,7 @@ from pathlib import Path
 from pythia_data.errors import (
     InputError,
     OutputError,
+    OutputExistsError,
     PythiaDataError,
     ShardError,
     UsageError,
@@ -114,7 +115,10 @@ class UnshardResult:
         if self.resumed_shards:
             parts.append(f"resumed after {self.resumed_shards} completed shards")
         parts.append(f"{ok}/{len(self.shards)} shard SHA256s verified")
-        if self.whole_expected is not None:
+        if self.whole_digest is not None:  # computed (--full-hash): show it
+            state = "" if self.whole_expected is None else f" ({self.whole_status})"
+            parts.append(f"whole-file SHA256 {self.whole_digest}{state}")
+        elif self.whole_expected is not None:
             parts.append(f"whole-file SHA256 {self.whole_status}")
         if self.idx_output is not None:
             parts.append(f"index {self.idx_output} (SHA256 {self.idx_status})")
@@ -363,7 +367,7 @@ def unshard(
             "be checked (and no index was copied)"
         )
     if final.exists() and not overwrite:
-        raise OutputError(f"{final} already exists (remove it or pass --force)")
+        raise OutputExistsError(final)
     if final.resolve() in {p.resolve() for p in ss.paths}:
         raise UsageError(f"the output {final} would overwrite a shard")
 
@@ -459,7 +463,7 @@ def unshard(
             with contextlib.suppress(OSError):
                 partial.unlink()
         os.close(fd)
-        raise OutputError(f"{final} already exists (remove it or pass --force)")
+        raise OutputExistsError(final)
 
     outcomes: list[ShardOutcome | None] = [None] * ss.count
     whole: SequentialHasher | None = None

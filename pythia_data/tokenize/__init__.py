@@ -41,13 +41,19 @@ def load_tokenizer(spec=None, backend: str = "cpu", **options) -> Tokenizer:
     Options: ``errors`` ("strict" | "replace", see :mod:`pythia_data.tokenize.base`),
     ``workers`` (cpu backend: threads per call, default min(os.cpu_count(), 8)),
     ``batch_bytes`` / ``batch_docs`` (cuda backend: device batch size).
-    A ``tokenizer.json`` the cpu engine does not support (other normalizers, pre-tokenizers
-    or BPE options) falls back to the ``hf`` backend with a warning.
+    The file is compiled once into its stages (:mod:`pythia_data.tokenize.model`); one the
+    engine does not run exactly (another normalizer, pre-tokenizer, model type or BPE option,
+    see docs/tokenize.md) falls back to the ``hf`` backend with a warning.
     """
     cls = backend_class(backend)
     config = read_config(spec)
     unsupported = getattr(cls, "unsupported_reason", None)
-    reason = unsupported(config) if unsupported is not None else None
+    if unsupported is None:
+        return cls(config, **options)
+    from pythia_data.tokenize.model import compile_model
+
+    model = compile_model(config)
+    reason = unsupported(model)
     if reason is not None:
         from pythia_data.tokenize.hf import HFTokenizer, hf_available
 
@@ -62,4 +68,4 @@ def load_tokenizer(spec=None, backend: str = "cpu", **options) -> Tokenizer:
             stacklevel=2,
         )
         return HFTokenizer(config, **options)
-    return cls(config, **options)
+    return cls(model, **options)
