@@ -254,7 +254,7 @@ def _retokenize_symlink(w, d):
     (d / "a.jsonl").write_bytes(jsonl(["x y", "z"]))
     assert CliRunner().invoke(cli, ["tokenize", str(d / "a.jsonl"), "-o", str(d / "a"), "-q",
                                     "--append-eod"]).exit_code == 0
-    (d / "out.idx").symlink_to(d / "a_text_document.idx")
+    (d / "out_text_document.idx").symlink_to(d / "a_text_document.idx")
     return ["retokenize", d / "a_text_document", "-t", "bundled", "-o", d / "out",
             "--force"], {}
 
@@ -501,12 +501,13 @@ def test_ctrl_c_at_random_moments_of_tokenize(world, tmp_path):
         outcomes.append(proc.returncode)
         names = sorted(os.listdir(out))
         assert proc.returncode in (0, 130, -signal.SIGINT), (proc.returncode, err)
-        if proc.returncode == 0:
-            assert names == ["o_text_document.bin", "o_text_document.idx"], names
+        # (a Ctrl-C landing after the commit, while the interpreter exits, may still end
+        # the process by the signal: the dataset is then complete)
+        if proc.returncode == 0 or names:
+            assert names == ["o_text_document.bin", "o_text_document.idx"], (names, err)
             for suffix in (".bin", ".idx"):
                 assert (out / f"o_text_document{suffix}").read_bytes() == \
                     (tmp_path / f"ref_text_document{suffix}").read_bytes()
         else:
-            assert names == [], (names, err)
             assert "Traceback" not in err or "KeyboardInterrupt" in err
     assert 130 in outcomes  # some tries did land inside the run
