@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from pythia_data.batches import FORMATS, BatchReader, check_output, write_batches
-from pythia_data.batches.sinks import SINKS, infer_format, known_suffixes
+from pythia_data.batches.sinks import SINKS, infer_format, known_suffixes, output_names
 from pythia_data.cli.app import cli
 from pythia_data.cli.options import (
+    checked_params,
     emit_summary,
     force_option,
     load_tokenizer_option,
@@ -20,7 +22,8 @@ from pythia_data.cli.options import (
     writes_to_stdout,
 )
 from pythia_data.dataset import IndexedDataset
-from pythia_data.order import ORDER_KINDS, order_params, resolve_order
+from pythia_data.io.atomic import claim_outputs, refuse_overlap
+from pythia_data.order import ORDER_KINDS, resolve_order
 from pythia_data.order.registry import config_defaults
 
 
@@ -165,12 +168,26 @@ def batches_cmd(
     if spec is not None:
         wanted["decode"] = True  # (the tokenizer is loaded once the output is known good)
     fmt = check_output(kind.name, output, overwrite=force, **wanted)
-    if spec is not None:
-        options["decode"] = load_tokenizer_option(spec, backend).decode
+    # the output's lock first: a second run into the same file is refused before any work
+    with claim_outputs([] if steps_per_file is not None or os.path.isdir(output)
+                       else output_names(fmt, output)):
+        if spec is not None:
+            options["decode"] = load_tokenizer_option(spec, backend).decode
+        _run(data, start, end, output, fmt, options, order_kind, train_iters, batch_size,
+             seq_length, seed, configs, index_dir, quiet, window, rank, world_size, force,
+             as_json)
+
+
+def _run(data, start, end, output, fmt, options, order_kind, train_iters, batch_size,
+         seq_length, seed, configs, index_dir, quiet, window, rank, world_size, force,
+         as_json) -> None:
     progress = progress_factory(quiet)
     batch, seq = config_defaults(configs)
-    params = order_params(train_iters, batch_size or batch, seq_length or seq, seed, configs)
+    params = checked_params(train_iters, batch_size, seq_length, seed, configs,
+                            defaults=(batch, seq))
     with IndexedDataset(data) as ds:
+        if output != "-" and not os.path.isdir(output):
+            refuse_overlap(output_names(fmt, output), [*map(str, ds.bin_paths), ds.idx_path])
         order = resolve_order(ds, order_kind, params, index_dir=index_dir, progress=progress)
         say_notes(order, quiet)
         reader = BatchReader(ds, order, window=window, rank=rank, world_size=world_size)

@@ -22,6 +22,7 @@ from pythia_data.cli.options import (
     writes_to_stdout,
 )
 from pythia_data.errors import OutputExistsError
+from pythia_data.io.atomic import claim_outputs
 from pythia_data.tokenize.registry import ERRORS_POLICIES
 
 load = load_tokenizer_option  # (the name the commands below use)
@@ -120,10 +121,15 @@ def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, workers,
     options = {"errors": errors}
     if workers:
         options["workers"] = workers
-    tok = load(spec, backend, **options)
-    with doc_progress(quiet, "tokenize") as update:
-        summary = tokenize_files(files, output_prefix, tok, key=key, append_eod=append_eod,
-                                 errors=errors, overwrite=force, progress=update)
+    # the outputs' locks first: a second run into them is refused before the slow start-up
+    with claim_outputs([target + ".bin", target + ".idx"]):
+        tok = load(spec, backend, **options)
+        with doc_progress(quiet, "tokenize") as update:
+            summary = tokenize_files(files, output_prefix, tok, key=key,
+                                     append_eod=append_eod, errors=errors, overwrite=force,
+                                     progress=update)
+    for warning in summary.get("warnings", ()):
+        click.echo(f"pythia-data: warning: {warning}", err=True)
     if as_json:
         click.echo(json.dumps(summary))
         return
@@ -157,11 +163,12 @@ def detokenize_cmd(data, output, spec, backend, force, as_json, quiet):
     """
     from pythia_data.tokenize.pipeline import detokenize
 
-    tok = load(spec, backend)
-    stream = sys.stdout.buffer if output == "-" else None
-    with doc_progress(quiet, "detokenize") as update:
-        summary = detokenize(data, tok, output, stream=stream, overwrite=force or output == "-",
-                             progress=update)
+    with claim_outputs([output]):
+        tok = load(spec, backend)
+        stream = sys.stdout.buffer if output == "-" else None
+        with doc_progress(quiet, "detokenize") as update:
+            summary = detokenize(data, tok, output, stream=stream,
+                                 overwrite=force or output == "-", progress=update)
     emit_summary(summary, f"wrote {summary['documents']:,} documents ({summary['bytes']:,} "
                  f"bytes) to {'stdout' if output == '-' else output}",
                  as_json=as_json, data_on_stdout=writes_to_stdout(output))
@@ -175,11 +182,15 @@ def detokenize_cmd(data, output, spec, backend, force, as_json, quiet):
                    "ending in _text_document is used as it is).")
 @click.option("--from-tokenizer", "from_spec", default=None,
               help="The tokenizer DATA was made with [bundled GPT-NeoX-20B].")
+@click.option("--eod-id", type=click.IntRange(min=0), default=None,
+              help="The token ending each document that ended in an EOD [the new "
+                   "tokenizer's end-of-document token; required when it has none].")
 @tokenizer_options
 @force_option("an existing output dataset")
 @json_option
 @quiet_option
-def retokenize_cmd(data, spec, output_prefix, from_spec, backend, force, as_json, quiet):
+def retokenize_cmd(data, spec, output_prefix, from_spec, eod_id, backend, force, as_json,
+                   quiet):
     """Decode every document of DATA with the old tokenizer and encode it with the new
     one: same documents, same order, the new EOD where a document ended in the old one.
     Writes PREFIX_text_document.bin/.idx, the names tokenize gives.
@@ -191,11 +202,13 @@ def retokenize_cmd(data, spec, output_prefix, from_spec, backend, force, as_json
     """
     from pythia_data.tokenize.pipeline import retokenize
 
-    output_prefix = dataset_name(output_prefix)
-    old = load(from_spec, backend)
-    new = load(spec, backend)
-    with doc_progress(quiet, "retokenize") as update:
-        summary = retokenize(data, old, new, output_prefix, overwrite=force, progress=update)
+    out = dataset_name(output_prefix)
+    with claim_outputs([out + ".bin", out + ".idx"]):
+        old = load(from_spec, backend)
+        new = load(spec, backend)
+        with doc_progress(quiet, "retokenize") as update:
+            summary = retokenize(data, old, new, out, overwrite=force, progress=update,
+                                 eod_id=eod_id)
     if as_json:
         click.echo(json.dumps(summary))
         return
