@@ -63,6 +63,7 @@ __all__ = [
     "is_stream_target",
     "lock_file",
     "lock_path",
+    "output_lock",
     "refuse_overlap",
     "same_file",
 ]
@@ -249,6 +250,17 @@ class OutputLock:
         with contextlib.suppress(OSError):
             os.close(self.fd)
         self.fd = None
+
+
+def output_lock(final: str | os.PathLike) -> OutputLock | None:
+    """The lock of the output ``final`` for a writer with its own protocol (unshard's
+    resumable partial file): a new :class:`OutputLock` (release it when done), or None when
+    this process already holds it (:func:`claim_outputs`)."""
+    final = os.fspath(final)
+    with _REGISTRY:
+        if final in _HELD:
+            return None
+    return OutputLock(final)
 
 
 def _final_path(path: str) -> str:
