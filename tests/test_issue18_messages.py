@@ -326,3 +326,17 @@ def test_unshard_takes_the_output_lock_every_writer_takes(tmp_path):
         unshard(res.paths[0], out)
     assert (out / "doc.bin").read_bytes() == raw
     assert sorted(os.listdir(out)) == ["doc.bin"]  # no lock file, no state left
+
+
+def test_find_shows_the_order_build_notes(data):
+    """find reads the notes from the order's declared build report (it read an attribute
+    that no longer exists, so the read-only-data note was silently lost)."""
+    from pythia_data.dataset import IndexedDataset
+    from pythia_data.find.engine import Finder
+    from pythia_data.find.queries import queries_from_tokens
+
+    order = TrainingOrder.build(data, OrderParams(4, 2, 8, 1), write_cache=False)
+    order.notes = ("NOTE: the cache is elsewhere",)
+    with IndexedDataset(data) as ds:
+        finder = Finder(ds, queries_from_tokens([[105, 106]]), order, workers=1)
+        assert finder.notes[:1] == ["NOTE: the cache is elsewhere"]

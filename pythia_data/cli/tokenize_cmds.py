@@ -202,13 +202,13 @@ def retokenize_cmd(data, spec, output_prefix, from_spec, eod_id, backend, force,
     """
     from pythia_data.tokenize.pipeline import retokenize
 
-    out = dataset_name(output_prefix)
-    with claim_outputs([out + ".bin", out + ".idx"]):
+    output_prefix = dataset_name(output_prefix)
+    with claim_outputs([output_prefix + ".bin", output_prefix + ".idx"]):
         old = load(from_spec, backend)
         new = load(spec, backend)
         with doc_progress(quiet, "retokenize") as update:
-            summary = retokenize(data, old, new, out, overwrite=force, progress=update,
-                                 eod_id=eod_id)
+            summary = retokenize(data, old, new, output_prefix, overwrite=force,
+                                 progress=update, eod_id=eod_id)
     if as_json:
         click.echo(json.dumps(summary))
         return
