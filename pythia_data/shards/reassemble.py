@@ -549,7 +549,7 @@ class _PartialFile:
     def discard(self) -> None:
         """Nothing to resume from (e.g. the whole file failed its digest): remove both."""
         for q in (self.plan.partial, self.plan.state_path):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 q.unlink()
 
     def close(self, remove: bool = False) -> None:
