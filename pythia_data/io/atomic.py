@@ -63,6 +63,7 @@ __all__ = [
     "is_stream_target",
     "lock_file",
     "lock_path",
+    "output_lock",
     "refuse_overlap",
     "same_file",
 ]
@@ -256,6 +257,15 @@ def _key(final: str) -> str:
     resolved), so a lock this process holds is found again."""
     folder, name = os.path.split(os.path.abspath(final))
     return os.path.join(os.path.realpath(folder), name)
+def output_lock(final: str | os.PathLike) -> OutputLock | None:
+    """The lock of the output ``final`` for a writer with its own protocol (unshard's
+    resumable partial file): a new :class:`OutputLock` (release it when done), or None when
+    this process already holds it (:func:`claim_outputs`)."""
+    final = os.fspath(final)
+    with _REGISTRY:
+        if _key(final) in _HELD:
+            return None
+    return OutputLock(final)
 
 
 def _final_path(path: str) -> str:
