@@ -16,16 +16,22 @@ from pythia_data.order.defaults import (
     PYTHIA_SEQ_LENGTH,
     PYTHIA_TRAIN_ITERS,
 )
+from pythia_data.tokenize.registry import BACKENDS
 
 __all__ = [
+    "BUNDLED",
     "byte_progress",
     "emit_summary",
     "force_option",
+    "format_info",
     "json_option",
+    "load_tokenizer_option",
     "order_options",
     "progress_factory",
     "quiet_option",
+    "say_notes",
     "show_progress",
+    "tokenizer_options",
     "writes_to_stdout",
 ]
 
@@ -48,6 +54,59 @@ def json_option(func):
 def force_option(what: str):
     """``--force``: replace an existing output (without it, an existing file is an error)."""
     return click.option("--force", "-f", is_flag=True, help=f"Replace {what}.")
+
+
+def say_notes(order, quiet: bool) -> None:
+    """Show an order's build notes (``order.report.notes``) on stderr, unless ``-q``."""
+    if quiet:
+        return
+    for note in order.report.notes:
+        click.echo(note, err=True)
+
+
+#: ``--tokenizer bundled``: the GPT-NeoX-20B tokenizer shipped with the package.
+BUNDLED = "bundled"
+
+
+def tokenizer_options(func):
+    """``--backend`` with the registered tokenizer backends as choices."""
+    return click.option("--backend", type=click.Choice(list(BACKENDS)), default="cpu",
+                        show_default=True,
+                        help="Tokenizer engine: cpu (exact numba engine), hf (Hugging Face "
+                             "tokenizers), cuda (numba.cuda; decoding runs on the CPU).")(func)
+
+
+def load_tokenizer_option(spec, backend: str, **options):
+    """The tokenizer a ``--tokenizer``/``--backend`` pair names (``spec`` None or
+    ``bundled``: the bundled GPT-NeoX-20B)."""
+    from pythia_data.tokenize import load_tokenizer
+
+    if spec == BUNDLED:
+        spec = None
+    if backend == "hf" and options.get("workers"):
+        # Hugging Face tokenizers sizes its thread pool from this on first use
+        os.environ.setdefault("RAYON_NUM_THREADS", str(options["workers"]))
+    return load_tokenizer(spec, backend=backend, **options)
+
+
+def format_info(stats: dict) -> str:
+    """``info``'s text: the lines describing a dataset (``IndexedDataset.stats()``)."""
+    return "\n".join(
+        [
+            f"version        {stats['version']}",
+            f"dtype          {stats['dtype']}",
+            f"sequences      {stats['num_sequences']:,}",
+            f"documents      {stats['num_documents']:,}",
+            f"tokens         {stats['num_tokens']:,}",
+            f".bin bytes     {stats['bin_bytes']:,}",
+            f"length         min {stats['min_length']:,} / mean {stats['mean_length']:,.1f}"
+            f" / max {stats['max_length']:,}",
+        ]
+        + (["layout         non-canonical (pointers are not the running sum of the sizes)"]
+           if stats.get("layout") == "non-canonical" else [])
+        + ([f"dtype code     Megatron-LM's convention (6 = float64, 7 = float32), read as "
+            f"{stats['dtype']}"] if stats.get("dtype_convention") == "megatron" else [])
+    )
 
 
 def writes_to_stdout(target) -> bool:
@@ -118,6 +177,24 @@ def progress_factory(quiet: bool):
             bar.close()
 
     return factory
+
+
+def checked_params(train_iters, batch_size, seq_length, seed, configs, defaults=None):
+    """The order parameters from the order options, each checked (``--batch-size 0`` is an
+    error, never "use the default"); ``defaults`` = (batch size, sequence length) used for
+    the ones not given."""
+    from pythia_data.order import order_params
+
+    for name, value, low in (("--train-iters", train_iters, 1), ("--batch-size", batch_size, 1),
+                             ("--seq-length", seq_length, 1), ("--seed", seed, 0)):
+        if value is not None and value < low:
+            raise click.BadParameter(f"must be >= {low}, not {value}", param_hint=name)
+    if seed is not None and seed > 0xFFFFFFFF:
+        raise click.BadParameter(f"must be below 2**32, not {seed}", param_hint="--seed")
+    if defaults is not None:
+        batch_size = defaults[0] if batch_size is None else batch_size
+        seq_length = defaults[1] if seq_length is None else seq_length
+    return order_params(train_iters, batch_size, seq_length, seed, configs)
 
 
 def order_options(func):

@@ -9,29 +9,23 @@ from types import SimpleNamespace
 import click
 
 from pythia_data.cli.app import cli
-from pythia_data.cli.options import order_options, progress_factory
-from pythia_data.errors import CacheMismatchError, VerificationError
+from pythia_data.cli.options import (
+    checked_params,
+    force_option,
+    order_options,
+    progress_factory,
+    say_notes,
+)
+from pythia_data.errors import VerificationError
 from pythia_data.order import (
     ORDER_KINDS,
-    OrderParams,
     PreshuffledOrder,
     TrainingOrder,
     detect_order,
-    order_params,
     verify_cache,
 )
 from pythia_data.order.cache import resolve_sizes
 from pythia_data.order.registry import config_defaults
-
-
-def _params(train_iters, batch_size, seq_length, seed, configs) -> OrderParams:
-    for name, value, low in (("--train-iters", train_iters, 1), ("--batch-size", batch_size, 1),
-                             ("--seq-length", seq_length, 1), ("--seed", seed, 0)):
-        if value is not None and value < low:
-            raise click.BadParameter(f"must be >= {low}, not {value}", param_hint=name)
-    if seed is not None and seed > 0xFFFFFFFF:
-        raise click.BadParameter(f"must be below 2**32, not {seed}", param_hint="--seed")
-    return order_params(train_iters, batch_size, seq_length, seed, configs)
 
 
 @cli.group("order")
@@ -47,7 +41,7 @@ def order_group() -> None:
 
 @order_group.command("build")
 @order_options
-@click.option("--force", is_flag=True, help="Rebuild and overwrite existing cache files.")
+@force_option("existing cache files (rebuilt, not checked)")
 def order_build(data, train_iters, batch_size, seq_length, seed, configs, index_dir, as_json,
                 quiet, force) -> None:
     """Build (or load and check) the training order of DATA and write GPT-NeoX's cache files.
@@ -61,12 +55,9 @@ def order_build(data, train_iters, batch_size, seq_length, seed, configs, index_
       pythia-data order build pile/document --config pythia-160m.yml --index-dir idx/
       pythia-data order build data/tiny --train-iters 10 --batch-size 4 --seq-length 8 --force
     """
-    params = _params(train_iters, batch_size, seq_length, seed, configs)
-    try:
-        order = TrainingOrder.build(data, params, index_dir=index_dir, use_cache=not force,
-                                    write_cache=True, progress=progress_factory(quiet))
-    except CacheMismatchError as exc:
-        raise CacheMismatchError(f"{exc} (rebuild it with --force)") from None
+    params = checked_params(train_iters, batch_size, seq_length, seed, configs)
+    order = TrainingOrder.build(data, params, index_dir=index_dir, use_cache=not force,
+                                write_cache=True, progress=progress_factory(quiet))
     summary = order.summary()
     if as_json:
         click.echo(json.dumps(summary))
@@ -82,13 +73,7 @@ def order_build(data, train_iters, batch_size, seq_length, seed, configs, index_
         # a GPT-NeoX-written cache has no sidecar: name only files that exist
         if name in order.cache_paths and os.path.isfile(order.cache_paths[name]):
             click.echo(f"{verb.get(order.source, order.source):<14} {order.cache_paths[name]}")
-    _say_cache_note(order)
-
-
-def _say_cache_note(order) -> None:
-    note = getattr(order, "cache_note", None)
-    if note:
-        click.echo(note, err=True)
+    say_notes(order, quiet)
 
 
 @order_group.command("verify")
@@ -105,7 +90,7 @@ def order_verify(data, train_iters, batch_size, seq_length, seed, configs, index
       pythia-data order verify pile/document
       pythia-data order verify pile/document --config pythia-160m.yml --json
     """
-    params = _params(train_iters, batch_size, seq_length, seed, configs)
+    params = checked_params(train_iters, batch_size, seq_length, seed, configs)
     report = verify_cache(data, params, index_dir=index_dir, progress=progress_factory(quiet))
     if as_json:
         click.echo(json.dumps(report))
@@ -172,7 +157,8 @@ def locate(data, train_iters, batch_size, seq_length, seed, configs, index_dir, 
     if document < 0:
         raise click.BadParameter(f"must be >= 0, not {document}", param_hint="--document")
     batch, seq = config_defaults(configs)
-    params = _params(train_iters, batch_size or batch, seq_length or seq, seed, configs)
+    params = checked_params(train_iters, batch_size, seq_length, seed, configs,
+                            defaults=(batch, seq))
     sizes, _prefix, _ds = resolve_sizes(data, None)
     if order_kind == "auto":
         order_kind = detect_order(SimpleNamespace(sizes=sizes), params.seq_length)
@@ -182,14 +168,21 @@ def locate(data, train_iters, batch_size, seq_length, seed, configs, index_dir, 
     else:
         order = TrainingOrder.build(data, params, index_dir=index_dir,
                                     progress=progress_factory(quiet))
-        _say_cache_note(order)
+        say_notes(order, quiet)
         hits = order.locate(document)
         occurrences = order.num_epochs
+    untrained = sum(not h["trained"] for h in hits)
     if not show_all:
         hits = [h for h in hits if h["trained"]]
     if as_json:
         click.echo(json.dumps({"document": document, "size": int(sizes[document]),
                                "order": order_kind, "occurrences": occurrences, "hits": hits}))
+        return
+    if not hits:
+        past = (f"; {untrained} occurrence{'s' if untrained != 1 else ''} past the end "
+                "with --all" if untrained else "")
+        click.echo(f"document {document} was not trained on within "
+                   f"{params.train_iters} iterations{past}")
         return
     click.echo("# iteration batch_position sample sample_tokens doc_tokens occurrence")
     for h in hits:

@@ -23,10 +23,10 @@ import numpy as np
 
 from pythia_data.dataset import best_dtype
 from pythia_data.errors import InputError, UsageError
+from pythia_data.tokenize.registry import ERRORS_POLICIES
 
 __all__ = ["Tokenizer", "encode_utf8", "ERRORS_POLICIES"]
 
-ERRORS_POLICIES = ("strict", "replace")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -96,6 +96,12 @@ class Tokenizer(abc.ABC):
     backend: str
     vocab_size: int
     _eod_id: int | None
+
+    @staticmethod
+    def unsupported_reason(config) -> str | None:
+        """Why this backend cannot run the tokenizer ``config`` exactly, or None (then
+        :func:`pythia_data.tokenize.load_tokenizer` falls back to the ``hf`` backend)."""
+        return None
 
     @property
     def eod_id(self) -> int:

@@ -2,10 +2,13 @@
 
 Reading (:func:`read_documents`):
 
-* ``.jsonl``: one JSON value per line; an object's ``key`` (default ``"text"``) is the
+* ``.jsonl``: one JSON value per line (a UTF-8 byte-order mark at the start of the file, and
+  one BOM or RS character at the start of any line, are skipped, as GPT-NeoX's ``jsonlines``
+  reader does); an object's ``key`` (default ``"text"``) is the
   document; a list of strings there is joined with ``"\\n\\n"`` (lm_dataformat's
   paragraph join); a line that is a JSON string is the document itself; blank lines are
-  skipped. ``.jsonl.zst`` the same through zstandard (optional extra ``zst``).
+  skipped. ``.jsonl.zst`` the same through zstandard (optional extra ``zst``); a file that
+  ends inside a compressed frame is an error (it was cut), not a shorter input.
 * ``.txt``: the whole file is one document, with ``\\r\\n`` and lone ``\\r`` read as
   ``\\n`` (Python's text mode, which GPT-NeoX's reader uses).
 * a folder: every ``.jsonl``, ``.jsonl.zst`` and ``.txt`` file below it, recursively, in
@@ -22,7 +25,8 @@ Reading (:func:`read_documents`):
   would be a 700 MB ``str``); anything else goes through ``json.loads`` as above.
 
 Writing (:func:`tokenize_documents`), byte for byte what ``preprocess_data.py`` writes with
-the same tokenizer: empty documents are skipped (whitespace-only ones are kept), each
+the same tokenizer: empty documents are skipped (whitespace-only ones are kept; input with
+no non-empty document gives an empty dataset and a warning in the summary), each
 document becomes one sequence and one document (``doc_idx = 0..N``), ``append_eod`` adds the
 tokenizer's ``eod_id``, tokens are ``tokenizer.dtype`` (uint16 below 65,500 ids). Documents
 are read in bounded batches by a helper thread while the previous batch is tokenized (the
@@ -40,6 +44,7 @@ import io
 import json
 import os
 import queue
+import stat
 import sys
 import threading
 import time
@@ -51,7 +56,8 @@ import numpy as np
 from pythia_data.dataset import DatasetBuilder, IndexedDataset
 from pythia_data.errors import InputError, UsageError
 from pythia_data.format.header import strip_suffix
-from pythia_data.io.atomic import AtomicOutput
+from pythia_data.io.atomic import AtomicOutput, refuse_overlap
+from pythia_data.io.walk import walk_files
 from pythia_data.tokenize.base import _check_errors, clean_text
 
 __all__ = [
@@ -101,13 +107,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
         if text == "-":
             out.append(text)
         elif os.path.isdir(text):
-            found = []
-            for dirpath, dirnames, filenames in os.walk(text):
-                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-                for name in filenames:
-                    if not name.startswith(".") and _has_suffix(name):
-                        found.append(os.path.join(dirpath, name))
-            found.sort(key=lambda p: os.path.relpath(p, text).split(os.sep))
+            found = [os.fspath(p) for p in walk_files(text) if _has_suffix(p.name)]
             if not found:
                 raise InputError(
                     f"{text}: folder holds no {', '.join(INPUT_SUFFIXES)} files")
@@ -117,6 +117,10 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
                 raise InputError(
                     f"{text}: unknown input type (give {', '.join(INPUT_SUFFIXES)} files, a "
                     "folder of them, or - for JSON lines on stdin)")
+            mode = os.stat(text).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+                # a link to /dev/zero or /dev/urandom would be read without end
+                raise InputError(f"{text}: not a regular file (nor a pipe)")
             out.append(text)
         else:
             raise InputError(f"{text}: no such file or folder")
@@ -142,6 +146,56 @@ def _decode(raw: bytes, name: str, line: int, errors: str, whole_file: bool = Fa
         ) from None
 
 
+class _ZstdFrames(io.RawIOBase):
+    """The decompressed bytes of a ``.zst`` file, frame after frame. Unlike zstandard's
+    ``stream_reader``, a file that ends inside a frame (cut at a block boundary) is an error,
+    not a silent end of the data; a corrupt frame is an error naming the file."""
+
+    CHUNK = 1 << 18
+
+    def __init__(self, fh, name: str, zstandard):
+        super().__init__()
+        self._fh = fh
+        self._name = name
+        self._zstd = zstandard
+        self._dctx = zstandard.ZstdDecompressor()
+        self._dobj = None  # the frame being decompressed (None between frames)
+        self._pending = b""  # compressed bytes not yet fed
+        self._out = b""
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self) -> None:
+        while not self._out and not self._done:
+            data = self._pending or self._fh.read(self.CHUNK)
+            self._pending = b""
+            if not data:
+                if self._dobj is not None:
+                    raise InputError(
+                        f"{self._name}: truncated .zst file (it ends inside a compressed "
+                        "frame; the file is incomplete)")
+                self._done = True
+                return
+            if self._dobj is None:
+                self._dobj = self._dctx.decompressobj()
+            try:
+                self._out = self._dobj.decompress(data)
+            except self._zstd.ZstdError as exc:
+                raise InputError(f"{self._name}: not a valid .zst file ({exc})") from None
+            if self._dobj.eof:
+                self._pending = self._dobj.unused_data
+                self._dobj = None
+
+    def readinto(self, buffer) -> int:
+        self._fill()
+        n = min(len(buffer), len(self._out))
+        buffer[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+
 @contextlib.contextmanager
 def _open_binary(path: str, stdin=None):
     if path == "-":
@@ -159,12 +213,16 @@ def _open_binary(path: str, stdin=None):
                 raise UsageError(
                     f"{path}: reading .zst needs zstandard (pip install 'pythia-data[zst]')"
                 ) from None
-            reader = zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True)
-            yield io.BufferedReader(reader, buffer_size=1 << 20)
+            yield io.BufferedReader(_ZstdFrames(fh, path, zstandard), buffer_size=1 << 20)
         else:
             yield fh
     finally:
         fh.close()
+
+
+_BOM = b"\xef\xbb\xbf"
+#: GPT-NeoX reads JSON lines with ``jsonlines``, which skips one of these at a line's start
+_SKIPPED_FIRST_CHARS = ("\ufeff", "\x1e")
 
 
 #: JSON lines at least this long are read by the kernel (no Python strings)
@@ -184,12 +242,14 @@ def _big_line_text(raw: bytes, key: bytes) -> bytearray | None:
     return out
 
 
-def _jsonl(fh, name: str, key: str, errors: str) -> Iterator[Document]:
+def _jsonl(fh, name: str, key: str, errors: str, zst: bool = False) -> Iterator[Document]:
     lineno = 0
     key_utf8 = key.encode("utf-8", "surrogatepass")
     try:
         for raw in fh:
             lineno += 1
+            if lineno == 1 and raw.startswith(_BOM) and not zst:
+                raw = raw[len(_BOM):]  # jsonlines opens a .jsonl as "utf-8-sig"
             if len(raw) >= BIG_LINE:
                 text = _big_line_text(raw, key_utf8)
                 if text is not None:
@@ -199,13 +259,19 @@ def _jsonl(fh, name: str, key: str, errors: str) -> Iterator[Document]:
             if not raw.strip():
                 continue
             line = _decode(raw, name, lineno, errors)
+            if line.startswith(_SKIPPED_FIRST_CHARS):
+                line = line[1:]  # jsonlines skips one BOM or RS at the start of any line
             try:
                 value = json.loads(line)
             except ValueError as exc:
-                msg = getattr(exc, "msg", str(exc))
-                col = getattr(exc, "colno", None)
-                where = f" at column {col}" if col is not None else ""
+                # json's own message may end in "at" ("Invalid control character at")
+                msg = getattr(exc, "msg", str(exc)).removesuffix(" at")
+                pos = getattr(exc, "pos", None)  # characters into the line, 0-based
+                where = f" at character {pos + 1}" if pos is not None else ""
                 raise InputError(f"{name}:{lineno}: not valid JSON ({msg}{where})") from None
+            except RecursionError:
+                raise InputError(
+                    f"{name}:{lineno}: not valid JSON (nested too deeply to read)") from None
             if isinstance(value, dict):
                 if key not in value:
                     raise InputError(f"{name}:{lineno}: no key {key!r} in the JSON object")
@@ -246,7 +312,7 @@ def read_documents(inputs: Iterable[str | os.PathLike], *, key: str = "text",
             yield Document(text, name, 1)
         else:
             with _open_binary(path, stdin) as fh:
-                yield from _jsonl(fh, name, key, errors)
+                yield from _jsonl(fh, name, key, errors, zst=path.endswith(".zst"))
 
 
 def _batches(documents: Iterable, max_docs: int, max_chars: int) -> Iterator[list]:
@@ -308,8 +374,11 @@ def _prefetched(iterator: Iterator, depth: int = 2) -> Iterator:
 
 
 def output_prefix(prefix: str | os.PathLike, key: str = "text") -> str:
-    """GPT-NeoX's output name: ``PREFIX_{key}_document``."""
-    return f"{os.fspath(prefix)}_{key}_document"
+    """GPT-NeoX's output name: ``PREFIX_{key}_document`` (a ``PREFIX`` that already ends
+    in ``_{key}_document`` is kept as it is, not doubled)."""
+    text = os.fspath(prefix)
+    suffix = f"_{key}_document"
+    return text if text.endswith(suffix) else text + suffix
 
 
 def _write_batch(builder: DatasetBuilder, ids: np.ndarray, offsets: np.ndarray,
@@ -370,12 +439,15 @@ def tokenize_documents(documents: Iterable, tokenizer, prefix: str | os.PathLike
                     progress(n_texts, size)
         finally:
             batches.close()
-        if docs == 0:
-            raise InputError(
-                "no documents in the input" + (f" ({skipped} empty skipped)" if skipped else "")
-                + f"; nothing written to {prefix}")
+    warnings = []
+    if docs == 0:
+        # preprocess_data.py writes an empty dataset (a 42-byte .idx, a 0-byte .bin)
+        warnings.append(
+            "no documents in the input" + (f" ({skipped:,} empty skipped)" if skipped else "")
+            + f"; wrote an empty dataset {prefix}")
     seconds = time.monotonic() - started
     return {
+        "warnings": warnings,
         "output": prefix,
         "documents": docs,
         "skipped_empty": skipped,
@@ -397,6 +469,7 @@ def tokenize_files(inputs, prefix: str | os.PathLike, tokenizer, *, key: str = "
     files = expand_inputs(inputs)  # fail on a bad input before creating any output
     _check_errors(errors)
     out = output_prefix(prefix, key)
+    refuse_overlap([out + ".bin", out + ".idx"], [f for f in files if f != "-"])
     docs = read_documents(files, key=key, errors=errors, stdin=stdin)
     summary = tokenize_documents(docs, tokenizer, out, append_eod=append_eod,
                                  overwrite=overwrite, progress=progress, **kwargs)
@@ -474,6 +547,7 @@ def detokenize(data, tokenizer, output, *, stream=None, overwrite: bool = True,
     with contextlib.ExitStack() as stack:
         ds = data if isinstance(data, IndexedDataset) else stack.enter_context(
             IndexedDataset(data))
+        refuse_overlap([output], [*map(str, ds.bin_paths), ds.idx_path])
         out = AtomicOutput(output, overwrite=overwrite, stream=stream)
         try:
             for batch in dataset_documents(ds):
@@ -494,13 +568,29 @@ def detokenize(data, tokenizer, output, *, stream=None, overwrite: bool = True,
 
 
 def retokenize(data, old, new, prefix: str | os.PathLike, *, overwrite: bool = True,
-               progress: Progress | None = None) -> dict:
+               progress: Progress | None = None, eod_id: int | None = None) -> dict:
     """Decode every document of ``data`` with ``old`` and encode it with ``new`` into the
     dataset ``prefix``: same documents in the same order (empty ones stay, as empty
-    documents), ``new``'s EOD where the source document ended in ``old``'s."""
+    documents), ``new``'s EOD (or ``eod_id``) where the source document ended in ``old``'s.
+    A document ending in an EOD when ``new`` has none and no ``eod_id`` is given is an
+    error (the EODs would be lost), raised before anything is written when the first
+    document shows it."""
     old_eod = _eod_or_none(old)
     prefix = strip_suffix(prefix)
     dtype = np.dtype(new.dtype)
+    if eod_id is not None:
+        eod_id = int(eod_id)
+        if eod_id < 0 or eod_id >= new.vocab_size:
+            raise UsageError(f"--eod-id {eod_id} is not a token of {new.name} "
+                             f"(0..{new.vocab_size - 1})")
+    else:
+        eod_id = _eod_or_none(new)
+
+    def no_eod() -> UsageError:
+        return UsageError(
+            f"tokenizer {new.name} has no end-of-document token, and the documents of "
+            f"{getattr(data, 'prefix', data)} end in {old.name}'s; pass --eod-id N to end "
+            "them with token N")
     docs = tokens = 0
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
@@ -508,7 +598,12 @@ def retokenize(data, old, new, prefix: str | os.PathLike, *, overwrite: bool = T
             IndexedDataset(data))
         if os.path.abspath(ds.prefix) == os.path.abspath(prefix):
             raise UsageError(f"output {prefix} is also the input")
-        new_eod = None
+        refuse_overlap([prefix + ".bin", prefix + ".idx"],
+                       [*map(str, ds.bin_paths), ds.idx_path])
+        if eod_id is None and old_eod is not None and ds.num_documents:
+            first = next(dataset_documents(ds, batch_documents=1))[0]
+            if _body(first, old_eod)[1]:
+                raise no_eod()
         with DatasetBuilder(prefix, dtype, overwrite=overwrite) as builder:
             for batch in dataset_documents(ds):
                 parts = [_body(doc, old_eod) for doc in batch]
@@ -520,9 +615,9 @@ def retokenize(data, old, new, prefix: str | os.PathLike, *, overwrite: bool = T
                         continue
                     piece = ids[offsets[k] : offsets[k + 1]]
                     if parts[k][1]:
-                        if new_eod is None:
-                            new_eod = new.eod_id
-                        piece = np.append(piece, new_eod)
+                        if eod_id is None:
+                            raise no_eod()
+                        piece = np.append(piece, eod_id)
                     builder.add_document(piece)
                     tokens += piece.size
                 docs += len(batch)

@@ -107,17 +107,37 @@ def resolve_spec(spec) -> tuple[Path, str]:
 
 
 def _hub_download(repo_id: str) -> Path:
+    """The hub model's ``tokenizer.json``: the local cache first; then, when the hub answers
+    within a few seconds, a download; offline, ``EleutherAI/gpt-neox-20b`` is the bundled
+    copy (a warning says so) and any other id is one error line, never ~25 s of retries."""
     try:
         from huggingface_hub import hf_hub_download
     except ImportError as exc:  # pragma: no cover - a declared dependency
         raise UsageError(f"{repo_id}: huggingface_hub is needed to fetch a hub tokenizer") from exc
-    errors = []
-    for local_only in (True, False):
+    from pythia_data.io.net import endpoint, quiet_hub, unreachable_reason
+
+    with quiet_hub():
         try:
-            return Path(hf_hub_download(repo_id, "tokenizer.json", local_files_only=local_only))
-        except Exception as exc:  # noqa: BLE001 - hub errors are many classes
-            errors.append(f"{type(exc).__name__}: {exc}".splitlines()[0])
-    raise InputError(f"{repo_id}: cannot get tokenizer.json from the hub ({errors[-1]})")
+            return Path(hf_hub_download(repo_id, "tokenizer.json", local_files_only=True))
+        except Exception:  # noqa: BLE001, S110 - not cached: go on
+            pass
+    reason = unreachable_reason()
+    if reason is None:
+        with quiet_hub():
+            try:
+                return Path(hf_hub_download(repo_id, "tokenizer.json"))
+            except Exception as exc:  # noqa: BLE001 - hub errors are many classes
+                if type(exc).__name__ == "LocalEntryNotFoundError":  # connection failed
+                    reason = f"cannot reach the hub at {endpoint()}"
+                else:
+                    reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    if repo_id.lower() == BUNDLED_NAME.lower():
+        import warnings
+
+        warnings.warn(f"{repo_id}: the hub is not reachable ({reason}); using the bundled "
+                      "copy of its tokenizer.json", stacklevel=2)
+        return bundled_path()
+    raise InputError(f"{repo_id}: cannot get tokenizer.json from the hub ({reason})")
 
 
 def read_config(spec) -> TokenizerConfig:
@@ -128,6 +148,10 @@ def read_config(spec) -> TokenizerConfig:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not a valid tokenizer.json ({exc})") from None
-    if not isinstance(raw, dict) or "model" not in raw:
-        raise InputError(f"{path}: not a tokenizer.json (no 'model')")
+    except RecursionError:
+        raise InputError(f"{path}: not a valid tokenizer.json (nested too deeply)") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("model"), dict):
+        raise InputError(f"{path}: not a tokenizer.json (no 'model' object)")
+    if not isinstance(raw.get("added_tokens") or [], list):
+        raise InputError(f"{path}: not a tokenizer.json ('added_tokens' is not a list)")
     return TokenizerConfig(path=path, name=name, raw=raw)
