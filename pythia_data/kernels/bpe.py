@@ -39,6 +39,7 @@ __all__ = [
     "encode_kernel",
     "decode_bytes_kernel",
     "cache_seed",
+    "bpe_single_ids",
     "MAX_CACHED_KEY",
 ]
 
@@ -375,6 +376,31 @@ def cache_seed(keys, key_off, ids, slots, crec, ckeys, cvals, cstate):  # pragma
         slots[slot] = (np.int64(h >> np.uint64(33)) << np.int64(32)) | ne
         cstate[0] = ne + 1
     return True
+
+
+@njit(cache=True, nogil=True)
+def bpe_single_ids(keys, key_off, byte_id, merge_keys, merge_rank, merge_new):  # pragma: no cover
+    """For each word ``keys[key_off[i]:key_off[i+1]]``: the one id BPE makes of it, or -1
+    when BPE leaves several tokens (int32 array)."""
+    n = key_off.shape[0] - 1
+    out = np.full(n, -1, dtype=np.int32)
+    longest = 1
+    for i in range(n):
+        longest = max(longest, key_off[i + 1] - key_off[i])
+    syms = np.empty(longest + 1, dtype=np.int32)
+    ranks = np.empty(longest + 1, dtype=np.int32)
+    mslots = np.empty(longest + 1, dtype=np.uint64)
+    for i in range(n):
+        a = key_off[i]
+        b = key_off[i + 1]
+        if b - a <= LONG_WORD:
+            m = bpe_word(keys, a, b, byte_id, merge_keys, merge_rank, merge_new, syms, ranks,
+                         mslots)
+        else:
+            m = bpe_word_heap(keys, a, b, byte_id, merge_keys, merge_rank, merge_new, syms)
+        if m == 1:
+            out[i] = syms[0]
+    return out
 
 
 @njit(cache=True, nogil=True)

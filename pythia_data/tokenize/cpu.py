@@ -57,27 +57,35 @@ _PARALLEL_MIN_BYTES = 1 << 18
 
 
 class _Cache:
-    """One worker's pre-token cache (see :mod:`pythia_data.kernels.bpe`). ``seed`` (keys
-    concatenated, int64 key offsets, int32 ids): entries put in at creation and after every
-    clear (ignore_merges: the vocabulary tokens BPE would split)."""
+    """One worker's pre-token cache (see :mod:`pythia_data.kernels.bpe`), seeded at creation
+    and after every clear: ``required`` (keys, key offsets, ids: ignore_merges words BPE
+    would split; must fit) then as much of ``optional`` (other known words, in order) as an
+    eighth of the slots holds. (Seeding every one-token vocabulary word was tried: on the
+    benchmark corpus it removed 1.5 % of first-pass misses and cost 0.24 s of start-up.)"""
 
-    def __init__(self, slots: int = 1 << 20, seed=None):
+    def __init__(self, slots: int = 1 << 20, required=None, optional=None):
         entries = slots // 2
         self.slots = np.full(slots, -1, dtype=np.int64)
         self.rec = np.zeros(4 * entries, dtype=np.int64)
         self.keys = np.zeros(entries * 16, dtype=np.uint8)
         self.vals = np.zeros(entries * 4, dtype=np.int32)
         self.state = np.zeros(6, dtype=np.int64)
-        self.seed = seed
+        self.required = required
+        if optional is not None:
+            keys, offs, ids = optional
+            n = min(ids.size, slots // 8)
+            optional = (keys[:offs[n]], offs[:n + 1], ids[:n])
+        self.optional = optional
         self.hits = 0
         self.misses = 0
         self._reseed()
 
     def _reseed(self):
-        if self.seed is not None:
-            if not cache_seed(*self.seed, *self.args()):
-                raise UsageError("cache_slots is too small for this tokenizer's "
-                                 "ignore_merges words")
+        if self.required is not None and not cache_seed(*self.required, *self.args()):
+            raise UsageError("cache_slots is too small for this tokenizer's ignore_merges "
+                             "words")
+        if self.optional is not None:
+            cache_seed(*self.optional, *self.args())
 
     def args(self):
         return self.slots, self.rec, self.keys, self.vals, self.state

@@ -578,20 +578,19 @@ class EngineTables:
 
 
 def _whole_words(model: TokenizerModel, t: EngineTables) -> list[tuple[bytes, int]]:
-    """ignore_merges: the vocabulary tokens whose BPE is not the token itself."""
-    from pythia_data.kernels.bpe import bpe_word_heap
+    """ignore_merges: (bytes, id) of the vocabulary tokens whose BPE is not the token
+    itself (one kernel call over the whole vocabulary)."""
+    from pythia_data.kernels.bpe import bpe_single_ids
 
     u2b = {u: b for b, u in bytes_to_unicode().items()}
-    out = []
-    syms = np.empty(1024, dtype=np.int32)
+    words, ids = [], []
     for text, i in model.vocab.items():
         if len(text) < 2 or not all(ch in u2b for ch in text):
-            continue
-        word = np.frombuffer(bytes(u2b[ch] for ch in text), dtype=np.uint8)
-        if word.size > syms.size:
-            syms = np.empty(word.size, dtype=np.int32)
-        n = bpe_word_heap(word, 0, word.size, t.byte_id, t.merge_keys, t.merge_rank,
-                          t.merge_new, syms)
-        if n != 1 or syms[0] != i:
-            out.append((word.tobytes(), i))
-    return out
+            continue  # one byte, or not a byte-level token (never a pre-token's bytes)
+        words.append(bytes(u2b[ch] for ch in text))
+        ids.append(i)
+    keys = np.frombuffer(b"".join(words), dtype=np.uint8).copy()
+    offs = np.zeros(len(words) + 1, dtype=np.int64)
+    np.cumsum([len(w) for w in words], out=offs[1:])
+    single = bpe_single_ids(keys, offs, t.byte_id, t.merge_keys, t.merge_rank, t.merge_new)
+    return [(words[k], ids[k]) for k in range(len(words)) if single[k] != ids[k]]
