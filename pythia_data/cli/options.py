@@ -16,7 +16,6 @@ from pythia_data.order.defaults import (
     PYTHIA_SEQ_LENGTH,
     PYTHIA_TRAIN_ITERS,
 )
-from pythia_data.tokenize.registry import BACKENDS
 
 __all__ = [
     "BUNDLED",
@@ -69,7 +68,9 @@ BUNDLED = "bundled"
 
 
 def tokenizer_options(func):
-    """``--backend`` with the registered tokenizer backends as choices."""
+    """``--backend`` with the registered tokenizer backends as choices (registry order)."""
+    from pythia_data.tokenize.registry import BACKENDS  # (imported by commands that use it)
+
     return click.option("--backend", type=click.Choice(list(BACKENDS)), default="cpu",
                         show_default=True,
                         help="Tokenizer engine: cpu (exact numba engine), hf (Hugging Face "

@@ -10,11 +10,12 @@ import click
 
 from pythia_data.cli.app import cli
 from pythia_data.cli.options import byte_progress, force_option, json_option, quiet_option
-from pythia_data.errors import OutputExistsError
+from pythia_data.errors import OutputExistsError, PythiaDataError
 from pythia_data.format.shardset import DEFAULT_SHARD_SIZE, find_shards
 from pythia_data.integrity.hashing import ALGORITHMS
 from pythia_data.integrity.verify import checksum_files
 from pythia_data.io.atomic import atomic_write_text, refuse_overlap
+from pythia_data.io.walk import walk_files
 from pythia_data.shards import shard, unshard
 
 
@@ -22,10 +23,8 @@ def _paths_bytes(paths) -> int:
     total = 0
     for p in paths:
         if os.path.isdir(p):
-            with contextlib.suppress(OSError):
-                for e in os.scandir(p):
-                    if e.is_file():
-                        total += e.stat().st_size
+            with contextlib.suppress(OSError, PythiaDataError):
+                total += sum(q.stat().st_size for q in walk_files(p))
         elif os.path.isfile(p):
             total += os.path.getsize(p)
     return total

@@ -40,7 +40,7 @@ from pythia_data.find.inverse import OrderInverse
 from pythia_data.find.queries import Query, check_ids
 from pythia_data.kernels import find as KF
 from pythia_data.order import BatchReader, OrderParams, resolve_order
-from pythia_data.order.mappings import IndexMappings
+from pythia_data.order.mappings import IndexMappings, as_order
 from pythia_data.order.preshuffled import is_preshuffled
 
 __all__ = ["Hit", "HitArrays", "Finder", "find", "DEFAULT_MAX_HITS"]
@@ -154,7 +154,7 @@ class Finder:
             order = resolve_order(ds, order, params or OrderParams(), index_dir=index_dir,
                                   progress=progress)
         self.order = order
-        self.notes = [n for n in (getattr(order, "cache_note", None),) if n]
+        self.notes = list(as_order(order).report.notes)  # e.g. where the cache went
         self.reader = BatchReader(ds, order)
         self.batch_size = self.reader.batch_size
         self.seq_length = self.reader.seq_length
@@ -247,7 +247,7 @@ class Finder:
 
     def _scan_chunk(self, lo: int, hi: int):
         n = self.num_tokens
-        a = max(0, lo - self.tables.max_tail)
+        a = max(0, lo - max(self.tables.max_tail, 1))
         b = min(n, hi + self.tables.max_len - 1)
         buf = self._read(a, b)
         k0, vstarts, vends = self._docs_in(lo, hi)
@@ -258,8 +258,44 @@ class Finder:
         n, step = self.num_tokens, self.chunk_tokens
         return [(lo, min(lo + step, n)) for lo in range(0, n, step)]
 
+    def _open_files(self) -> list:
+        """(fd, first byte, end byte) of each data file, to ask the kernel to read ahead."""
+        out, at = [], 0
+        for path in self.ds.bin_paths:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue
+            size = os.fstat(fd).st_size
+            out.append((fd, at, at + size))
+            at += size
+        return out
+
+    def _advise(self, files, lo: int, hi: int) -> None:
+        """Start reading stream tokens [lo, hi) into the page cache (POSIX_FADV_WILLNEED):
+        large sequential reads now instead of page faults one by one during the scan."""
+        if not self._canonical or not hasattr(os, "posix_fadvise"):
+            return
+        item = self.ds.dtype.itemsize
+        a, b = lo * item, hi * item
+        for fd, start, end in files:
+            x, y = max(a, start), min(b, end)
+            if x < y:
+                try:
+                    os.posix_fadvise(fd, x - start, y - x, os.POSIX_FADV_WILLNEED)
+                except OSError:
+                    pass
+
     def scan(self) -> Iterator[tuple]:
         """Per chunk, in stream order: ``((doc, off, query), (doc, query, t))``."""
+        files = self._open_files()
+        try:
+            yield from self._scan_all(files)
+        finally:
+            for fd, _a, _b in files:
+                os.close(fd)
+
+    def _scan_all(self, files) -> Iterator[tuple]:
         n = self.num_tokens
         bounds = self.scan_bounds()
         if not bounds:
@@ -269,12 +305,16 @@ class Finder:
         update = bar.__enter__() if bar is not None else None
         try:
             if self.workers == 1 or len(bounds) == 1:
-                for lo, hi in bounds:
+                for k, (lo, hi) in enumerate(bounds):
+                    if k + 1 < len(bounds):
+                        self._advise(files, *bounds[k + 1])
                     yield self._scan_chunk(lo, hi)
                     if update:
                         update((hi - lo) * item)
                 return
             window = 2 * self.workers
+            for lo, hi in bounds[:window]:
+                self._advise(files, lo, hi)
             with ThreadPoolExecutor(self.workers, thread_name_prefix="find") as pool:
                 pending = [pool.submit(self._scan_chunk, lo, hi) for lo, hi in bounds[:window]]
                 nxt = len(pending)
@@ -284,6 +324,7 @@ class Finder:
                         result = pending[k].result()
                         pending[k] = None
                         if nxt < len(bounds):
+                            self._advise(files, *bounds[nxt])
                             pending.append(pool.submit(self._scan_chunk, *bounds[nxt]))
                             nxt += 1
                         lo, hi = bounds[k]

@@ -55,6 +55,14 @@ def _final(h, n):  # pragma: no cover - jit
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _pair_bit(a, b, before, shift):  # pragma: no cover - jit
+    """Bit of the pair (anchor ``a``, its neighbour ``b``; ``before``: b precedes a)."""
+    x = (np.uint64(np.uint32(a)) << np.uint64(32)) ^ np.uint64(np.uint32(b))
+    x ^= np.uint64(before) * _C3
+    return (x * _C2) >> np.uint64(shift)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _probe(keys, h):  # pragma: no cover - jit
     """Slot of key ``h`` in an open-addressing table (0 = empty), or -1."""
     mask = np.uint64(keys.shape[0] - 1)
@@ -76,11 +84,26 @@ def _f1_index(t, exact16):  # pragma: no cover - jit
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _anchor_hits(buf, base, v, t, lo, hi, ds, de, doc, qtok, qoff, anchor, tbl_keys, tbl_lo,
-                 tbl_hi, qorder, out_doc, out_off, out_q, n_out):  # pragma: no cover - jit
+def _anchor_hits(buf, base, v, t, flag, pair_bits, pair_shift, lo, hi, ds, de, doc, qtok,
+                 qoff, anchor, tbl_keys, tbl_lo, tbl_hi, qorder, out_doc, out_off, out_q,
+                 n_out):  # pragma: no cover - jit
     """Token ``t`` at stream position ``v`` is the anchor of some queries: report each
     whose whole match (starting at ``v - anchor``) lies in the document [ds, de) and
-    starts in [lo, hi). Returns the new output count, or -1 when the output is full."""
+    starts in [lo, hi). Returns the new output count, or -1 when the output is full.
+
+    ``flag`` 1: every query anchored on ``t`` has a neighbour of its anchor; the pair
+    (anchor, next token) or (anchor, previous token) must then be in ``pair_bits``."""
+    if flag == 1:
+        i = v - base
+        found = False
+        if v + 1 < de:
+            bit = _pair_bit(t, buf[i + 1], 0, pair_shift)
+            found = (pair_bits[bit >> np.uint64(6)] >> (bit & np.uint64(63))) & np.uint64(1) == 1
+        if not found and v - 1 >= ds:
+            bit = _pair_bit(t, buf[i - 1], 1, pair_shift)
+            found = (pair_bits[bit >> np.uint64(6)] >> (bit & np.uint64(63))) & np.uint64(1) == 1
+        if not found:
+            return n_out
     s = _probe(tbl_keys, _mix(np.uint64(t) + np.uint64(1)) | np.uint64(1))
     if s < 0:
         return n_out
@@ -111,8 +134,8 @@ def _anchor_hits(buf, base, v, t, lo, hi, ds, de, doc, qtok, qoff, anchor, tbl_k
 
 @njit(cache=True, nogil=True)
 def _scan(buf, base, lo, hi, vstarts, vends, doc_first, qtok, qoff, anchor, max_anchor,
-          tbl_keys, tbl_lo, tbl_hi, qorder, f1, exact16, single, single_tok,
-          tail_keys, tail_lo, tail_hi, tail_q, tail_t, max_tail,
+          tbl_keys, tbl_lo, tbl_hi, qorder, f1, exact16, single, single_tok, single_flag,
+          pair_bits, pair_shift, tail_keys, tail_lo, tail_hi, tail_q, tail_t, max_tail,
           out_doc, out_off, out_q, tail_doc, tail_qo, tail_to):  # pragma: no cover - jit
     """Matches starting in stream positions [lo, hi) (buffer index = position - base) and
     tails of the documents whose last token is in [lo, hi). Returns (matches, tails); -1
@@ -120,6 +143,9 @@ def _scan(buf, base, lo, hi, vstarts, vends, doc_first, qtok, qoff, anchor, max_
     n_out = 0
     n_tail = 0
     tcap = tail_doc.shape[0]
+    six = np.uint64(6)
+    low6 = np.uint64(63)
+    one = np.uint64(1)
     for k in range(vstarts.shape[0]):
         ds = vstarts[k]
         de = vends[k]
@@ -143,7 +169,8 @@ def _scan(buf, base, lo, hi, vstarts, vends, doc_first, qtok, qoff, anchor, max_
                     if c:
                         for j, t in enumerate(seg[v:e]):
                             if t == tok:
-                                n_out = _anchor_hits(buf, base, a + v + j, tok, lo, hi, ds, de,
+                                n_out = _anchor_hits(buf, base, a + v + j, tok, single_flag,
+                                                     pair_bits, pair_shift, lo, hi, ds, de,
                                                      doc, qtok, qoff, anchor, tbl_keys, tbl_lo,
                                                      tbl_hi, qorder, out_doc, out_off, out_q,
                                                      n_out)
@@ -152,38 +179,41 @@ def _scan(buf, base, lo, hi, vstarts, vends, doc_first, qtok, qoff, anchor, max_
                     v = e
         elif b > a:
             # (iterating over a slice: indexing with a signed position costs numba a
-            # wrap-around check per token, ~3x slower)
+            # wrap-around check per token, ~3x slower; the two loops keep the table
+            # choice out of the per-token path)
             seg = buf[a - base:b - base]
-            cap = out_doc.shape[0]
-            for j, t in enumerate(seg):
-                if not f1[_f1_index(t, exact16)]:
-                    continue
-                s = _probe(tbl_keys, _mix(np.uint64(t) + np.uint64(1)) | np.uint64(1))
-                if s < 0:
-                    continue
-                v = a + j
-                for r in range(tbl_lo[s], tbl_hi[s]):
-                    q = qorder[r]
-                    start = v - anchor[q]
-                    if start < lo or start >= hi or start < ds:
+            if exact16:
+                for j, t in enumerate(seg):
+                    flag = f1[t]
+                    if flag == 0:
                         continue
-                    m = qoff[q + 1] - qoff[q]
-                    if start + m > de:
-                        continue
-                    ok = True
-                    i = start - base
-                    q0 = qoff[q]
-                    for x in range(m):
-                        if buf[i + x] != qtok[q0 + x]:
-                            ok = False
-                            break
-                    if ok:
-                        if n_out >= cap:
+                    v = a + j
+                    if flag == 1:  # the pair filter, inline: most anchors stop here
+                        i = v - base
+                        ok = False
+                        if v + 1 < de:
+                            bit = _pair_bit(t, buf[i + 1], 0, pair_shift)
+                            ok = (pair_bits[bit >> six] >> (bit & low6)) & one == one
+                        if not ok and v - 1 >= ds:
+                            bit = _pair_bit(t, buf[i - 1], 1, pair_shift)
+                            ok = (pair_bits[bit >> six] >> (bit & low6)) & one == one
+                        if not ok:
+                            continue
+                    n_out = _anchor_hits(buf, base, v, t, 2, pair_bits, pair_shift, lo, hi,
+                                         ds, de, doc, qtok, qoff, anchor, tbl_keys, tbl_lo,
+                                         tbl_hi, qorder, out_doc, out_off, out_q, n_out)
+                    if n_out < 0:
+                        return -1, n_tail
+            else:
+                for j, t in enumerate(seg):
+                    flag = f1[_f1_index(t, False)]
+                    if flag:
+                        n_out = _anchor_hits(buf, base, a + j, t, flag, pair_bits,
+                                             pair_shift, lo, hi, ds, de, doc, qtok,
+                                             qoff, anchor, tbl_keys, tbl_lo, tbl_hi, qorder,
+                                             out_doc, out_off, out_q, n_out)
+                        if n_out < 0:
                             return -1, n_tail
-                        out_doc[n_out] = doc
-                        out_off[n_out] = start - ds
-                        out_q[n_out] = q
-                        n_out += 1
         # tails: this document's last token is in [lo, hi)
         if max_tail > 0 and de > ds and lo < de and de <= hi:
             g = np.uint64(0)
@@ -261,6 +291,12 @@ def _py_f1_index(t: int) -> int:
     return ((int(t) & 0xFFFFFFFF) * int(_C1) & _M64) >> 48
 
 
+def _py_pair_bit(a: int, b: int, before: int, shift: int) -> int:
+    x = ((int(a) & 0xFFFFFFFF) << 32) ^ (int(b) & 0xFFFFFFFF)
+    x ^= (before * int(_C3)) & _M64
+    return ((x * int(_C2)) & _M64) >> shift
+
+
 def _py_mix(h: int) -> int:
     h ^= h >> 30
     h = (h * int(_C2)) & _M64
@@ -308,12 +344,31 @@ class QueryTables:
         self.single_tok = int(distinct[0])
         # anchor-token tables: exact (for uint8/uint16 data) and hashed (wider ids)
         self.fits16 = bool(int(distinct.max()) < (1 << 16) and int(distinct.min()) >= 0)
-        self.f1_exact = np.zeros(1 << 16, dtype=np.bool_)
-        self.f1_hash = np.zeros(1 << 16, dtype=np.bool_)
+        # second filter: (anchor, next token) -- or (anchor, previous token) for a query
+        # anchored on its last token; flag 2 marks anchors of one-token queries (no pair)
+        bits = min(22, max(16, (64 * n - 1).bit_length()))
+        self.pair_shift = 64 - bits
+        self.pair_bits = np.zeros((1 << bits) // 64, dtype=np.uint64)
+        flag_of = {}
+        for q in range(n):
+            r, m = int(self.anchor[q]), int(lengths[q])
+            a = int(self.qtok[self.qoff[q] + r])
+            if m == 1:
+                flag_of[a] = 2
+                continue
+            flag_of.setdefault(a, 1)
+            before = 0 if r + 1 < m else 1
+            b = int(self.qtok[self.qoff[q] + r + (1 if before == 0 else -1)])
+            bit = _py_pair_bit(a, b, before, self.pair_shift)
+            self.pair_bits[bit >> 6] |= np.uint64(1 << (bit & 63))
+        self.single_flag = flag_of[self.single_tok]
+        self.f1_exact = np.zeros(1 << 16, dtype=np.uint8)
+        self.f1_hash = np.zeros(1 << 16, dtype=np.uint8)
         for t in distinct.tolist():
             if self.fits16:
-                self.f1_exact[t] = True
-            self.f1_hash[_py_f1_index(t)] = True
+                self.f1_exact[t] = flag_of[t]
+            k = _py_f1_index(t)
+            self.f1_hash[k] = max(int(self.f1_hash[k]), flag_of[t])
         # tails: every proper prefix q[:t], hashed from its last token backwards
         self.max_tail = self.max_len - 1 if tails else 0
         th, tq, tt = [], [], []
@@ -362,9 +417,9 @@ def scan(tables: QueryTables, buf: np.ndarray, base: int, lo: int, hi: int,
         raise UsageError("scan: a document ends before it starts")
     used = (vends > lo) & (vstarts < hi)
     if used.any():
-        # what the kernel reads: matches [max(ds, lo), min(de, hi + max_len - 1)),
-        # tails [de - max_tail, de) within the document
-        low = int(np.maximum(vstarts[used], lo - tables.max_tail).min())
+        # what the kernel reads: matches [max(ds, lo), min(de, hi + max_len - 1)), the
+        # token before an anchor, tails [de - max_tail, de) within the document
+        low = int(np.maximum(vstarts[used], lo - max(tables.max_tail, 1)).min())
         high = int(np.minimum(vends[used], hi + tables.max_len - 1).max())
         if low < base or high > end:
             raise UsageError(f"scan: the buffer [{base}, {end}) does not cover [{low}, {high})")
@@ -383,7 +438,9 @@ def scan(tables: QueryTables, buf: np.ndarray, base: int, lo: int, hi: int,
                       np.int64(doc_first), tables.qtok, tables.qoff, tables.anchor,
                       np.int64(tables.max_anchor), tables.keys, tables.lo, tables.hi,
                       tables.qorder, f1, exact16, tables.single,
-                      np.array([tables.single_tok]).astype(buf.dtype), tables.tail_keys,
+                      np.array([tables.single_tok]).astype(buf.dtype),
+                      np.uint8(tables.single_flag), tables.pair_bits,
+                      np.int64(tables.pair_shift), tables.tail_keys,
                       tables.tail_lo,
                       tables.tail_hi, tables.tail_q, tables.tail_t,
                       np.int64(tables.max_tail), out_doc, out_off, out_q, tail_doc, tail_q,

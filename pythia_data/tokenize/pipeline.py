@@ -151,7 +151,7 @@ class _ZstdFrames(io.RawIOBase):
     ``stream_reader``, a file that ends inside a frame (cut at a block boundary) is an error,
     not a silent end of the data; a corrupt frame is an error naming the file."""
 
-    CHUNK = 1 << 18
+    CHUNK = 1 << 16
 
     def __init__(self, fh, name: str, zstandard):
         super().__init__()
@@ -161,14 +161,15 @@ class _ZstdFrames(io.RawIOBase):
         self._dctx = zstandard.ZstdDecompressor()
         self._dobj = None  # the frame being decompressed (None between frames)
         self._pending = b""  # compressed bytes not yet fed
-        self._out = b""
+        self._out = b""  # decompressed bytes not yet read, from self._at
+        self._at = 0
         self._done = False
 
     def readable(self) -> bool:
         return True
 
     def _fill(self) -> None:
-        while not self._out and not self._done:
+        while self._at >= len(self._out) and not self._done:
             data = self._pending or self._fh.read(self.CHUNK)
             self._pending = b""
             if not data:
@@ -181,7 +182,7 @@ class _ZstdFrames(io.RawIOBase):
             if self._dobj is None:
                 self._dobj = self._dctx.decompressobj()
             try:
-                self._out = self._dobj.decompress(data)
+                self._out, self._at = self._dobj.decompress(data), 0
             except self._zstd.ZstdError as exc:
                 raise InputError(f"{self._name}: not a valid .zst file ({exc})") from None
             if self._dobj.eof:
@@ -190,9 +191,9 @@ class _ZstdFrames(io.RawIOBase):
 
     def readinto(self, buffer) -> int:
         self._fill()
-        n = min(len(buffer), len(self._out))
-        buffer[:n] = self._out[:n]
-        self._out = self._out[n:]
+        n = min(len(buffer), len(self._out) - self._at)
+        buffer[:n] = memoryview(self._out)[self._at : self._at + n]
+        self._at += n
         return n
 
 
