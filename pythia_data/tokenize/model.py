@@ -310,6 +310,9 @@ def _merge_pair(merge, i: int, name: str) -> tuple[str, str]:
     raise FormatError(f"{name}: merge {i} ({merge!r}) is not a pair of tokens")
 
 
+_ADDED_FLAGS = ("special", "normalized", "lstrip", "rstrip", "single_word")
+
+
 def _hf_added_tokens(entries: list[dict], token_id, model_size: int):
     """Replay how HF's added vocabulary takes the file's ``added_tokens`` list: each token
     gets the id its content already has (an earlier added token, then the model's
@@ -426,13 +429,20 @@ class TokenizerModel:
         clean = []
         reason = None
         for i, tok in enumerate(entries):
+            # every field is required, as HF requires it (it cannot load the file otherwise)
             if not isinstance(tok, dict) or not isinstance(tok.get("content"), str):
                 raise FormatError(f"{self.name}: added token {i} has no string 'content'")
-            special = bool(tok.get("special", False))
+            if not isinstance(tok.get("id"), int) or isinstance(tok.get("id"), bool) or \
+                    tok["id"] < 0:
+                raise FormatError(f"{self.name}: added token {i} has no non-negative 'id'")
+            for key in _ADDED_FLAGS:
+                if not isinstance(tok.get(key), bool):
+                    raise FormatError(f"{self.name}: added token {i} ({tok['content']!r}) has "
+                                      f"no true/false {key!r}")
+            special = tok["special"]
             clean.append({"content": tok["content"], "special": special,
-                          "normalized": bool(tok.get("normalized", not special)),
-                          "lstrip": bool(tok.get("lstrip")), "rstrip": bool(tok.get("rstrip")),
-                          "single_word": bool(tok.get("single_word"))})
+                          "normalized": tok["normalized"], "lstrip": tok["lstrip"],
+                          "rstrip": tok["rstrip"], "single_word": tok["single_word"]})
             if reason is None and (tok.get("lstrip") or tok.get("rstrip")
                                    or tok.get("single_word")):
                 reason = "added tokens with lstrip/rstrip/single_word"
