@@ -14,7 +14,10 @@ from pythia_data.cli.app import cli
 from pythia_data.cli.options import (
     emit_summary,
     force_option,
+    job_options,
     json_option,
+    make_job_executor,
+    progress_factory,
     quiet_option,
     show_progress,
     writes_to_stdout,
@@ -90,17 +93,16 @@ def _rate(summary: dict) -> str:
 @click.option("--append-eod", is_flag=True, help="End every document with the EOD token.")
 @click.option("--jsonl-key", "key", default="text", show_default=True,
               help="The JSON key holding the text.")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Tokenizer threads [min(CPUs, 8)].")
 @click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict",
               show_default=True,
               help="Invalid UTF-8 or lone surrogates: strict = error naming FILE:LINE, "
                    "replace = U+FFFD.")
 @force_option("an existing output dataset")
+@job_options
 @json_option
 @quiet_option
-def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, workers, errors,
-                 force, as_json, quiet):
+def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, errors, force,
+                 workers, executor, ray_address, unit_size, job_dir, keep_job, as_json, quiet):
     """Tokenize text (.jsonl, .jsonl.zst, .txt, folders of them, - for JSON lines on
     stdin) into one MMIDIDX dataset, byte for byte as GPT-NeoX's preprocess_data.py:
     one document per JSON line (or .txt file), empty documents skipped, EOD appended
@@ -112,9 +114,17 @@ def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, workers,
       pythia-data tokenize corpus/ -o data/pile --append-eod --workers 8
       pythia-data tokenize - -o data/part --append-eod --json < part.jsonl
       pythia-data tokenize book.txt -o data/book -t ./tokenizer.json --backend hf
+      pythia-data tokenize pile/ -o data/pile --append-eod --executor ray --ray-address auto
+
+    The input is cut into work units (--unit-size bytes of JSON lines, whole .zst/.txt
+    files) run by --workers processes (or Ray tasks); parts and completion records go to
+    PREFIX_{KEY}_document.job/, so a rerun of an interrupted command does only the
+    units left. The output is the same bytes whatever the units and workers.
     """
+    from pythia_data.jobs import parse_size
     from pythia_data.tokenize.pipeline import expand_inputs, tokenize_files
     from pythia_data.tokenize.pipeline import output_prefix as out_name
+    from pythia_data.tokenize.units import tokenize_units
 
     files = expand_inputs(inputs)
     target = out_name(output_prefix, key)
@@ -122,13 +132,18 @@ def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, workers,
         for suffix in (".bin", ".idx"):
             if os.path.lexists(target + suffix):
                 raise OutputError(f"{target}{suffix} already exists (remove it or pass --force)")
-    options = {"errors": errors}
-    if workers:
-        options["workers"] = workers
-    tok = load(spec, backend, **options)
-    with doc_progress(quiet, "tokenize") as update:
-        summary = tokenize_files(files, output_prefix, tok, key=key, append_eod=append_eod,
-                                 errors=errors, overwrite=force, progress=update)
+    unit_bytes = parse_size(unit_size)
+    runner = make_job_executor(executor, workers, ray_address, gpu=backend == "cuda")
+    tok = load(spec, backend, errors=errors)
+    if "-" in files:  # standard input cannot be cut into units or read twice: one stream
+        with doc_progress(quiet, "tokenize") as update:
+            summary = tokenize_files(files, output_prefix, tok, key=key, append_eod=append_eod,
+                                     errors=errors, overwrite=force, progress=update)
+    else:
+        summary = tokenize_units(files, target, tok, runner, key=key, append_eod=append_eod,
+                                 errors=errors, overwrite=force, unit_bytes=unit_bytes,
+                                 job_dir=job_dir, keep_job=keep_job,
+                                 progress=progress_factory(quiet))
     if as_json:
         click.echo(json.dumps(summary))
         return
@@ -149,9 +164,11 @@ def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, workers,
               help="Tokenizer the data was made with [bundled GPT-NeoX-20B].")
 @tokenizer_options
 @force_option("an existing output file")
+@job_options
 @json_option
 @quiet_option
-def detokenize_cmd(data, output, spec, backend, force, as_json, quiet):
+def detokenize_cmd(data, output, spec, backend, force, workers, executor, ray_address,
+                   unit_size, job_dir, keep_job, as_json, quiet):
     """Write DATA back as text: one {"text": ...} JSON line per document, the tokenizer's
     decode (special tokens kept) of the document without its final EOD.
 
@@ -160,13 +177,17 @@ def detokenize_cmd(data, output, spec, backend, force, as_json, quiet):
       pythia-data detokenize data/mine_text_document -o mine.jsonl
       pythia-data detokenize data/mine_text_document | head -n 3
     """
-    from pythia_data.tokenize.pipeline import detokenize
+    from pythia_data.jobs import parse_size
+    from pythia_data.tokenize.units import detokenize_units
 
+    unit_bytes = parse_size(unit_size)
+    runner = make_job_executor(executor, workers, ray_address, gpu=backend == "cuda")
     tok = load(spec, backend)
     stream = sys.stdout.buffer if output == "-" else None
-    with doc_progress(quiet, "detokenize") as update:
-        summary = detokenize(data, tok, output, stream=stream, overwrite=force or output == "-",
-                             progress=update)
+    summary = detokenize_units(data, tok, output, runner, stream=stream,
+                               overwrite=force or output == "-", unit_bytes=unit_bytes,
+                               job_dir=job_dir, keep_job=keep_job,
+                               progress=progress_factory(quiet))
     emit_summary(summary, f"wrote {summary['documents']:,} documents ({summary['bytes']:,} "
                  f"bytes) to {'stdout' if output == '-' else output}",
                  as_json=as_json, data_on_stdout=writes_to_stdout(output))
@@ -180,9 +201,11 @@ def detokenize_cmd(data, output, spec, backend, force, as_json, quiet):
               help="The tokenizer DATA was made with [bundled GPT-NeoX-20B].")
 @tokenizer_options
 @force_option("an existing output dataset")
+@job_options
 @json_option
 @quiet_option
-def retokenize_cmd(data, spec, output_prefix, from_spec, backend, force, as_json, quiet):
+def retokenize_cmd(data, spec, output_prefix, from_spec, backend, force, workers, executor,
+                   ray_address, unit_size, job_dir, keep_job, as_json, quiet):
     """Decode every document of DATA with the old tokenizer and encode it with the new
     one: same documents, same order, the new EOD where a document ended in the old one.
 
@@ -191,12 +214,16 @@ def retokenize_cmd(data, spec, output_prefix, from_spec, backend, force, as_json
       pythia-data retokenize data/mine_text_document -t ./llama/tokenizer.json -o data/mine_llama
       pythia-data retokenize data/a -t bundled -o data/a_again --backend hf --json
     """
-    from pythia_data.tokenize.pipeline import retokenize
+    from pythia_data.jobs import parse_size
+    from pythia_data.tokenize.units import retokenize_units
 
+    unit_bytes = parse_size(unit_size)
+    runner = make_job_executor(executor, workers, ray_address, gpu=backend == "cuda")
     old = load(from_spec, backend)
     new = load(spec, backend)
-    with doc_progress(quiet, "retokenize") as update:
-        summary = retokenize(data, old, new, output_prefix, overwrite=force, progress=update)
+    summary = retokenize_units(data, old, new, output_prefix, runner, overwrite=force,
+                               unit_bytes=unit_bytes, job_dir=job_dir, keep_job=keep_job,
+                               progress=progress_factory(quiet))
     if as_json:
         click.echo(json.dumps(summary))
         return

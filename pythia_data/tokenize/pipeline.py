@@ -196,6 +196,14 @@ def _jsonl(fh, name: str, key: str, errors: str) -> Iterator[Document]:
         raise InputError(f"{name}:{lineno + 1}: cannot read ({exc})") from None
 
 
+def jsonl_documents(fh, name: str, key: str = "text", errors: str = "strict", *,
+                    file_start: bool = True) -> Iterator[Document]:
+    """The documents of the JSON lines read from the binary line iterator ``fh`` (a whole
+    file, or a slice of one starting at a line boundary: ``file_start=False`` when the
+    slice does not start the file). Line numbers count from the slice's first line."""
+    return _jsonl(fh, name, key, _check_errors(errors))
+
+
 def read_documents(inputs: Iterable[str | os.PathLike], *, key: str = "text",
                    errors: str = "strict", stdin=None) -> Iterator[Document]:
     """Every document of ``inputs`` in order, empty ones included (see the module docstring).
@@ -375,15 +383,17 @@ def tokenize_files(inputs, prefix: str | os.PathLike, tokenizer, *, key: str = "
 
 
 def dataset_documents(ds: IndexedDataset, batch_documents: int = 1024,
-                      max_tokens: int = 1 << 22) -> Iterator[list[np.ndarray | None]]:
-    """Batches of documents of ``ds``: each document's tokens (its sequences concatenated),
-    or None for a document without any sequence. Memory bounded by ``max_tokens`` per batch
-    (one document larger than that is its own batch)."""
-    doc_idx = np.asarray(ds.doc_idx, dtype=np.int64)
+                      max_tokens: int = 1 << 22, start: int = 0,
+                      stop: int | None = None) -> Iterator[list[np.ndarray | None]]:
+    """Batches of documents ``start..stop`` of ``ds`` (default all): each document's tokens
+    (its sequences concatenated), or None for a document without any sequence. Memory
+    bounded by ``max_tokens`` per batch (one document larger than that is its own batch)."""
+    doc_idx = ds.doc_idx
     sizes = ds.sizes
-    starts = ds.token_starts
-    n = ds.num_documents
-    d = 0
+    starts = ds.pointers
+    itemsize = ds.dtype.itemsize
+    n = ds.num_documents if stop is None else min(int(stop), ds.num_documents)
+    d = max(int(start), 0)
     while d < n:
         e = min(d + batch_documents, n)
         s0, s1 = int(doc_idx[d]), int(doc_idx[e])
@@ -392,11 +402,12 @@ def dataset_documents(ds: IndexedDataset, batch_documents: int = 1024,
             # shrink to the documents that fit (at least one)
             cum = np.cumsum(lens)
             seq_fit = int(np.searchsorted(cum, max_tokens, side="right"))
-            fit = int(np.searchsorted(doc_idx[d:e + 1], s0 + seq_fit, side="right")) - 1
+            fit = int(np.searchsorted(np.asarray(doc_idx[d:e + 1], dtype=np.int64),
+                                      s0 + seq_fit, side="right")) - 1
             e = d + max(fit, 1)
             s1 = int(doc_idx[e])
             lens = lens[: s1 - s0]
-        flat = ds.gather(np.asarray(starts[s0:s1], dtype=np.int64), lens)
+        flat = ds.gather(np.asarray(starts[s0:s1], dtype=np.int64) // itemsize, lens)
         seq_ends = np.concatenate([[0], np.cumsum(lens)])
         out: list[np.ndarray | None] = []
         for k in range(d, e):
@@ -435,29 +446,40 @@ def detokenize(data, tokenizer, output, *, stream=None, overwrite: bool = True,
     """Write one ``{"text": ...}`` JSON line per document of ``data``: the tokenizer's
     ``decode`` (special tokens kept) of the document without its final EOD token (UTF-8,
     non-ASCII as is except U+0085/U+2028/U+2029, which are escaped)."""
-    eod = _eod_or_none(tokenizer)
-    docs = nbytes = 0
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         ds = data if isinstance(data, IndexedDataset) else stack.enter_context(
             IndexedDataset(data))
         out = AtomicOutput(output, overwrite=overwrite, stream=stream)
         try:
-            for batch in dataset_documents(ds):
-                bodies = [_body(doc, eod)[0] for doc in batch]
-                texts = tokenizer.decode_batch(bodies)
-                data_out = "".join(_json_line(t) for t in texts).encode("utf-8")
-                out.write(data_out)
-                docs += len(texts)
-                nbytes += len(data_out)
-                if progress is not None:
-                    progress(len(texts), len(data_out))
+            counts = detokenize_range(ds, tokenizer, out, 0, ds.num_documents,
+                                      progress=progress)
         except BaseException:
             out.abort()
             raise
         out.commit()
-    return {"output": os.fspath(output), "documents": docs, "bytes": nbytes,
-            "tokenizer": tokenizer.name, "seconds": round(time.monotonic() - started, 3)}
+    return {"output": os.fspath(output), "documents": counts["documents"],
+            "bytes": counts["bytes"], "tokenizer": tokenizer.name,
+            "seconds": round(time.monotonic() - started, 3)}
+
+
+def detokenize_range(ds: IndexedDataset, tokenizer, out, start: int, stop: int, *,
+                     progress: Progress | None = None) -> dict:
+    """Write the JSON lines of documents ``start..stop`` of ``ds`` to ``out`` (anything
+    with ``write(bytes)``); returns ``{"documents", "bytes"}``. One range or many
+    consecutive ranges concatenated give the same bytes."""
+    eod = _eod_or_none(tokenizer)
+    docs = nbytes = 0
+    for batch in dataset_documents(ds, start=start, stop=stop):
+        bodies = [_body(doc, eod)[0] for doc in batch]
+        texts = tokenizer.decode_batch(bodies)
+        data_out = "".join(_json_line(t) for t in texts).encode("utf-8")
+        out.write(data_out)
+        docs += len(texts)
+        nbytes += len(data_out)
+        if progress is not None:
+            progress(len(texts), len(data_out))
+    return {"documents": docs, "bytes": nbytes}
 
 
 def retokenize(data, old, new, prefix: str | os.PathLike, *, overwrite: bool = True,
@@ -465,36 +487,48 @@ def retokenize(data, old, new, prefix: str | os.PathLike, *, overwrite: bool = T
     """Decode every document of ``data`` with ``old`` and encode it with ``new`` into the
     dataset ``prefix``: same documents in the same order (empty ones stay, as empty
     documents), ``new``'s EOD where the source document ended in ``old``'s."""
-    old_eod = _eod_or_none(old)
     prefix = strip_suffix(prefix)
     dtype = np.dtype(new.dtype)
-    docs = tokens = 0
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         ds = data if isinstance(data, IndexedDataset) else stack.enter_context(
             IndexedDataset(data))
         if os.path.abspath(ds.prefix) == os.path.abspath(prefix):
             raise UsageError(f"output {prefix} is also the input")
-        new_eod = None
-        with DatasetBuilder(prefix, dtype, overwrite=overwrite) as builder:
-            for batch in dataset_documents(ds):
-                parts = [_body(doc, old_eod) for doc in batch]
-                texts = old.decode_batch([p[0] for p in parts])
-                ids, offsets = new.encode_flat(texts)
-                for k, doc in enumerate(batch):
-                    if doc is None:
-                        builder.end_document()
-                        continue
-                    piece = ids[offsets[k] : offsets[k + 1]]
-                    if parts[k][1]:
-                        if new_eod is None:
-                            new_eod = new.eod_id
-                        piece = np.append(piece, new_eod)
-                    builder.add_document(piece)
-                    tokens += piece.size
-                docs += len(batch)
-                if progress is not None:
-                    progress(len(batch), sum(len(t) for t in texts))
+        counts = retokenize_range(ds, old, new, prefix, 0, ds.num_documents,
+                                  overwrite=overwrite, progress=progress)
+    docs, tokens = counts["documents"], counts["tokens"]
     return {"output": prefix, "documents": docs, "tokens": tokens, "dtype": dtype.name,
             "from_tokenizer": old.name, "tokenizer": new.name,
             "seconds": round(time.monotonic() - started, 3)}
+
+
+def retokenize_range(ds: IndexedDataset, old, new, prefix: str, start: int, stop: int, *,
+                     overwrite: bool = True, progress: Progress | None = None) -> dict:
+    """Retokenize documents ``start..stop`` of ``ds`` into the dataset ``prefix``; returns
+    ``{"documents", "tokens"}``. Consecutive ranges merged in order give the bytes of one
+    range over everything."""
+    old_eod = _eod_or_none(old)
+    dtype = np.dtype(new.dtype)
+    docs = tokens = 0
+    new_eod = None
+    with DatasetBuilder(prefix, dtype, overwrite=overwrite) as builder:
+        for batch in dataset_documents(ds, start=start, stop=stop):
+            parts = [_body(doc, old_eod) for doc in batch]
+            texts = old.decode_batch([p[0] for p in parts])
+            ids, offsets = new.encode_flat(texts)
+            for k, doc in enumerate(batch):
+                if doc is None:
+                    builder.end_document()
+                    continue
+                piece = ids[offsets[k] : offsets[k + 1]]
+                if parts[k][1]:
+                    if new_eod is None:
+                        new_eod = new.eod_id
+                    piece = np.append(piece, new_eod)
+                builder.add_document(piece)
+                tokens += piece.size
+            docs += len(batch)
+            if progress is not None:
+                progress(len(batch), sum(len(t) for t in texts))
+    return {"documents": docs, "tokens": tokens}
