@@ -86,7 +86,7 @@ class LocalExecutor(Executor):
         results: list = [None] * len(units)
         if not units:
             return results
-        if self.workers == 1 or len(units) == 1 and self.mode == "thread":
+        if self.workers == 1 or len(units) == 1:  # no pool to start for one unit
             for k, unit in enumerate(units):
                 results[k] = self._inline(unit, fn)
                 if progress is not None:

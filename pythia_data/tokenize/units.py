@@ -299,7 +299,7 @@ def tokenize_units(files: Sequence[str], out_prefix: str, tokenizer, executor: E
         tokenizer.eod_id  # noqa: B018 - fail before any work when there is none
     inputs, units = plan_files(files, unit_bytes)
     params = {"tokenizer": ref.fingerprint(), "key": key, "errors": errors,
-              "append_eod": append_eod, "dtype": dtype.name, "unit_bytes": unit_bytes}
+              "append_eod": append_eod, "dtype": dtype.name}
     folder = job_dir or out_prefix + JOB_SUFFIX
     with JobStore(folder, "tokenize", params, inputs, units) as store:
         todo, _ = store.pending()
@@ -347,7 +347,7 @@ def retokenize_units(data, old, new, out_prefix, executor: Executor, *,
         units = _plan_ds(ds, unit_bytes)
         prefix = os.path.abspath(ds.prefix)
     params = {"from_tokenizer": old_ref.fingerprint(), "tokenizer": new_ref.fingerprint(),
-              "dtype": dtype.name, "unit_bytes": unit_bytes}
+              "dtype": dtype.name}
     folder = job_dir or out_prefix + JOB_SUFFIX
     with JobStore(folder, "retokenize", params, inputs, units) as store:
         todo, _ = store.pending()
@@ -376,7 +376,7 @@ def detokenize_units(data, tokenizer, output, executor: Executor, *, stream=None
         inputs = _dataset_inputs(ds)
         units = _plan_ds(ds, unit_bytes)
         prefix = os.path.abspath(ds.prefix)
-    params = {"tokenizer": ref.fingerprint(), "unit_bytes": unit_bytes}
+    params = {"tokenizer": ref.fingerprint()}
     out = AtomicOutput(output, overwrite=overwrite, stream=stream)
     temp = None
     try:
