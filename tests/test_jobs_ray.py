@@ -37,7 +37,24 @@ def _env() -> dict:
     # `ray start --address` refuse to join ("Multi-node Ray clusters are not supported").
     env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
     env["RAY_USAGE_STATS_ENABLED"] = "0"
+    # a throwaway cluster on 127.0.0.1: no token (a shared ~/.ray/auth_token written by
+    # another cluster on this machine would otherwise make the second node's join fail)
+    env["RAY_AUTH_MODE"] = "disabled"
     return env
+
+
+def _stop(temp: Path) -> None:
+    """Stop the cluster whose session lives under ``temp``: only its own processes (their
+    command lines name ``temp``), never other Ray clusters on this machine (``ray stop``
+    would stop them all)."""
+    for _ in range(2):
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                if str(temp).encode() in cmdline.read_bytes():
+                    os.kill(int(cmdline.parent.name), signal.SIGKILL)
+            except (OSError, ValueError):
+                continue
+        time.sleep(0.5)
 
 
 @pytest.fixture(autouse=True)
@@ -81,8 +98,7 @@ def cluster(tmp_path_factory):
                        env=env, check=True, capture_output=True, timeout=180)
         yield address
     finally:
-        subprocess.run([_ray_bin(), "stop", "--force"], env=env, capture_output=True,
-                       timeout=180)
+        _stop(temp)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import resource
 import tempfile
 import threading
 import time
@@ -243,6 +244,7 @@ def _tokenize_unit(ctx: _Context, unit: Unit) -> dict:
     prefix = part_path(ctx.folder, unit, "")
     counts = write_part(unit_documents(unit, key=ctx.key, errors=ctx.errors), tok, prefix,
                         append_eod=ctx.append_eod)
+    counts["worker_peak_rss"] = _peak_rss()
     return record_unit(ctx.folder, unit, ctx.inputs_of(unit), [prefix + ".bin",
                                                                prefix + ".idx"], counts)
 
@@ -253,6 +255,7 @@ def _retokenize_unit(ctx: _Context, unit: Unit) -> dict:
     prefix = part_path(ctx.folder, unit, "")
     with IndexedDataset(ctx.dataset) as ds:
         counts = _pl.retokenize_range(ds, old, new, prefix, unit.start, unit.end)
+    counts["worker_peak_rss"] = _peak_rss()
     return record_unit(ctx.folder, unit, ctx.inputs_of(unit), [prefix + ".bin",
                                                                prefix + ".idx"], counts)
 
@@ -262,6 +265,7 @@ def _detokenize_unit(ctx: _Context, unit: Unit) -> dict:
     path = part_path(ctx.folder, unit, ".jsonl")
     with IndexedDataset(ctx.dataset) as ds, AtomicOutput(path) as out:
         counts = _pl.detokenize_range(ds, tok, out, unit.start, unit.end)
+    counts["worker_peak_rss"] = _peak_rss()
     return record_unit(ctx.folder, unit, ctx.inputs_of(unit), [path], counts)
 
 
@@ -272,10 +276,18 @@ def _sum(records: Sequence[dict], *keys: str) -> dict:
     return {k: int(sum(r["result"].get(k, 0) for r in records)) for k in keys}
 
 
-def _job_info(store: JobStore, executor: Executor, todo_before: int) -> dict:
+def _peak_rss() -> int:
+    """This worker's peak resident memory so far, in bytes (Linux reports KiB)."""
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def _job_info(store: JobStore, executor: Executor, todo_before: int,
+              records: Sequence[dict]) -> dict:
     return {"units": len(store.units), "units_run": todo_before,
             "units_resumed": len(store.units) - todo_before, "executor": executor.name,
-            "workers": executor.workers}
+            "workers": executor.workers,
+            "worker_peak_rss": max((int(r["result"].get("worker_peak_rss", 0))
+                                    for r in records), default=0)}
 
 
 def _dataset_inputs(ds: IndexedDataset) -> list[InputFile]:
@@ -308,7 +320,7 @@ def tokenize_units(files: Sequence[str], out_prefix: str, tokenizer, executor: E
         records = run_units(store, executor, partial(_tokenize_unit, ctx), progress=progress,
                             desc="tokenize")
         merge_dataset_parts(store, records, out_prefix, dtype, overwrite=overwrite)
-        info = _job_info(store, executor, len(todo))
+        info = _job_info(store, executor, len(todo), records)
         if not keep_job:
             store.remove()
     summary = _sum(records, "documents", "skipped_empty", "tokens", "input_bytes")
@@ -355,7 +367,7 @@ def retokenize_units(data, old, new, out_prefix, executor: Executor, *,
         records = run_units(store, executor, partial(_retokenize_unit, ctx), progress=progress,
                             desc="retokenize")
         merge_dataset_parts(store, records, out_prefix, dtype, overwrite=overwrite)
-        info = _job_info(store, executor, len(todo))
+        info = _job_info(store, executor, len(todo), records)
         if not keep_job:
             store.remove()
     return {"output": out_prefix, **_sum(records, "documents", "tokens"), "dtype": dtype.name,
@@ -391,7 +403,7 @@ def detokenize_units(data, tokenizer, output, executor: Executor, *, stream=None
                                 progress=progress, desc="detokenize")
             nbytes = concat_parts(store, records, ".jsonl", out)
             out.commit()
-            info = _job_info(store, executor, len(todo))
+            info = _job_info(store, executor, len(todo), records)
             if not keep_job:
                 store.remove()
     except BaseException:
