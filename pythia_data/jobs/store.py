@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 from pythia_data.errors import InputError, OutputError, UsageError
 from pythia_data.integrity.hashing import hash_file
-from pythia_data.io.atomic import atomic_write_text, ensure_folder, lock_file
+from pythia_data.io.atomic import AtomicOutput, atomic_write_text, ensure_folder, lock_file
 from pythia_data.jobs.plan import InputFile, Unit, describe_input
 
 __all__ = ["PLAN_VERSION", "JobStore", "record_unit", "part_path"]
@@ -56,7 +56,14 @@ def record_unit(folder: str, unit: Unit, inputs: Sequence[InputFile], outputs: S
                                           "xxh3": hash_file(p, "xxh3")} for p in outputs},
         "result": result,
     }
-    atomic_write_text(_record_path(folder, unit), json.dumps(record, indent=1) + "\n")
+    # not fsynced, like the parts: after a power cut a torn part fails its xxh3 at the merge
+    out = AtomicOutput(_record_path(folder, unit))
+    try:
+        out.write((json.dumps(record, indent=1) + "\n").encode("utf-8"))
+    except BaseException:
+        out.abort()
+        raise
+    out.commit(sync=False)
     return record
 
 

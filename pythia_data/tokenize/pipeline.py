@@ -504,7 +504,8 @@ def retokenize(data, old, new, prefix: str | os.PathLike, *, overwrite: bool = T
 
 
 def retokenize_range(ds: IndexedDataset, old, new, prefix: str, start: int, stop: int, *,
-                     overwrite: bool = True, progress: Progress | None = None) -> dict:
+                     overwrite: bool = True, progress: Progress | None = None,
+                     durable: bool = True) -> dict:
     """Retokenize documents ``start..stop`` of ``ds`` into the dataset ``prefix``; returns
     ``{"documents", "tokens"}``. Consecutive ranges merged in order give the bytes of one
     range over everything."""
@@ -512,7 +513,7 @@ def retokenize_range(ds: IndexedDataset, old, new, prefix: str, start: int, stop
     dtype = np.dtype(new.dtype)
     docs = tokens = 0
     new_eod = None
-    with DatasetBuilder(prefix, dtype, overwrite=overwrite) as builder:
+    with DatasetBuilder(prefix, dtype, overwrite=overwrite, durable=durable) as builder:
         for batch in dataset_documents(ds, start=start, stop=stop):
             parts = [_body(doc, old_eod) for doc in batch]
             texts = old.decode_batch([p[0] for p in parts])

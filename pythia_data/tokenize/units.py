@@ -190,14 +190,14 @@ def unit_documents(unit: Unit, *, key: str = "text", errors: str = "strict"
 
 
 def write_part(documents, tokenizer, prefix: str, *, append_eod: bool = False,
-               overwrite: bool = True) -> dict:
+               overwrite: bool = True, durable: bool = True) -> dict:
     """Encode ``documents`` and write them as the dataset ``prefix`` (one document and one
     sequence each, empty ones skipped, as ``preprocess_data.py``); an empty dataset when
     none is left. Returns the counts."""
     eod = tokenizer.eod_id if append_eod else None
     dtype = np.dtype(tokenizer.dtype)
     docs = skipped = tokens = nbytes = 0
-    with DatasetBuilder(prefix, dtype, overwrite=overwrite) as builder:
+    with DatasetBuilder(prefix, dtype, overwrite=overwrite, durable=durable) as builder:
         batches = _pl._prefetched(_pl._batches(documents, _pl.BATCH_DOCUMENTS,
                                                _pl.BATCH_CHARS))
         try:
@@ -243,7 +243,7 @@ def _tokenize_unit(ctx: _Context, unit: Unit) -> dict:
     tok = ctx.tokenizer.load()
     prefix = part_path(ctx.folder, unit, "")
     counts = write_part(unit_documents(unit, key=ctx.key, errors=ctx.errors), tok, prefix,
-                        append_eod=ctx.append_eod)
+                        append_eod=ctx.append_eod, durable=False)
     counts["worker_peak_rss"] = _peak_rss()
     return record_unit(ctx.folder, unit, ctx.inputs_of(unit), [prefix + ".bin",
                                                                prefix + ".idx"], counts)
@@ -254,7 +254,8 @@ def _retokenize_unit(ctx: _Context, unit: Unit) -> dict:
     new = ctx.tokenizer.load()
     prefix = part_path(ctx.folder, unit, "")
     with IndexedDataset(ctx.dataset) as ds:
-        counts = _pl.retokenize_range(ds, old, new, prefix, unit.start, unit.end)
+        counts = _pl.retokenize_range(ds, old, new, prefix, unit.start, unit.end,
+                                      durable=False)
     counts["worker_peak_rss"] = _peak_rss()
     return record_unit(ctx.folder, unit, ctx.inputs_of(unit), [prefix + ".bin",
                                                                prefix + ".idx"], counts)
@@ -263,8 +264,14 @@ def _retokenize_unit(ctx: _Context, unit: Unit) -> dict:
 def _detokenize_unit(ctx: _Context, unit: Unit) -> dict:
     tok = ctx.tokenizer.load()
     path = part_path(ctx.folder, unit, ".jsonl")
-    with IndexedDataset(ctx.dataset) as ds, AtomicOutput(path) as out:
-        counts = _pl.detokenize_range(ds, tok, out, unit.start, unit.end)
+    with IndexedDataset(ctx.dataset) as ds:
+        out = AtomicOutput(path)
+        try:
+            counts = _pl.detokenize_range(ds, tok, out, unit.start, unit.end)
+        except BaseException:
+            out.abort()
+            raise
+        out.commit(sync=False)  # a part: checked by its xxh3 at the merge
     counts["worker_peak_rss"] = _peak_rss()
     return record_unit(ctx.folder, unit, ctx.inputs_of(unit), [path], counts)
 
