@@ -386,3 +386,41 @@ def test_write_dataset_helper_still_works(tmp_path):
     # the merge reads parts with IndexedDataset: a part of zero documents is valid
     prefix = write_dataset(tmp_path / "z", [], dtype=np.uint16)
     assert IndexedDataset(prefix).num_documents == 0
+
+
+# --------------------------------------------------------------------------- checksum
+
+
+def test_checksum_units_match_and_resume(tmp_path, monkeypatch):
+    import hashlib
+
+    from pythia_data.jobs import checksum as jc
+
+    files = []
+    for k in range(5):
+        p = tmp_path / f"f{k}.bin"
+        p.write_bytes(bytes([k]) * (1000 * k + 1))
+        files.append(str(p))
+    want = [hashlib.sha256(open(f, "rb").read()).hexdigest() for f in files]
+    real = jc._hash_unit
+    monkeypatch.setattr(jc, "_hash_unit", lambda *a: _flaky({3}, partial(real, *a[:-1]), a[-1]))
+    with pytest.raises(KeyboardInterrupt):
+        jc.hash_files(files, "sha256", LocalExecutor(1), job_dir=tmp_path / "job")
+    assert len(os.listdir(tmp_path / "job" / "done")) == 3
+    calls = []
+    monkeypatch.setattr(jc, "_hash_unit", lambda *a: calls.append(a[-1].id) or real(*a))
+    got = jc.hash_files(files, "sha256", LocalExecutor(2, mode="thread"),
+                        job_dir=tmp_path / "job")
+    assert got == want and sorted(calls) == [3, 4]
+    assert not (tmp_path / "job").exists()
+    assert jc.hash_files(files, "sha256", LocalExecutor(2, mode="thread")) == want
+
+
+def test_checksum_cli_with_a_job_dir_reports_the_same(tmp_path):
+    for k in range(3):
+        (tmp_path / f"f{k}.bin").write_bytes(bytes([k]) * 100)
+    plain = CliRunner().invoke(cli, ["checksum", str(tmp_path), "-q"])
+    units = CliRunner().invoke(cli, ["checksum", str(tmp_path), "-q", "--job-dir",
+                                     str(tmp_path / ".job")])
+    assert plain.exit_code == units.exit_code == 0, units.output
+    assert plain.output == units.output and plain.output.count("  ") == 3

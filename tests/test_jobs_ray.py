@@ -179,3 +179,15 @@ def test_driver_killed_then_rerun_does_only_missing_units(tmp_path, tok, cluster
     assert s["units_resumed"] >= finished >= 3
     assert s["units_run"] == s["units"] - s["units_resumed"]
     assert _files(out + "_text_document") == _files(one)
+
+
+def test_checksum_on_the_loopback_cluster(tmp_path, cluster):
+    for k in range(4):
+        (tmp_path / f"f{k}.bin").write_bytes(bytes([k]) * 5000)
+    plain = subprocess.run([sys.executable, "-m", "pythia_data", "checksum", str(tmp_path),
+                            "-q"], env=_env(), capture_output=True, text=True, cwd=REPO)
+    on_ray = subprocess.run([sys.executable, "-m", "pythia_data", "checksum", str(tmp_path),
+                             "-q", "--executor", "ray", "--ray-address", cluster],
+                            env=_env(), capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert plain.returncode == on_ray.returncode == 0, on_ray.stderr
+    assert plain.stdout == on_ray.stdout and plain.stdout.count("\n") == 4

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from functools import partial
-from pathlib import Path
 
 from pythia_data.errors import InputError
 from pythia_data.integrity.hashing import hash_file
@@ -39,10 +38,11 @@ def _hash_unit(folder: str, inputs: tuple[InputFile, ...], algorithm: str, unit:
 
 
 def hash_files(files: Sequence[str | os.PathLike], algorithm: str, executor: Executor, *,
-               job_dir: str | os.PathLike | None = None,
+               job_dir: str | os.PathLike | None = None, keep_job: bool = False,
                progress: ProgressFactory | None = None) -> list[str]:
     """The digests of ``files`` (in order), hashed by ``executor``; with ``job_dir`` the
-    digests are recorded there as they finish and a rerun reuses them."""
+    digests are recorded there as they finish and a rerun reuses them (the folder is
+    removed once every file is hashed, unless ``keep_job``)."""
     inputs = [describe_input(os.fspath(p)) for p in files]
     units = [Unit(k, "file", i.path, 0, i.size, i.size) for k, i in enumerate(inputs)]
     if job_dir is None:
@@ -52,6 +52,8 @@ def hash_files(files: Sequence[str | os.PathLike], algorithm: str, executor: Exe
         fn = partial(_hash_unit, store.folder, tuple(inputs), algorithm)
         records = run_units(store, executor, fn, progress=progress, desc="checksum")
         digests = [r["result"]["digest"] for r in records]
+        if not keep_job:
+            store.remove()
     return digests
 
 
@@ -59,7 +61,3 @@ def _task(progress, total):
     from pythia_data.progress import task
 
     return task(progress, "checksum", total, "B")
-
-
-def as_paths(files: Sequence[str | os.PathLike]) -> list[Path]:
-    return [Path(os.fspath(f)) for f in files]
