@@ -144,6 +144,8 @@ def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, errors, 
                                  errors=errors, overwrite=force, unit_bytes=unit_bytes,
                                  job_dir=job_dir, keep_job=keep_job,
                                  progress=progress_factory(quiet))
+    for warning in summary.get("warnings", ()):
+        click.echo(f"pythia-data: warning: {warning}", err=True)
     if as_json:
         click.echo(json.dumps(summary))
         return
@@ -199,13 +201,16 @@ def detokenize_cmd(data, output, spec, backend, force, workers, executor, ray_ad
 @click.option("--output-prefix", "-o", required=True, help="Output dataset prefix.")
 @click.option("--from-tokenizer", "from_spec", default=None,
               help="The tokenizer DATA was made with [bundled GPT-NeoX-20B].")
+@click.option("--eod-id", type=click.IntRange(min=0), default=None,
+              help="The token ending each document that ended in an EOD [the new "
+                   "tokenizer's end-of-document token; required when it has none].")
 @tokenizer_options
 @force_option("an existing output dataset")
 @job_options
 @json_option
 @quiet_option
-def retokenize_cmd(data, spec, output_prefix, from_spec, backend, force, workers, executor,
-                   ray_address, unit_size, job_dir, keep_job, as_json, quiet):
+def retokenize_cmd(data, spec, output_prefix, from_spec, eod_id, backend, force, workers,
+                   executor, ray_address, unit_size, job_dir, keep_job, as_json, quiet):
     """Decode every document of DATA with the old tokenizer and encode it with the new
     one: same documents, same order, the new EOD where a document ended in the old one.
 
@@ -222,8 +227,8 @@ def retokenize_cmd(data, spec, output_prefix, from_spec, backend, force, workers
     old = load(from_spec, backend)
     new = load(spec, backend)
     summary = retokenize_units(data, old, new, output_prefix, runner, overwrite=force,
-                               unit_bytes=unit_bytes, job_dir=job_dir, keep_job=keep_job,
-                               progress=progress_factory(quiet))
+                               eod_id=eod_id, unit_bytes=unit_bytes, job_dir=job_dir,
+                               keep_job=keep_job, progress=progress_factory(quiet))
     if as_json:
         click.echo(json.dumps(summary))
         return

@@ -48,7 +48,8 @@ def hash_files(files: Sequence[str | os.PathLike], algorithm: str, executor: Exe
     if job_dir is None:
         with _task(progress, sum(u.weight for u in units)) as update:
             return executor.run(units, partial(_hash, algorithm), progress=update)
-    with JobStore(job_dir, "checksum", {"algorithm": algorithm}, inputs, units) as store:
+    with JobStore(job_dir, "checksum", {"algorithm": algorithm}, inputs, units) as store, \
+            store.running():
         fn = partial(_hash_unit, store.folder, tuple(inputs), algorithm)
         records = run_units(store, executor, fn, progress=progress, desc="checksum")
         digests = [r["result"]["digest"] for r in records]

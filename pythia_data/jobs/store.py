@@ -211,6 +211,24 @@ class JobStore:
                                  "modification time); rerun to redo the units that read it")
 
     # -- ending
+    @contextlib.contextmanager
+    def running(self):
+        """Wrap the job's run: bad input or a bad option (InputError, UsageError) is
+        deterministic, and a rerun with other inputs or options is refused anyway, so
+        the folder is removed; anything else (Ctrl-C, kill, a full disk) keeps it for the
+        rerun to resume - when some unit finished: an interruption before the first
+        completion record leaves nothing behind."""
+        try:
+            yield self
+        except (InputError, UsageError):
+            self.remove()
+            raise
+        except BaseException:
+            with contextlib.suppress(OSError):
+                if not os.listdir(os.path.join(self.folder, "done")):
+                    self.remove()
+            raise
+
     def remove(self) -> None:
         """Delete the job folder (after a successful merge)."""
         self.close()

@@ -255,7 +255,7 @@ def _retokenize_unit(ctx: _Context, unit: Unit) -> dict:
     prefix = part_path(ctx.folder, unit, "")
     with IndexedDataset(ctx.dataset) as ds:
         counts = _pl.retokenize_range(ds, old, new, prefix, unit.start, unit.end,
-                                      durable=False)
+                                      eod_id=ctx.extra.get("eod_id"), durable=False)
     counts["worker_peak_rss"] = _peak_rss()
     return record_unit(ctx.folder, unit, ctx.inputs_of(unit), [prefix + ".bin",
                                                                prefix + ".idx"], counts)
@@ -320,7 +320,7 @@ def tokenize_units(files: Sequence[str], out_prefix: str, tokenizer, executor: E
     params = {"tokenizer": ref.fingerprint(), "key": key, "errors": errors,
               "append_eod": append_eod, "dtype": dtype.name}
     folder = job_dir or out_prefix + JOB_SUFFIX
-    with JobStore(folder, "tokenize", params, inputs, units) as store:
+    with JobStore(folder, "tokenize", params, inputs, units) as store, store.running():
         todo, _ = store.pending()
         ctx = _Context(store.folder, tuple(inputs), ref, key=key, errors=errors,
                        append_eod=append_eod)
@@ -349,7 +349,8 @@ def _plan_ds(ds: IndexedDataset, unit_bytes: int) -> list[Unit]:
 
 
 def retokenize_units(data, old, new, out_prefix, executor: Executor, *,
-                     overwrite: bool = True, unit_bytes: int = DEFAULT_UNIT_BYTES,
+                     overwrite: bool = True, eod_id: int | None = None,
+                     unit_bytes: int = DEFAULT_UNIT_BYTES,
                      job_dir: str | None = None, threads: int | None = None,
                      keep_job: bool = False, progress: ProgressFactory | None = None) -> dict:
     """``retokenize`` through document-range units (same bytes as one process)."""
@@ -359,18 +360,21 @@ def retokenize_units(data, old, new, out_prefix, executor: Executor, *,
     old_ref, new_ref = TokenizerRef.of(old, threads=threads), TokenizerRef.of(new,
                                                                               threads=threads)
     dtype = np.dtype(new.dtype)
+    eod_id = _pl.resolve_eod_id(new, eod_id)
     with IndexedDataset(data) as ds:
         if os.path.abspath(ds.prefix) == os.path.abspath(out_prefix):
             raise UsageError(f"output {out_prefix} is also the input")
+        _pl.check_first_eod(ds, old, new, eod_id)
         inputs = _dataset_inputs(ds)
         units = _plan_ds(ds, unit_bytes)
         prefix = os.path.abspath(ds.prefix)
     params = {"from_tokenizer": old_ref.fingerprint(), "tokenizer": new_ref.fingerprint(),
-              "dtype": dtype.name}
+              "dtype": dtype.name, "eod_id": eod_id}
     folder = job_dir or out_prefix + JOB_SUFFIX
-    with JobStore(folder, "retokenize", params, inputs, units) as store:
+    with JobStore(folder, "retokenize", params, inputs, units) as store, store.running():
         todo, _ = store.pending()
-        ctx = _Context(store.folder, tuple(inputs), new_ref, old_ref, dataset=prefix)
+        ctx = _Context(store.folder, tuple(inputs), new_ref, old_ref, dataset=prefix,
+                       extra={"eod_id": eod_id})
         records = run_units(store, executor, partial(_retokenize_unit, ctx), progress=progress,
                             desc="retokenize")
         merge_dataset_parts(store, records, out_prefix, dtype, overwrite=overwrite)
@@ -403,7 +407,8 @@ def detokenize_units(data, tokenizer, output, executor: Executor, *, stream=None
             temp = tempfile.TemporaryDirectory(prefix="pythia-data-detokenize-")
             job_dir = os.path.join(temp.name, "job")
         folder = job_dir or out.final + JOB_SUFFIX
-        with JobStore(folder, "detokenize", params, inputs, units) as store:
+        with JobStore(folder, "detokenize", params, inputs, units) as store, \
+                store.running():
             todo, _ = store.pending()
             ctx = _Context(store.folder, tuple(inputs), ref, dataset=prefix)
             records = run_units(store, executor, partial(_detokenize_unit, ctx),
