@@ -424,3 +424,14 @@ def test_checksum_cli_with_a_job_dir_reports_the_same(tmp_path):
                                      str(tmp_path / ".job")])
     assert plain.exit_code == units.exit_code == 0, units.output
     assert plain.output == units.output and plain.output.count("  ") == 3
+
+
+def test_a_bom_is_skipped_only_at_the_start_of_the_file(tmp_path, tok):
+    path = tmp_path / "bom.jsonl"
+    lines = [json.dumps({"text": f"doc {i} é"}) for i in range(60)]
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode() + b"\n")
+    one = tokenize_files([str(path)], tmp_path / "one", tok)["output"]
+    out = str(tmp_path / "many")
+    s = tokenize_units([str(path)], out, tok, LocalExecutor(1), unit_bytes=50)
+    assert s["units"] > 10 and s["documents"] == 60
+    assert _files(out) == _files(one)
