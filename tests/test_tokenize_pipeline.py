@@ -273,8 +273,8 @@ def test_empty_input_missing_input_and_existing_output(tmp_path):
 def test_interrupted_run_leaves_nothing_and_reruns_cleanly(tmp_path, hf, multi_ds):
     calls = []
 
-    def boom(docs, nbytes):
-        calls.append(docs)
+    def boom(nbytes):
+        calls.append(nbytes)
         if len(calls) == 2:
             raise KeyboardInterrupt
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
-import time
 
 import click
 
 from pythia_data.cli.app import cli
 from pythia_data.cli.options import (
+    byte_progress,
     emit_summary,
     force_option,
     job_options,
@@ -19,7 +18,6 @@ from pythia_data.cli.options import (
     make_job_executor,
     progress_factory,
     quiet_option,
-    show_progress,
     writes_to_stdout,
 )
 from pythia_data.errors import OutputError
@@ -48,32 +46,6 @@ def load(spec, backend: str, **options):
         # Hugging Face tokenizers sizes its thread pool from this on first use
         os.environ.setdefault("RAYON_NUM_THREADS", str(options["workers"]))
     return load_tokenizer(spec, backend=backend, **options)
-
-
-@contextlib.contextmanager
-def doc_progress(quiet: bool, desc: str):
-    """``update(documents, bytes)`` drawing a tqdm bar (MB/s, docs/s) on stderr, or None."""
-    if not show_progress(quiet):
-        yield None
-        return
-    from tqdm import tqdm
-
-    bar = tqdm(unit="B", unit_scale=True, desc=desc, file=sys.stderr, dynamic_ncols=True,
-               leave=False)
-    started = time.monotonic()
-    docs = 0
-
-    def update(n_docs: int, n_bytes: int) -> None:
-        nonlocal docs
-        docs += n_docs
-        rate = docs / max(time.monotonic() - started, 1e-9)
-        bar.set_postfix_str(f"{docs:,} docs, {rate:,.0f} docs/s", refresh=False)
-        bar.update(n_bytes)
-
-    try:
-        yield update
-    finally:
-        bar.close()
 
 
 def _rate(summary: dict) -> str:
@@ -136,7 +108,7 @@ def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, errors, 
     runner = make_job_executor(executor, workers, ray_address, gpu=backend == "cuda")
     tok = load(spec, backend, errors=errors)
     if "-" in files:  # standard input cannot be cut into units or read twice: one stream
-        with doc_progress(quiet, "tokenize") as update:
+        with byte_progress(None, quiet, "tokenize") as update:
             summary = tokenize_files(files, output_prefix, tok, key=key, append_eod=append_eod,
                                      errors=errors, overwrite=force, progress=update)
     else:

@@ -70,8 +70,10 @@ INPUT_SUFFIXES = (".jsonl.zst", ".jsonl", ".txt")
 BATCH_DOCUMENTS = 4096
 BATCH_CHARS = 16 << 20
 
-#: ``progress(documents, utf8_bytes)`` after each batch (the CLI draws it).
-Progress = Callable[[int, int], None]
+#: ``progress(n)`` after each batch: the package's ``update`` (:mod:`pythia_data.progress`);
+#: ``n`` is UTF-8 bytes of text encoded (tokenize), bytes written (detokenize) or bytes of
+#: tokens read (retokenize).
+Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -381,19 +383,19 @@ def _write_batch(builder: DatasetBuilder, ids: np.ndarray, offsets: np.ndarray,
     return int(ids.size)
 
 
-def tokenize_documents(documents: Iterable, tokenizer, prefix: str | os.PathLike, *,
-                       append_eod: bool = False, overwrite: bool = True,
-                       progress: Progress | None = None,
-                       batch_documents: int = BATCH_DOCUMENTS,
-                       batch_chars: int = BATCH_CHARS) -> dict:
-    """Tokenize ``documents`` (:class:`Document` objects or plain strings) into the dataset
-    ``prefix`` (``.bin``/``.idx``). Returns a summary dict."""
-    prefix = strip_suffix(prefix)
+def write_part(documents: Iterable, tokenizer, prefix: str, *, append_eod: bool = False,
+               overwrite: bool = True, durable: bool = True,
+               progress: Progress | None = None, batch_documents: int = BATCH_DOCUMENTS,
+               batch_chars: int = BATCH_CHARS) -> dict:
+    """Encode ``documents`` and write them as the dataset ``prefix``: one document and one
+    sequence each, empty ones skipped (as ``preprocess_data.py``), an empty dataset when
+    none is left. The seam between reading documents and the writers: the whole input of
+    one process, or one work unit's part (``durable=False``: not fsynced). Returns the
+    counts ``documents``, ``skipped_empty``, ``tokens``, ``input_bytes``."""
     eod = tokenizer.eod_id if append_eod else None
     dtype = np.dtype(tokenizer.dtype)
-    started = time.monotonic()
     docs = skipped = tokens = nbytes = 0
-    with DatasetBuilder(prefix, dtype, overwrite=overwrite) as builder:
+    with DatasetBuilder(prefix, dtype, overwrite=overwrite, durable=durable) as builder:
         batches = _prefetched(_batches(documents, batch_documents, batch_chars))
         try:
             for batch in batches:
@@ -408,9 +410,29 @@ def tokenize_documents(documents: Iterable, tokenizer, prefix: str | os.PathLike
                 docs += len(kept)
                 nbytes += size
                 if progress is not None:
-                    progress(len(texts), size)
+                    progress(size)
         finally:
             batches.close()
+    return {"documents": docs, "skipped_empty": skipped, "tokens": tokens,
+            "input_bytes": nbytes}
+
+
+def tokenize_documents(documents: Iterable, tokenizer, prefix: str | os.PathLike, *,
+                       append_eod: bool = False, overwrite: bool = True,
+                       progress: Progress | None = None,
+                       batch_documents: int = BATCH_DOCUMENTS,
+                       batch_chars: int = BATCH_CHARS) -> dict:
+    """Tokenize ``documents`` (:class:`Document` objects or plain strings) into the dataset
+    ``prefix`` (``.bin``/``.idx``). Returns a summary dict."""
+    prefix = strip_suffix(prefix)
+    eod = tokenizer.eod_id if append_eod else None
+    dtype = np.dtype(tokenizer.dtype)
+    started = time.monotonic()
+    counts = write_part(documents, tokenizer, prefix, append_eod=append_eod,
+                        overwrite=overwrite, progress=progress,
+                        batch_documents=batch_documents, batch_chars=batch_chars)
+    docs, skipped = counts["documents"], counts["skipped_empty"]
+    tokens, nbytes = counts["tokens"], counts["input_bytes"]
     warnings = []
     if docs == 0:
         # preprocess_data.py writes an empty dataset (a 42-byte .idx, a 0-byte .bin)
@@ -547,7 +569,7 @@ def detokenize_range(ds: IndexedDataset, tokenizer, out, start: int, stop: int, 
         docs += len(texts)
         nbytes += len(data_out)
         if progress is not None:
-            progress(len(texts), len(data_out))
+            progress(len(data_out))
     return {"documents": docs, "bytes": nbytes}
 
 
@@ -633,5 +655,5 @@ def retokenize_range(ds: IndexedDataset, old, new, prefix: str, start: int, stop
                 tokens += piece.size
             docs += len(batch)
             if progress is not None:
-                progress(len(batch), sum(len(t) for t in texts))
+                progress(sum(d.size for d in batch if d is not None) * ds.dtype.itemsize)
     return {"documents": docs, "tokens": tokens}

@@ -27,7 +27,7 @@ from functools import partial
 
 import numpy as np
 
-from pythia_data.dataset import DatasetBuilder, IndexedDataset
+from pythia_data.dataset import IndexedDataset
 from pythia_data.errors import InputError, UsageError
 from pythia_data.format.header import strip_suffix
 from pythia_data.integrity.hashing import hash_file
@@ -58,7 +58,6 @@ __all__ = [
     "retokenize_units",
     "tokenize_units",
     "unit_documents",
-    "write_part",
 ]
 
 #: The job folder of an output is its name plus this suffix.
@@ -189,33 +188,6 @@ def unit_documents(unit: Unit, *, key: str = "text", errors: str = "strict"
 # --------------------------------------------------------------------------- writing a part
 
 
-def write_part(documents, tokenizer, prefix: str, *, append_eod: bool = False,
-               overwrite: bool = True, durable: bool = True) -> dict:
-    """Encode ``documents`` and write them as the dataset ``prefix`` (one document and one
-    sequence each, empty ones skipped, as ``preprocess_data.py``); an empty dataset when
-    none is left. Returns the counts."""
-    eod = tokenizer.eod_id if append_eod else None
-    dtype = np.dtype(tokenizer.dtype)
-    docs = skipped = tokens = nbytes = 0
-    with DatasetBuilder(prefix, dtype, overwrite=overwrite, durable=durable) as builder:
-        batches = _pl._prefetched(_pl._batches(documents, _pl.BATCH_DOCUMENTS,
-                                               _pl.BATCH_CHARS))
-        try:
-            for batch in batches:
-                texts = [d.text if isinstance(d, _pl.Document) else d for d in batch]
-                kept = [t for t in texts if t]
-                skipped += len(texts) - len(kept)
-                if kept:
-                    nbytes += len("".join(kept).encode("utf-8", errors="surrogatepass"))
-                    ids, offsets = tokenizer.encode_flat(kept)
-                    tokens += _pl._write_batch(builder, ids, offsets, eod)
-                docs += len(kept)
-        finally:
-            batches.close()
-    return {"documents": docs, "skipped_empty": skipped, "tokens": tokens,
-            "input_bytes": nbytes}
-
-
 # --------------------------------------------------------------------------- the unit functions
 
 
@@ -242,7 +214,7 @@ class _Context:
 def _tokenize_unit(ctx: _Context, unit: Unit) -> dict:
     tok = ctx.tokenizer.load()
     prefix = part_path(ctx.folder, unit, "")
-    counts = write_part(unit_documents(unit, key=ctx.key, errors=ctx.errors), tok, prefix,
+    counts = _pl.write_part(unit_documents(unit, key=ctx.key, errors=ctx.errors), tok, prefix,
                         append_eod=ctx.append_eod, durable=False)
     counts["worker_peak_rss"] = _peak_rss()
     return record_unit(ctx.folder, unit, ctx.inputs_of(unit), [prefix + ".bin",
