@@ -435,3 +435,12 @@ def test_a_bom_is_skipped_only_at_the_start_of_the_file(tmp_path, tok):
     s = tokenize_units([str(path)], out, tok, LocalExecutor(1), unit_bytes=50)
     assert s["units"] > 10 and s["documents"] == 60
     assert _files(out) == _files(one)
+
+
+def test_an_existing_output_is_refused_before_any_work(tmp_path, tok):
+    src = [str(_corpus(tmp_path / "a.jsonl", 20))]
+    out = str(tmp_path / "o")
+    tokenize_units(src, out, tok, LocalExecutor(1))
+    with pytest.raises(OutputError, match="already exists"):
+        tokenize_units(src, out, tok, LocalExecutor(1), overwrite=False)
+    assert not os.path.exists(out + ".job")

@@ -28,7 +28,7 @@ from functools import partial
 import numpy as np
 
 from pythia_data.dataset import IndexedDataset
-from pythia_data.errors import InputError, UsageError
+from pythia_data.errors import InputError, OutputError, UsageError
 from pythia_data.format.header import strip_suffix
 from pythia_data.integrity.hashing import hash_file
 from pythia_data.io.atomic import AtomicOutput
@@ -269,6 +269,14 @@ def _job_info(store: JobStore, executor: Executor, todo_before: int,
                                     for r in records), default=0)}
 
 
+def _refuse_existing(prefix: str, overwrite: bool) -> None:
+    """Before any work: an existing output without ``overwrite`` is an error."""
+    if not overwrite:
+        for suffix in (".bin", ".idx"):
+            if os.path.lexists(prefix + suffix):
+                raise OutputError(f"{prefix}{suffix} already exists (remove it or pass --force)")
+
+
 def _dataset_inputs(ds: IndexedDataset) -> list[InputFile]:
     return [describe_input(ds.idx_path)] + [describe_input(os.fspath(p)) for p in ds.bin_paths]
 
@@ -283,6 +291,7 @@ def tokenize_units(files: Sequence[str], out_prefix: str, tokenizer, executor: E
     job's unit counts."""
     errors = _check_errors(errors)
     out_prefix = strip_suffix(out_prefix)
+    _refuse_existing(out_prefix, overwrite)
     started = time.monotonic()
     ref = TokenizerRef.of(tokenizer, threads=threads or default_threads(executor))
     dtype = np.dtype(tokenizer.dtype)
@@ -327,6 +336,7 @@ def retokenize_units(data, old, new, out_prefix, executor: Executor, *,
                      keep_job: bool = False, progress: ProgressFactory | None = None) -> dict:
     """``retokenize`` through document-range units (same bytes as one process)."""
     out_prefix = strip_suffix(out_prefix)
+    _refuse_existing(out_prefix, overwrite)
     started = time.monotonic()
     threads = threads or default_threads(executor)
     old_ref, new_ref = TokenizerRef.of(old, threads=threads), TokenizerRef.of(new,
