@@ -74,11 +74,19 @@ class LocalExecutor(Executor):
         self.mode = mode
         self.retries = retries
 
-    def _pool(self, n: int):
+    def _pool(self, n: int, fn: Callable):
         if self.mode == "thread":
             return ThreadPoolExecutor(max_workers=n, thread_name_prefix="pythia-data-unit")
         methods = multiprocessing.get_all_start_methods()
-        ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if "forkserver" in methods:
+            ctx = multiprocessing.get_context("forkserver")
+            # the unit function's module (numba, numpy, the package) is imported once in
+            # the fork server; every worker forks from it instead of importing it again
+            module = getattr(getattr(fn, "func", fn), "__module__", None)
+            if module and module != "__main__":
+                ctx.set_forkserver_preload([module])
+        else:  # pragma: no cover - not Linux
+            ctx = multiprocessing.get_context("spawn")
         return ProcessPoolExecutor(max_workers=n, mp_context=ctx)
 
     def run(self, units: Sequence, fn: Callable, progress: Update | None = None) -> list:
@@ -96,7 +104,7 @@ class LocalExecutor(Executor):
         todo = list(range(len(units)))
         n = min(self.workers, len(units))
         while todo:
-            pool = self._pool(n)
+            pool = self._pool(n, fn)
             broken = False
             finished = False
             running: dict[Future, int] = {}

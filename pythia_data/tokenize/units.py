@@ -212,28 +212,31 @@ class _Context:
 
 
 def _tokenize_unit(ctx: _Context, unit: Unit) -> dict:
+    cpu = _cpu()
     tok = ctx.tokenizer.load()
     prefix = part_path(ctx.folder, unit, "")
     counts = _pl.write_part(unit_documents(unit, key=ctx.key, errors=ctx.errors), tok, prefix,
                         append_eod=ctx.append_eod, durable=False)
-    counts["worker_peak_rss"] = _peak_rss()
+    counts.update(_worker_stats(cpu))
     return record_unit(ctx.folder, unit, ctx.inputs_of(unit), [prefix + ".bin",
                                                                prefix + ".idx"], counts)
 
 
 def _retokenize_unit(ctx: _Context, unit: Unit) -> dict:
+    cpu = _cpu()
     old = ctx.old_tokenizer.load()
     new = ctx.tokenizer.load()
     prefix = part_path(ctx.folder, unit, "")
     with IndexedDataset(ctx.dataset) as ds:
         counts = _pl.retokenize_range(ds, old, new, prefix, unit.start, unit.end,
                                       eod_id=ctx.extra.get("eod_id"), durable=False)
-    counts["worker_peak_rss"] = _peak_rss()
+    counts.update(_worker_stats(cpu))
     return record_unit(ctx.folder, unit, ctx.inputs_of(unit), [prefix + ".bin",
                                                                prefix + ".idx"], counts)
 
 
 def _detokenize_unit(ctx: _Context, unit: Unit) -> dict:
+    cpu = _cpu()
     tok = ctx.tokenizer.load()
     path = part_path(ctx.folder, unit, ".jsonl")
     with IndexedDataset(ctx.dataset) as ds:
@@ -244,7 +247,7 @@ def _detokenize_unit(ctx: _Context, unit: Unit) -> dict:
             out.abort()
             raise
         out.commit(sync=False)  # a part: checked by its xxh3 at the merge
-    counts["worker_peak_rss"] = _peak_rss()
+    counts.update(_worker_stats(cpu))
     return record_unit(ctx.folder, unit, ctx.inputs_of(unit), [path], counts)
 
 
@@ -260,13 +263,46 @@ def _peak_rss() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
+def _cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _worker_stats(cpu_before: float) -> dict:
+    """What a unit's record says about the worker that ran it: its pid, peak RSS, its
+    process's CPU seconds so far and during the unit (process-wide: exact when a process
+    runs one unit at a time - local processes, Ray tasks, one worker; with worker threads
+    the units' times overlap)."""
+    now = _cpu()
+    return {"worker_pid": os.getpid(), "worker_peak_rss": _peak_rss(),
+            "worker_cpu_seconds": round(now, 3), "cpu_seconds": round(now - cpu_before, 3)}
+
+
 def _job_info(store: JobStore, executor: Executor, todo_before: int,
               records: Sequence[dict]) -> dict:
     return {"units": len(store.units), "units_run": todo_before,
             "units_resumed": len(store.units) - todo_before, "executor": executor.name,
             "workers": executor.workers,
             "worker_peak_rss": max((int(r["result"].get("worker_peak_rss", 0))
-                                    for r in records), default=0)}
+                                    for r in records), default=0),
+            "workers_cpu_seconds": _workers_cpu(records)}
+
+
+def _workers_cpu(records: Sequence[dict]) -> float:
+    """CPU seconds of the worker processes that ran the units (start-up included): the
+    largest cumulative figure each process reported. Units run by this process count
+    their own CPU only."""
+    per_pid: dict[int, float] = {}
+    me = os.getpid()
+    own = 0.0
+    for r in records:
+        res = r["result"]
+        pid = res.get("worker_pid")
+        if pid == me:
+            own += float(res.get("cpu_seconds", 0))
+        elif pid is not None:
+            per_pid[pid] = max(per_pid.get(pid, 0.0), float(res.get("worker_cpu_seconds", 0)))
+    return round(own + sum(per_pid.values()), 3)
 
 
 def _refuse_existing(prefix: str, overwrite: bool) -> None:
