@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from pythia_data.batches import FORMATS, BatchReader, check_output, write_batches
+from pythia_data.batches.sinks import output_names
 from pythia_data.cli.app import cli
 from pythia_data.cli.options import (
     checked_params,
@@ -17,6 +19,7 @@ from pythia_data.cli.options import (
     writes_to_stdout,
 )
 from pythia_data.dataset import IndexedDataset
+from pythia_data.io.atomic import claim_outputs, refuse_overlap
 from pythia_data.order import ORDER_KINDS, resolve_order
 from pythia_data.order.registry import config_defaults
 
@@ -159,18 +162,31 @@ def batches_cmd(
     if fmt == "text" and spec is None:
         raise click.BadParameter("the text format needs --tokenizer (e.g. --tokenizer bundled)",
                                  param_hint="--format")
-    if spec is not None:
-        if fmt not in ("text", "jsonl", "parquet"):
-            raise click.BadParameter(f"the {fmt} format has no text to add",
-                                     param_hint="--tokenizer")
-        from pythia_data.cli.tokenize_cmds import load
+    if spec is not None and fmt not in ("text", "jsonl", "parquet"):
+        raise click.BadParameter(f"the {fmt} format has no text to add",
+                                 param_hint="--tokenizer")
+    # the output's lock first: a second run into the same file is refused before any work
+    with claim_outputs([] if steps_per_file is not None or os.path.isdir(output)
+                       else output_names(fmt, output)):
+        if spec is not None:
+            from pythia_data.cli.tokenize_cmds import load
 
-        options["decode"] = load(spec, backend).decode
+            options["decode"] = load(spec, backend).decode
+        _run(data, start, end, output, fmt, options, order_kind, train_iters, batch_size,
+             seq_length, seed, configs, index_dir, quiet, window, rank, world_size, force,
+             as_json)
+
+
+def _run(data, start, end, output, fmt, options, order_kind, train_iters, batch_size,
+         seq_length, seed, configs, index_dir, quiet, window, rank, world_size, force,
+         as_json) -> None:
     progress = progress_factory(quiet)
     batch, seq = config_defaults(configs)
     params = checked_params(train_iters, batch_size, seq_length, seed, configs,
                             defaults=(batch, seq))
     with IndexedDataset(data) as ds:
+        if output != "-" and not os.path.isdir(output):
+            refuse_overlap(output_names(fmt, output), [*map(str, ds.bin_paths), ds.idx_path])
         order = resolve_order(ds, order_kind, params, index_dir=index_dir, progress=progress)
         if getattr(order, "cache_note", None):  # read-only data: where the cache went
             click.echo(order.cache_note, err=True)

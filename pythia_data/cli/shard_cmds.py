@@ -20,7 +20,7 @@ from pythia_data.errors import OutputError
 from pythia_data.format.shardset import DEFAULT_SHARD_SIZE, find_shards
 from pythia_data.integrity.hashing import ALGORITHMS
 from pythia_data.integrity.verify import checksum_files
-from pythia_data.io.atomic import atomic_write_text
+from pythia_data.io.atomic import atomic_write_text, refuse_overlap
 from pythia_data.shards import shard, unshard
 
 
@@ -91,6 +91,11 @@ def checksum(paths, expected, algorithm, jobs, write_manifest, force, from_hub, 
 
         return checksum_from_hub(paths, from_hub, revision, jobs, as_json, quiet,
                                  byte_progress(_paths_bytes(paths), quiet, "checksum"))
+    if write_manifest:
+        from pythia_data.integrity.verify import expand_paths
+
+        files, _, _ = expand_paths(list(paths))
+        refuse_overlap([write_manifest], files)
     hash_many = None
     if executor != "local" or ray_address or job_dir:
         from pythia_data.jobs import make_executor

@@ -21,6 +21,7 @@ from pythia_data.cli.options import (
     writes_to_stdout,
 )
 from pythia_data.errors import OutputError
+from pythia_data.io.atomic import claim_outputs
 
 BACKEND_CHOICES = ["cpu", "cuda", "hf"]
 
@@ -106,16 +107,19 @@ def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, errors, 
                 raise OutputError(f"{target}{suffix} already exists (remove it or pass --force)")
     unit_bytes = parse_size(unit_size)
     runner = make_job_executor(executor, workers, ray_address, gpu=backend == "cuda")
-    tok = load(spec, backend, errors=errors)
-    if "-" in files:  # standard input cannot be cut into units or read twice: one stream
-        with byte_progress(None, quiet, "tokenize") as update:
-            summary = tokenize_files(files, output_prefix, tok, key=key, append_eod=append_eod,
-                                     errors=errors, overwrite=force, progress=update)
-    else:
-        summary = tokenize_units(files, target, tok, runner, key=key, append_eod=append_eod,
-                                 errors=errors, overwrite=force, unit_bytes=unit_bytes,
-                                 job_dir=job_dir, keep_job=keep_job,
-                                 progress=progress_factory(quiet))
+    # the outputs' locks first: a second run into them is refused before the slow start-up
+    with claim_outputs([target + ".bin", target + ".idx"]):
+        tok = load(spec, backend, errors=errors)
+        if "-" in files:  # standard input cannot be cut into units or read twice: one stream
+            with byte_progress(None, quiet, "tokenize") as update:
+                summary = tokenize_files(files, output_prefix, tok, key=key,
+                                         append_eod=append_eod, errors=errors,
+                                         overwrite=force, progress=update)
+        else:
+            summary = tokenize_units(files, target, tok, runner, key=key,
+                                     append_eod=append_eod, errors=errors, overwrite=force,
+                                     unit_bytes=unit_bytes, job_dir=job_dir,
+                                     keep_job=keep_job, progress=progress_factory(quiet))
     for warning in summary.get("warnings", ()):
         click.echo(f"pythia-data: warning: {warning}", err=True)
     if as_json:
@@ -156,12 +160,13 @@ def detokenize_cmd(data, output, spec, backend, force, workers, executor, ray_ad
 
     unit_bytes = parse_size(unit_size)
     runner = make_job_executor(executor, workers, ray_address, gpu=backend == "cuda")
-    tok = load(spec, backend)
-    stream = sys.stdout.buffer if output == "-" else None
-    summary = detokenize_units(data, tok, output, runner, stream=stream,
-                               overwrite=force or output == "-", unit_bytes=unit_bytes,
-                               job_dir=job_dir, keep_job=keep_job,
-                               progress=progress_factory(quiet))
+    with claim_outputs([output]):
+        tok = load(spec, backend)
+        stream = sys.stdout.buffer if output == "-" else None
+        summary = detokenize_units(data, tok, output, runner, stream=stream,
+                                   overwrite=force or output == "-", unit_bytes=unit_bytes,
+                                   job_dir=job_dir, keep_job=keep_job,
+                                   progress=progress_factory(quiet))
     emit_summary(summary, f"wrote {summary['documents']:,} documents ({summary['bytes']:,} "
                  f"bytes) to {'stdout' if output == '-' else output}",
                  as_json=as_json, data_on_stdout=writes_to_stdout(output))
@@ -191,16 +196,19 @@ def retokenize_cmd(data, spec, output_prefix, from_spec, eod_id, backend, force,
       pythia-data retokenize data/mine_text_document -t ./llama/tokenizer.json -o data/mine_llama
       pythia-data retokenize data/a -t bundled -o data/a_again --backend hf --json
     """
+    from pythia_data.format.header import strip_suffix
     from pythia_data.jobs import parse_size
     from pythia_data.tokenize.units import retokenize_units
 
     unit_bytes = parse_size(unit_size)
     runner = make_job_executor(executor, workers, ray_address, gpu=backend == "cuda")
-    old = load(from_spec, backend)
-    new = load(spec, backend)
-    summary = retokenize_units(data, old, new, output_prefix, runner, overwrite=force,
-                               eod_id=eod_id, unit_bytes=unit_bytes, job_dir=job_dir,
-                               keep_job=keep_job, progress=progress_factory(quiet))
+    out = strip_suffix(output_prefix)
+    with claim_outputs([out + ".bin", out + ".idx"]):
+        old = load(from_spec, backend)
+        new = load(spec, backend)
+        summary = retokenize_units(data, old, new, output_prefix, runner, overwrite=force,
+                                   eod_id=eod_id, unit_bytes=unit_bytes, job_dir=job_dir,
+                                   keep_job=keep_job, progress=progress_factory(quiet))
     if as_json:
         click.echo(json.dumps(summary))
         return

@@ -118,6 +118,14 @@ class Manifest:
         return cls.parse(text, source=str(path))
 
 
+def is_manifest_name(name: str) -> bool:
+    """A file name that manifests go by: ``*.sha256`` (what ``shard`` and ``download``
+    write), ``*.sha256sum(s)``, ``*shard_hashes.txt`` (Pythia's style), ``SHA256SUMS``."""
+    low = name.lower()
+    return (low.endswith((".sha256", ".sha256sum", ".sha256sums", "shard_hashes.txt"))
+            or low in ("sha256sums", "sha256sums.txt"))
+
+
 def format_manifest(items: Iterable[tuple[str, str]]) -> str:
     """``sha256sum``-style text (``HEX  NAME``) for ``(name, digest)`` pairs."""
     return "".join(f"{digest}  {name}\n" for name, digest in items)

@@ -39,7 +39,7 @@ import threading
 from collections.abc import Iterable
 from typing import BinaryIO
 
-from pythia_data.errors import OutputError
+from pythia_data.errors import OutputError, UsageError
 
 try:  # pragma: no cover - always present on Linux/macOS
     import fcntl
@@ -63,6 +63,7 @@ __all__ = [
     "is_stream_target",
     "lock_file",
     "lock_path",
+    "refuse_overlap",
     "same_file",
 ]
 
@@ -170,6 +171,23 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     except OSError:
         return False
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def refuse_overlap(outputs: Iterable[str | os.PathLike],
+                   inputs: Iterable[str | os.PathLike]) -> None:
+    """UsageError when an output is one of the inputs: the same file by device and inode,
+    so a symlink or a hard link cannot make ``--force`` replace the data being read."""
+    ins = [os.fspath(i) for i in inputs]
+    for o in outputs:
+        o = os.fspath(o)
+        if o == "-":
+            continue
+        for i in ins:
+            if same_file(o, i):
+                how = "" if os.path.abspath(o) == os.path.abspath(i) else \
+                    " (the same file through a link)"
+                raise UsageError(f"output {o} is also the input {i}{how}: write the output "
+                                 "elsewhere")
 
 
 def lock_path(final: str | os.PathLike) -> str:
@@ -284,6 +302,8 @@ class AtomicOutput:
 
     ``path``: where the user asked the output to go (``-`` for ``stream``, by default
     stdout). ``overwrite=False`` refuses an existing regular file ("pass --force").
+    ``follow_symlinks=False`` (cache folders) replaces an existing symlink itself instead
+    of writing its target.
     ``make_folder`` creates a missing parent folder. As a context manager a clean exit
     commits and an exception aborts. ``fh`` is the binary file object being written
     (for ``sendfile``/``fileno`` users); ``streaming`` says whether it is a stream.
@@ -296,6 +316,7 @@ class AtomicOutput:
         overwrite: bool = True,
         stream: BinaryIO | None = None,
         make_folder: bool = True,
+        follow_symlinks: bool = True,
     ):
         self.path = os.fspath(path)
         self.final: str | None = None
@@ -308,7 +329,7 @@ class AtomicOutput:
             return
         if os.path.isdir(self.path):
             raise OutputError(f"{self.path} is a folder, not a file")
-        if is_stream_target(self.path):
+        if is_stream_target(self.path) and (follow_symlinks or not os.path.islink(self.path)):
             self.streaming = True
             try:
                 self.fh = open(self.path, "wb", buffering=0)  # noqa: SIM115 - closed in commit
@@ -317,7 +338,7 @@ class AtomicOutput:
             self._own_fh = True
             return
         self.streaming = False
-        final = _final_path(self.path)
+        final = _final_path(self.path) if follow_symlinks else self.path
         if os.path.isdir(final):
             raise OutputError(f"{self.path} is a folder, not a file")
         folder = os.path.dirname(final) or "."

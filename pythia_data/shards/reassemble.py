@@ -22,7 +22,7 @@ from pythia_data.errors import (
 from pythia_data.format.header import expected_bin_bytes
 from pythia_data.format.shardset import ShardSet, find_shards
 from pythia_data.integrity.hashing import hash_file
-from pythia_data.integrity.manifest import Manifest, known_manifest
+from pythia_data.integrity.manifest import Manifest, is_manifest_name, known_manifest
 from pythia_data.io.atomic import fsync_dir, lock_file
 from pythia_data.io.copy import (
     Cancelled,
@@ -270,12 +270,6 @@ def _save_state(state_path: Path, ss: ShardSet, done: dict[int, dict]) -> None:
     fsync_dir(state_path.parent)
 
 
-def _is_manifest_name(name: str) -> bool:
-    low = name.lower()
-    return (low.endswith((".sha256", ".sha256sum", ".sha256sums", "shard_hashes.txt"))
-            or low in ("sha256sums", "sha256sums.txt"))
-
-
 def manifests_beside(ss: ShardSet, exclude=()) -> tuple[list[Manifest], list[str]]:
     """Manifests lying beside the shards that list at least one of their files.
 
@@ -293,7 +287,7 @@ def manifests_beside(ss: ShardSet, exclude=()) -> tuple[list[Manifest], list[str
         return found, warnings
     for n in entries:
         path = ss.directory / n
-        if not _is_manifest_name(n) or os.path.realpath(path) in skip or not path.is_file():
+        if not is_manifest_name(n) or os.path.realpath(path) in skip or not path.is_file():
             continue
         try:
             m = Manifest.load(path)
@@ -502,6 +496,11 @@ def unshard(
             with contextlib.suppress(OSError):
                 need = max(0, total - os.fstat(fd).st_blocks * 512)
         if free is not None and need > free:
+            if not done:  # nothing to resume: leave no empty partial file behind
+                with contextlib.suppress(OSError):
+                    partial.unlink()
+                with contextlib.suppress(OSError):
+                    state_path.unlink()
             raise OutputError(
                 f"not enough space in {out_dir}: {out_name} needs {need} more bytes, {free} free"
             )
@@ -511,6 +510,9 @@ def unshard(
                 os.ftruncate(fd, 0)
             os.ftruncate(fd, total)
         except OSError as exc:
+            if not done:
+                with contextlib.suppress(OSError):
+                    partial.unlink()
             raise OutputError(f"cannot write {partial}: {exc.strerror or exc}") from exc
         if not done:
             _save_state(state_path, ss, done)

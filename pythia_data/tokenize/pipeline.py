@@ -39,6 +39,7 @@ import io
 import json
 import os
 import queue
+import stat
 import sys
 import threading
 import time
@@ -50,7 +51,8 @@ import numpy as np
 from pythia_data.dataset import DatasetBuilder, IndexedDataset
 from pythia_data.errors import InputError, UsageError
 from pythia_data.format.header import strip_suffix
-from pythia_data.io.atomic import AtomicOutput
+from pythia_data.io.atomic import AtomicOutput, refuse_overlap
+from pythia_data.io.walk import walk_files
 from pythia_data.tokenize.base import _check_errors, clean_text
 
 __all__ = [
@@ -100,13 +102,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
         if text == "-":
             out.append(text)
         elif os.path.isdir(text):
-            found = []
-            for dirpath, dirnames, filenames in os.walk(text):
-                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-                for name in filenames:
-                    if not name.startswith(".") and _has_suffix(name):
-                        found.append(os.path.join(dirpath, name))
-            found.sort(key=lambda p: os.path.relpath(p, text).split(os.sep))
+            found = [os.fspath(p) for p in walk_files(text) if _has_suffix(p.name)]
             if not found:
                 raise InputError(
                     f"{text}: folder holds no {', '.join(INPUT_SUFFIXES)} files")
@@ -116,6 +112,10 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
                 raise InputError(
                     f"{text}: unknown input type (give {', '.join(INPUT_SUFFIXES)} files, a "
                     "folder of them, or - for JSON lines on stdin)")
+            mode = os.stat(text).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+                # a link to /dev/zero or /dev/urandom would be read without end
+                raise InputError(f"{text}: not a regular file (nor a pipe)")
             out.append(text)
         else:
             raise InputError(f"{text}: no such file or folder")
@@ -236,9 +236,10 @@ def _jsonl(fh, name: str, key: str, errors: str, zst: bool = False,
             try:
                 value = json.loads(line)
             except ValueError as exc:
-                msg = getattr(exc, "msg", str(exc))
-                col = getattr(exc, "colno", None)
-                where = f" at column {col}" if col is not None else ""
+                # json's own message may end in "at" ("Invalid control character at")
+                msg = getattr(exc, "msg", str(exc)).removesuffix(" at")
+                pos = getattr(exc, "pos", None)  # characters into the line, 0-based
+                where = f" at character {pos + 1}" if pos is not None else ""
                 raise InputError(f"{name}:{lineno}: not valid JSON ({msg}{where})") from None
             except RecursionError:
                 raise InputError(
@@ -463,6 +464,7 @@ def tokenize_files(inputs, prefix: str | os.PathLike, tokenizer, *, key: str = "
     files = expand_inputs(inputs)  # fail on a bad input before creating any output
     _check_errors(errors)
     out = output_prefix(prefix, key)
+    refuse_overlap([out + ".bin", out + ".idx"], [f for f in files if f != "-"])
     docs = read_documents(files, key=key, errors=errors, stdin=stdin)
     summary = tokenize_documents(docs, tokenizer, out, append_eod=append_eod,
                                  overwrite=overwrite, progress=progress, **kwargs)
@@ -541,6 +543,7 @@ def detokenize(data, tokenizer, output, *, stream=None, overwrite: bool = True,
     with contextlib.ExitStack() as stack:
         ds = data if isinstance(data, IndexedDataset) else stack.enter_context(
             IndexedDataset(data))
+        refuse_overlap([output], [*map(str, ds.bin_paths), ds.idx_path])
         out = AtomicOutput(output, overwrite=overwrite, stream=stream)
         try:
             counts = detokenize_range(ds, tokenizer, out, 0, ds.num_documents,
@@ -590,6 +593,8 @@ def retokenize(data, old, new, prefix: str | os.PathLike, *, overwrite: bool = T
             IndexedDataset(data))
         if os.path.abspath(ds.prefix) == os.path.abspath(prefix):
             raise UsageError(f"output {prefix} is also the input")
+        refuse_overlap([prefix + ".bin", prefix + ".idx"],
+                       [*map(str, ds.bin_paths), ds.idx_path])
         check_first_eod(ds, old, new, eod_id)
         counts = retokenize_range(ds, old, new, prefix, 0, ds.num_documents, eod_id=eod_id,
                                   overwrite=overwrite, progress=progress)

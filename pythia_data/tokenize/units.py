@@ -31,7 +31,7 @@ from pythia_data.dataset import IndexedDataset
 from pythia_data.errors import InputError, OutputError, UsageError
 from pythia_data.format.header import strip_suffix
 from pythia_data.integrity.hashing import hash_file
-from pythia_data.io.atomic import AtomicOutput
+from pythia_data.io.atomic import AtomicOutput, refuse_overlap
 from pythia_data.jobs import (
     DEFAULT_UNIT_BYTES,
     Executor,
@@ -327,6 +327,7 @@ def tokenize_units(files: Sequence[str], out_prefix: str, tokenizer, executor: E
     job's unit counts."""
     errors = _check_errors(errors)
     out_prefix = strip_suffix(out_prefix)
+    refuse_overlap([out_prefix + ".bin", out_prefix + ".idx"], files)
     _refuse_existing(out_prefix, overwrite)
     started = time.monotonic()
     ref = TokenizerRef.of(tokenizer, threads=threads or default_threads(executor))
@@ -372,7 +373,6 @@ def retokenize_units(data, old, new, out_prefix, executor: Executor, *,
                      keep_job: bool = False, progress: ProgressFactory | None = None) -> dict:
     """``retokenize`` through document-range units (same bytes as one process)."""
     out_prefix = strip_suffix(out_prefix)
-    _refuse_existing(out_prefix, overwrite)
     started = time.monotonic()
     threads = threads or default_threads(executor)
     old_ref, new_ref = TokenizerRef.of(old, threads=threads), TokenizerRef.of(new,
@@ -382,6 +382,9 @@ def retokenize_units(data, old, new, out_prefix, executor: Executor, *,
     with IndexedDataset(data) as ds:
         if os.path.abspath(ds.prefix) == os.path.abspath(out_prefix):
             raise UsageError(f"output {out_prefix} is also the input")
+        refuse_overlap([out_prefix + ".bin", out_prefix + ".idx"],
+                       [*map(str, ds.bin_paths), ds.idx_path])
+        _refuse_existing(out_prefix, overwrite)
         _pl.check_first_eod(ds, old, new, eod_id)
         inputs = _dataset_inputs(ds)
         units = _plan_ds(ds, unit_bytes)
@@ -414,6 +417,7 @@ def detokenize_units(data, tokenizer, output, executor: Executor, *, stream=None
     started = time.monotonic()
     ref = TokenizerRef.of(tokenizer, threads=threads or default_threads(executor))
     with IndexedDataset(data) as ds:
+        refuse_overlap([output], [*map(str, ds.bin_paths), ds.idx_path])
         inputs = _dataset_inputs(ds)
         units = _plan_ds(ds, unit_bytes)
         prefix = os.path.abspath(ds.prefix)

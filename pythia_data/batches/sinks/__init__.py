@@ -171,14 +171,20 @@ def check_output(fmt: str | None, target: str | os.PathLike, *, stream: BinaryIO
         raise UsageError(_terminal_message(kind.name, "stdout" if text == "-" else text))
     if not overwrite and not is_stream_target(text) and not os.path.isdir(text):
         # (a folder: a file sink refuses it when opening, a folder sink checks its files)
-        names = [text]
-        if kind.name == "bin":
-            prefix = strip_suffix(text)
-            names = [prefix + ".bin", prefix + ".idx"]
-        for name in names:
+        for name in output_names(kind.name, text):
             if os.path.lexists(name):
                 raise OutputError(f"{name} already exists (remove it or pass --force)")
     return kind.name
+
+
+def output_names(fmt: str, target: str | os.PathLike) -> list[str]:
+    """The files a file sink of format ``fmt`` writes for ``target`` (``PREFIX.bin`` and
+    ``PREFIX.idx`` for bin; the target itself otherwise)."""
+    text = os.fspath(target)
+    if fmt == "bin":
+        prefix = strip_suffix(text)
+        return [prefix + ".bin", prefix + ".idx"]
+    return [text]
 
 
 def open_sink(fmt: str | None, target: str | os.PathLike, *, dtype, shape=None,
