@@ -335,6 +335,7 @@ def tokenize_units(files: Sequence[str], out_prefix: str, tokenizer, executor: E
     if append_eod:
         tokenizer.eod_id  # noqa: B018 - fail before any work when there is none
     inputs, units = plan_files(files, unit_bytes)
+    planned = time.monotonic()
     params = {"tokenizer": ref.fingerprint(), "key": key, "errors": errors,
               "append_eod": append_eod, "dtype": dtype.name}
     folder = job_dir or out_prefix + JOB_SUFFIX
@@ -344,7 +345,9 @@ def tokenize_units(files: Sequence[str], out_prefix: str, tokenizer, executor: E
                        append_eod=append_eod)
         records = run_units(store, executor, partial(_tokenize_unit, ctx), progress=progress,
                             desc="tokenize")
+        ran = time.monotonic()
         merge_dataset_parts(store, records, out_prefix, dtype, overwrite=overwrite)
+        merged = time.monotonic()
         info = _job_info(store, executor, len(todo), records)
         if not keep_job:
             store.remove()
@@ -358,7 +361,8 @@ def tokenize_units(files: Sequence[str], out_prefix: str, tokenizer, executor: E
     return {"warnings": warnings, "output": out_prefix, **summary, "dtype": dtype.name,
             "eod": tokenizer.eod_id if append_eod else None, "tokenizer": tokenizer.name,
             "backend": tokenizer.backend, "seconds": round(time.monotonic() - started, 3),
-            "inputs": len(files), **info}
+            "plan_seconds": round(planned - started, 3),
+            "merge_seconds": round(merged - ran, 3), "inputs": len(files), **info}
 
 
 def _plan_ds(ds: IndexedDataset, unit_bytes: int) -> list[Unit]:
