@@ -6,8 +6,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 
-from pythia_data.dataset import DatasetBuilder, IndexedDataset
-from pythia_data.errors import OutputError
+import numpy as np
+
+from pythia_data.dataset import DatasetBuilder
+from pythia_data.errors import InputError, OutputError
+from pythia_data.format.header import read_index_header
 from pythia_data.io.atomic import AtomicOutput
 from pythia_data.jobs.executors import Executor
 from pythia_data.jobs.plan import Unit
@@ -48,10 +51,35 @@ def merge_dataset_parts(store: JobStore, records: Sequence[dict], prefix: str, d
     same bytes one builder fed every document writes), checking each part's xxh3."""
     with DatasetBuilder(prefix, dtype, overwrite=overwrite) as builder:
         for unit, rec in zip(store.units, records):
-            store.check_part(unit, rec, ".bin")
+            bin_path = store.check_part(unit, rec, ".bin")
             idx = store.check_part(unit, rec, ".idx")
-            with IndexedDataset(os.path.splitext(idx)[0]) as part:
-                builder.add_index(part)
+            builder.add_index(_Part(bin_path, idx, builder.dtype))
+
+
+class _Part:
+    """A part written by this job, read for the merge with plain numpy: what
+    :meth:`DatasetBuilder.add_index` needs of a dataset (its index arrays and its single
+    ``.bin``), without :class:`IndexedDataset`'s validation and token-source set-up (the
+    part was written by the builder and its xxh3 was just checked)."""
+
+    def __init__(self, bin_path: str, idx_path: str, dtype):
+        header = read_index_header(idx_path)
+        if header.dtype != dtype:
+            raise InputError(f"{idx_path}: {header.dtype} tokens, the job writes {dtype}")
+        self.dtype = header.dtype
+        self.bin_paths = [bin_path]
+        self.bin_bytes = os.path.getsize(bin_path)
+        n, d = header.num_sequences, header.num_doc_idx
+        with open(idx_path, "rb") as fh:
+            fh.seek(header.sizes_offset)
+            self.sizes = np.frombuffer(fh.read(4 * n), dtype="<i4")
+            fh.seek(header.doc_idx_offset)
+            self.doc_idx = np.frombuffer(fh.read(8 * d), dtype="<i8")
+
+    def read_bytes(self, start: int, nbytes: int) -> np.ndarray:
+        with open(self.bin_paths[0], "rb") as fh:
+            fh.seek(start)
+            return np.frombuffer(fh.read(nbytes), dtype=np.uint8)
 
 
 def concat_parts(store: JobStore, records: Sequence[dict], suffix: str,
