@@ -445,3 +445,22 @@ def test_an_existing_output_is_refused_before_any_work(tmp_path, tok):
     with pytest.raises(OutputError, match="already exists"):
         tokenize_units(src, out, tok, LocalExecutor(1), overwrite=False)
     assert not os.path.exists(out + ".job")
+
+
+def test_executor_choice_and_resources(monkeypatch):
+    from pythia_data.cli.options import make_job_executor
+    from pythia_data.jobs import RayExecutor, make_executor
+
+    assert make_job_executor("local", None, None, gpu=True).workers == 1  # one GPU here
+    assert make_job_executor("local", 3, None).workers == 3
+    with pytest.raises(UsageError, match="unknown executor"):
+        make_executor("slurm")
+    with pytest.raises(UsageError, match="--ray-address needs --executor ray"):
+        make_executor("local", ray_address="127.0.0.1:6379")
+    monkeypatch.setitem(sys.modules, "ray", None)  # Ray not installed
+    with pytest.raises(UsageError, match=r"pip install 'pythia-data\[ray\]'"):
+        make_executor("ray")
+    r = CliRunner().invoke(cli, ["checksum", __file__, "--executor", "ray", "-q"])
+    assert r.exit_code == 2 and "pythia-data[ray]" in r.output
+    ex = RayExecutor("127.0.0.1:1", 2, num_gpus=1)  # what --backend cuda asks of each task
+    assert (ex.num_cpus, ex.num_gpus) == (1, 1)
