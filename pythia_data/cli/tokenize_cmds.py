@@ -15,38 +15,34 @@ from pythia_data.cli.options import (
     force_option,
     job_options,
     json_option,
+    load_tokenizer_option,
     make_job_executor,
     progress_factory,
     quiet_option,
+    tokenizer_options,
     writes_to_stdout,
 )
-from pythia_data.errors import OutputError
+from pythia_data.errors import OutputExistsError
 from pythia_data.io.atomic import claim_outputs
+from pythia_data.tokenize.registry import ERRORS_POLICIES
 
-BACKEND_CHOICES = ["cpu", "cuda", "hf"]
-
-
-def tokenizer_options(func):
-    func = click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="cpu",
-                        show_default=True,
-                        help="Tokenizer engine: cpu (exact numba engine), hf (Hugging Face "
-                             "tokenizers), cuda.")(func)
-    return func
+load = load_tokenizer_option  # (the name the commands below use)
 
 
-BUNDLED = "bundled"
+def dataset_name(prefix: str, key: str = "text") -> str:
+    """What ``--output-prefix P`` writes, for tokenize and retokenize alike: GPT-NeoX's
+    ``P_{KEY}_document`` (``.bin``/``.idx``; KEY is text for retokenize), or ``P`` itself
+    when it already ends in ``_{KEY}_document``. ``P`` must name a dataset, not a folder:
+    ``-o data/`` would write ``data/_text_document.bin``."""
+    from pythia_data.tokenize.pipeline import output_prefix
 
-
-def load(spec, backend: str, **options):
-    """A tokenizer (``spec`` None or ``bundled``: the bundled GPT-NeoX-20B)."""
-    from pythia_data.tokenize import load_tokenizer
-
-    if spec == BUNDLED:
-        spec = None
-    if backend == "hf" and options.get("workers"):
-        # Hugging Face tokenizers sizes its thread pool from this on first use
-        os.environ.setdefault("RAYON_NUM_THREADS", str(options["workers"]))
-    return load_tokenizer(spec, backend=backend, **options)
+    text = os.fspath(prefix)
+    if text.endswith(("/", os.sep)) or os.path.isdir(text) or not os.path.basename(text):
+        example = os.path.join(text, "NAME")
+        raise click.BadParameter(
+            f"{text} is a folder: give a dataset prefix in it, e.g. {example} (writes "
+            f"{output_prefix(example, key)}.bin/.idx)", param_hint="--output-prefix")
+    return output_prefix(text, key)
 
 
 def _rate(summary: dict) -> str:
@@ -66,7 +62,7 @@ def _rate(summary: dict) -> str:
 @click.option("--append-eod", is_flag=True, help="End every document with the EOD token.")
 @click.option("--jsonl-key", "key", default="text", show_default=True,
               help="The JSON key holding the text.")
-@click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict",
+@click.option("--errors", type=click.Choice(ERRORS_POLICIES), default="strict",
               show_default=True,
               help="Invalid UTF-8 or lone surrogates: strict = error naming FILE:LINE, "
                    "replace = U+FFFD.")
@@ -96,15 +92,14 @@ def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, errors, 
     """
     from pythia_data.jobs import parse_size
     from pythia_data.tokenize.pipeline import expand_inputs, tokenize_files
-    from pythia_data.tokenize.pipeline import output_prefix as out_name
     from pythia_data.tokenize.units import tokenize_units
 
+    target = dataset_name(output_prefix, key)
     files = expand_inputs(inputs)
-    target = out_name(output_prefix, key)
     if not force:
         for suffix in (".bin", ".idx"):
             if os.path.lexists(target + suffix):
-                raise OutputError(f"{target}{suffix} already exists (remove it or pass --force)")
+                raise OutputExistsError(target + suffix)
     unit_bytes = parse_size(unit_size)
     runner = make_job_executor(executor, workers, ray_address, gpu=backend == "cuda")
     # the outputs' locks first: a second run into them is refused before the slow start-up
@@ -175,7 +170,9 @@ def detokenize_cmd(data, output, spec, backend, force, workers, executor, ray_ad
 @cli.command("retokenize")
 @click.argument("data")
 @click.option("--tokenizer", "-t", "spec", required=True, help="The new tokenizer.")
-@click.option("--output-prefix", "-o", required=True, help="Output dataset prefix.")
+@click.option("--output-prefix", "-o", required=True,
+              help="Writes PREFIX_text_document.bin/.idx (as tokenize does; a PREFIX "
+                   "ending in _text_document is used as it is).")
 @click.option("--from-tokenizer", "from_spec", default=None,
               help="The tokenizer DATA was made with [bundled GPT-NeoX-20B].")
 @click.option("--eod-id", type=click.IntRange(min=0), default=None,
@@ -190,20 +187,20 @@ def retokenize_cmd(data, spec, output_prefix, from_spec, eod_id, backend, force,
                    executor, ray_address, unit_size, job_dir, keep_job, as_json, quiet):
     """Decode every document of DATA with the old tokenizer and encode it with the new
     one: same documents, same order, the new EOD where a document ended in the old one.
+    Writes PREFIX_text_document.bin/.idx, the names tokenize gives.
 
     \b
     Examples:
       pythia-data retokenize data/mine_text_document -t ./llama/tokenizer.json -o data/mine_llama
       pythia-data retokenize data/a -t bundled -o data/a_again --backend hf --json
     """
-    from pythia_data.format.header import strip_suffix
     from pythia_data.jobs import parse_size
     from pythia_data.tokenize.units import retokenize_units
 
     unit_bytes = parse_size(unit_size)
     runner = make_job_executor(executor, workers, ray_address, gpu=backend == "cuda")
-    out = strip_suffix(output_prefix)
-    with claim_outputs([out + ".bin", out + ".idx"]):
+    output_prefix = dataset_name(output_prefix)
+    with claim_outputs([output_prefix + ".bin", output_prefix + ".idx"]):
         old = load(from_spec, backend)
         new = load(spec, backend)
         summary = retokenize_units(data, old, new, output_prefix, runner, overwrite=force,

@@ -39,7 +39,8 @@ import numpy as np
 
 from pythia_data.errors import InputError, UsageError
 from pythia_data.tokenize.base import Tokenizer, _check_errors, clean_text
-from pythia_data.tokenize.cpu import N_CP, CpuTokenizer, _build_trie, nfc_bytes
+from pythia_data.tokenize.cpu import CpuTokenizer
+from pythia_data.tokenize.model import N_CP, TokenizerModel, as_model, build_trie, nfc_bytes
 from pythia_data.tokenize.spec import TokenizerConfig
 
 __all__ = ["CudaTokenizer", "cuda_status", "route_table"]
@@ -215,9 +216,19 @@ def _check_utf8(buf: np.ndarray, offs: np.ndarray) -> None:
 
 class CudaTokenizer(Tokenizer):
     backend = "cuda"
-    unsupported_reason = staticmethod(CpuTokenizer.unsupported_reason)
+    families = CpuTokenizer.families
 
-    def __init__(self, config: TokenizerConfig, *, errors: str = "strict",
+    @classmethod
+    def unsupported_reason(cls, spec: TokenizerConfig | TokenizerModel) -> str | None:
+        """Why the device kernels cannot run ``spec`` exactly, or None."""
+        model = as_model(spec)
+        reason = model.refusal(cls.families)
+        if reason is None and model.whole_words and model.tables.whole_words:
+            reason = (f"ignore_merges ({len(model.tables.whole_words)} vocabulary tokens "
+                      "BPE would split; the device BPE has no pre-token cache)")
+        return reason
+
+    def __init__(self, spec: TokenizerConfig | TokenizerModel, *, errors: str = "strict",
                  workers: int | None = None, batch_bytes: int = 32 << 20,
                  batch_docs: int | None = None, long_piece: int = 256, **options):
         unknown = set(options) - {"cache_slots"}
@@ -242,11 +253,16 @@ class CudaTokenizer(Tokenizer):
         self._cuda, self._kp, self._kbpe = cuda, cuda_pretokenize, cuda_bpe
         self.simulator = simulator
         self.errors = _check_errors(errors)
-        self.cpu = CpuTokenizer(config, errors=errors, workers=workers, **options)
-        self.name = config.name
-        self.config = config
+        model = as_model(spec)
+        reason = self.unsupported_reason(model)
+        if reason is not None:
+            raise UsageError(f"{model.name}: the cuda backend does not support {reason}")
+        self.cpu = CpuTokenizer(model, errors=errors, workers=workers, **options)
+        self.model = model
+        self.name = model.name
+        self.config = model.config
         self.vocab_size = self.cpu.vocab_size
-        self._eod_id = config.eod_id
+        self._eod_id = model.eod_id
         self.batch_bytes = batch_bytes
         self.batch_docs = batch_docs
         self._launch = _Launch(simulator)
@@ -257,22 +273,19 @@ class CudaTokenizer(Tokenizer):
         # normalized added tokens: runs of spaces on the device, the others route documents
         space_tok = np.full(1, -1, dtype=np.int32)
         others = []
-        for tok in config.added_tokens:
-            content = tok["content"]
-            if not content or not tok.get("normalized", not tok.get("special", False)):
+        for tok in model.added:  # HF's ids and matching order, normalized contents
+            if not tok.normalized:
                 continue
-            if set(content) == {" "}:
-                if len(content) >= space_tok.size:
+            if set(tok.match) == {0x20}:
+                if len(tok.match) >= space_tok.size:
                     space_tok = np.concatenate(
-                        [space_tok, np.full(len(content) + 1 - space_tok.size, -1, np.int32)])
-                if space_tok[len(content)] < 0:  # the first of duplicates wins (cpu trie)
-                    space_tok[len(content)] = int(tok["id"])
+                        [space_tok, np.full(len(tok.match) + 1 - space_tok.size, -1, np.int32)])
+                if space_tok[len(tok.match)] < 0:  # the first of duplicates wins (cpu trie)
+                    space_tok[len(tok.match)] = tok.id
             else:
-                others.append((nfc_bytes([content])[0].encode("utf-8")
-                               if self.cpu.unicode_eff.nfc_flag.any() else
-                               content.encode("utf-8"), int(tok["id"])))
+                others.append((tok.match, tok.id))
         self.max_space = int(space_tok.size - 1)
-        otrie_next, otrie_tok = _build_trie(others)
+        otrie_next, otrie_tok = build_trie(others)
         size = 1
         while size < 2 * max(1, int((t.merge_keys != -1).sum())) + 1:
             size <<= 1
@@ -374,7 +387,7 @@ class CudaTokenizer(Tokenizer):
         d0 = 0
         for i, text in enumerate(texts):
             try:
-                raw = text.encode("utf-8")
+                raw = text if isinstance(text, bytearray) else text.encode("utf-8")
             except UnicodeEncodeError:
                 raw = clean_text(text, i, self.errors).encode("utf-8")
             except AttributeError:

@@ -18,6 +18,11 @@ Reading (:func:`read_documents`):
   raises :class:`~pythia_data.errors.InputError` naming ``FILE:LINE``; ``errors="replace"``
   substitutes U+FFFD (one per maximal invalid byte sequence, Python's ``"replace"``
   decoding; one per lone surrogate).
+* a JSON line of at least 1 MiB whose document is a plain JSON string (the usual case) is
+  read without Python strings: a kernel (:mod:`pythia_data.kernels.jsonl`) checks the line
+  (UTF-8 and JSON) and unescapes the document straight into UTF-8 bytes, so a document's
+  :attr:`Document.text` is then a ``bytearray`` of valid UTF-8 (a 200 MB line of CJK text
+  would be a 700 MB ``str``); anything else goes through ``json.loads`` as above.
 
 Writing (:func:`tokenize_documents`), byte for byte what ``preprocess_data.py`` writes with
 the same tokenizer: empty documents are skipped (whitespace-only ones are kept; input with
@@ -80,9 +85,11 @@ Progress = Callable[[int], None]
 
 @dataclass(frozen=True)
 class Document:
-    """One document and where it came from (``line`` is 1-based; 1 for a ``.txt`` file)."""
+    """One document and where it came from (``line`` is 1-based; 1 for a ``.txt`` file).
+    ``text`` is a ``str``, or a ``bytearray`` of valid UTF-8 for a very long JSON line (see
+    the module docstring); every tokenizer backend takes either."""
 
-    text: str
+    text: str | bytearray
     source: str
     line: int
 
@@ -146,7 +153,7 @@ class _ZstdFrames(io.RawIOBase):
     ``stream_reader``, a file that ends inside a frame (cut at a block boundary) is an error,
     not a silent end of the data; a corrupt frame is an error naming the file."""
 
-    CHUNK = 1 << 18
+    CHUNK = 1 << 16
 
     def __init__(self, fh, name: str, zstandard):
         super().__init__()
@@ -156,14 +163,15 @@ class _ZstdFrames(io.RawIOBase):
         self._dctx = zstandard.ZstdDecompressor()
         self._dobj = None  # the frame being decompressed (None between frames)
         self._pending = b""  # compressed bytes not yet fed
-        self._out = b""
+        self._out = b""  # decompressed bytes not yet read, from self._at
+        self._at = 0
         self._done = False
 
     def readable(self) -> bool:
         return True
 
     def _fill(self) -> None:
-        while not self._out and not self._done:
+        while self._at >= len(self._out) and not self._done:
             data = self._pending or self._fh.read(self.CHUNK)
             self._pending = b""
             if not data:
@@ -176,7 +184,7 @@ class _ZstdFrames(io.RawIOBase):
             if self._dobj is None:
                 self._dobj = self._dctx.decompressobj()
             try:
-                self._out = self._dobj.decompress(data)
+                self._out, self._at = self._dobj.decompress(data), 0
             except self._zstd.ZstdError as exc:
                 raise InputError(f"{self._name}: not a valid .zst file ({exc})") from None
             if self._dobj.eof:
@@ -185,9 +193,9 @@ class _ZstdFrames(io.RawIOBase):
 
     def readinto(self, buffer) -> int:
         self._fill()
-        n = min(len(buffer), len(self._out))
-        buffer[:n] = self._out[:n]
-        self._out = self._out[n:]
+        n = min(len(buffer), len(self._out) - self._at)
+        buffer[:n] = memoryview(self._out)[self._at : self._at + n]
+        self._at += n
         return n
 
 
@@ -220,14 +228,38 @@ _BOM = b"\xef\xbb\xbf"
 _SKIPPED_FIRST_CHARS = ("\ufeff", "\x1e")
 
 
+#: JSON lines at least this long are read by the kernel (no Python strings)
+BIG_LINE = 1 << 20
+
+
+def _big_line_text(raw: bytes, key: bytes) -> bytearray | None:
+    """The document of a long JSON line as UTF-8 bytes, or None (then ``json.loads``)."""
+    from pythia_data.kernels.jsonl import json_text_utf8
+
+    out = bytearray(len(raw))
+    n = json_text_utf8(np.frombuffer(raw, dtype=np.uint8), np.frombuffer(key, dtype=np.uint8),
+                       np.frombuffer(out, dtype=np.uint8))
+    if n < 0:
+        return None
+    del out[n:]
+    return out
+
+
 def _jsonl(fh, name: str, key: str, errors: str, zst: bool = False,
            file_start: bool = True) -> Iterator[Document]:
     lineno = 0
+    key_utf8 = key.encode("utf-8", "surrogatepass")
     try:
         for raw in fh:
             lineno += 1
             if lineno == 1 and file_start and raw.startswith(_BOM) and not zst:
                 raw = raw[len(_BOM):]  # jsonlines opens a .jsonl as "utf-8-sig"
+            if len(raw) >= BIG_LINE:
+                text = _big_line_text(raw, key_utf8)
+                if text is not None:
+                    del raw  # only the document's bytes stay while it is tokenized
+                    yield Document(text, name, lineno)
+                    continue
             if not raw.strip():
                 continue
             line = _decode(raw, name, lineno, errors)
@@ -354,8 +386,11 @@ def _prefetched(iterator: Iterator, depth: int = 2) -> Iterator:
 
 
 def output_prefix(prefix: str | os.PathLike, key: str = "text") -> str:
-    """GPT-NeoX's output name: ``PREFIX_{key}_document``."""
-    return f"{os.fspath(prefix)}_{key}_document"
+    """GPT-NeoX's output name: ``PREFIX_{key}_document`` (a ``PREFIX`` that already ends
+    in ``_{key}_document`` is kept as it is, not doubled)."""
+    text = os.fspath(prefix)
+    suffix = f"_{key}_document"
+    return text if text.endswith(suffix) else text + suffix
 
 
 def _write_batch(builder: DatasetBuilder, ids: np.ndarray, offsets: np.ndarray,
@@ -363,13 +398,8 @@ def _write_batch(builder: DatasetBuilder, ids: np.ndarray, offsets: np.ndarray,
     lengths = np.diff(offsets)
     n = lengths.size
     if eod is not None:
-        out = np.empty(ids.size + n, dtype=ids.dtype)
-        ends = offsets[1:] + np.arange(1, n + 1)  # exclusive end of each doc incl. its EOD
-        mask = np.ones(out.size, dtype=bool)
-        mask[ends - 1] = False
-        out[mask] = ids
-        out[ends - 1] = eod
-        ids, lengths = out, lengths + 1
+        ids = np.insert(ids, offsets[1:], np.asarray(eod, dtype=ids.dtype))
+        lengths = lengths + 1
     if n and int(lengths.min()) == 0:
         # preprocess_data.py ends a document without adding a sequence when the tokenizer
         # returns nothing (not possible for byte-level BPE; other normalizers may strip)
@@ -401,14 +431,21 @@ def write_part(documents: Iterable, tokenizer, prefix: str, *, append_eod: bool 
         try:
             for batch in batches:
                 texts = [d.text if isinstance(d, Document) else d for d in batch]
+                n_texts = len(texts)
                 kept = [t for t in texts if t]
-                skipped += len(texts) - len(kept)
-                size = 0
+                batch = texts = None  # a huge document is held by ``kept`` alone
+                skipped += n_texts - len(kept)
+                size = n_kept = 0
                 if kept:
-                    size = len("".join(kept).encode("utf-8", errors="surrogatepass"))
+                    size = sum(len(t) if not isinstance(t, str) else
+                               len(t.encode("utf-8", errors="surrogatepass")) for t in kept)
                     ids, offsets = tokenizer.encode_flat(kept)
+                    n_kept = len(kept)
+                    kept = None
+                    ids = ids.astype(dtype, copy=False)  # the int32 ids are freed here
                     tokens += _write_batch(builder, ids, offsets, eod)
-                docs += len(kept)
+                    ids = None
+                docs += n_kept
                 nbytes += size
                 if progress is not None:
                     progress(size)
