@@ -34,6 +34,7 @@ from pythia_data.errors import FormatError, UsageError
 from pythia_data.kernels.bpe import build_merge_table, decode_bytes_kernel, encode_kernel
 from pythia_data.kernels.pretokenize import nfc_utf8_kernel
 from pythia_data.tokenize.base import Tokenizer, _check_errors, as_id_list, encode_utf8
+from pythia_data.tokenize.families import recognise
 from pythia_data.tokenize.spec import TokenizerConfig
 
 __all__ = ["CpuTokenizer", "EngineTables", "unicode_tables", "bytes_to_unicode", "nfc_bytes"]
@@ -238,6 +239,24 @@ class EngineTables:
                    tok_off, tok_bytes, vocab_size)
 
 
+def _normalizer(norm) -> str | None:
+    """``"NFC"`` or ``"none"`` for the normalizers the engine runs (none, NFC, and a
+    ``Sequence`` of zero or one of them), else None."""
+    if norm is None:
+        return "none"
+    if not isinstance(norm, dict):
+        return None
+    if norm.get("type") == "NFC":
+        return "NFC"
+    if norm.get("type") == "Sequence":
+        inner = norm.get("normalizers")
+        if inner == []:
+            return "none"
+        if isinstance(inner, list) and len(inner) == 1:
+            return _normalizer(inner[0]) if inner[0] is not None else None
+    return None
+
+
 class _Cache:
     """One worker's pre-token cache (see :mod:`pythia_data.kernels.bpe`)."""
 
@@ -286,13 +305,12 @@ class CpuTokenizer(Tokenizer):
             if model.get(key):
                 return f"BPE option {key}"
         norm = raw.get("normalizer")
-        if norm is not None and norm.get("type") != "NFC":
-            return f"normalizer {norm.get('type')!r}"
-        pre = raw.get("pre_tokenizer") or {}
-        if pre.get("type") != "ByteLevel":
-            return f"pre-tokenizer {pre.get('type')!r}"
-        if pre.get("add_prefix_space") or not pre.get("use_regex", True):
-            return "ByteLevel pre-tokenizer options"
+        if _normalizer(norm) is None:
+            kind = norm.get("type") if isinstance(norm, dict) else type(norm).__name__
+            return f"normalizer {kind!r}"
+        family = recognise(raw.get("pre_tokenizer"))
+        if isinstance(family, str):
+            return family
         dec = raw.get("decoder")
         if dec is not None and dec.get("type") != "ByteLevel":
             return f"decoder {dec.get('type')!r}"
@@ -321,7 +339,8 @@ class CpuTokenizer(Tokenizer):
         self.name = config.name
         self.config = config
         self.unicode = unicode_tables()
-        do_nfc = (config.raw.get("normalizer") or {}).get("type") == "NFC"
+        do_nfc = _normalizer(config.raw.get("normalizer")) == "NFC"
+        self.family = recognise(config.raw.get("pre_tokenizer"))
         if do_nfc:
             self.unicode_eff = self.unicode
         else:  # no normalizer: NFC tables that never fire
@@ -359,7 +378,7 @@ class CpuTokenizer(Tokenizer):
                 t.strie_next, t.strie_tok, t.ntrie_next, t.ntrie_tok,
                 t.byte_id, t.merge_keys, t.merge_rank, t.merge_new,
                 *cache.args(),
-                out, out_offsets[d - d0:], w,
+                out, out_offsets[d - d0:], w, int(self.family),
             )
             cache.after_call()
             if status == 0:

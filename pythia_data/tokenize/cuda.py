@@ -40,6 +40,7 @@ import numpy as np
 from pythia_data.errors import InputError, UsageError
 from pythia_data.tokenize.base import Tokenizer, _check_errors, clean_text
 from pythia_data.tokenize.cpu import N_CP, CpuTokenizer, _build_trie, nfc_bytes
+from pythia_data.tokenize.families import Family, recognise
 from pythia_data.tokenize.spec import TokenizerConfig
 
 __all__ = ["CudaTokenizer", "cuda_status", "route_table"]
@@ -215,7 +216,13 @@ def _check_utf8(buf: np.ndarray, offs: np.ndarray) -> None:
 
 class CudaTokenizer(Tokenizer):
     backend = "cuda"
-    unsupported_reason = staticmethod(CpuTokenizer.unsupported_reason)
+
+    @staticmethod
+    def unsupported_reason(config: TokenizerConfig) -> str | None:
+        reason = CpuTokenizer.unsupported_reason(config)
+        if reason is None and recognise(config.raw.get("pre_tokenizer")) != Family.GPT2:
+            return "a Split pre-tokenizer (the cuda kernels cover GPT-2's ByteLevel only)"
+        return reason
 
     def __init__(self, config: TokenizerConfig, *, errors: str = "strict",
                  workers: int | None = None, batch_bytes: int = 32 << 20,
@@ -281,7 +288,7 @@ class CudaTokenizer(Tokenizer):
         self.route_cp = route_table(self.cpu)
         to = cuda.to_device
         self._d = {
-            "cls": to(self.cpu.unicode.cls), "route_cp": to(self.route_cp),
+            "cls": to(self.cpu.unicode.cls & 7), "route_cp": to(self.route_cp),
             "strie_next": to(t.strie_next), "strie_tok": to(t.strie_tok),
             "otrie_next": to(otrie_next), "otrie_tok": to(otrie_tok),
             "space_tok": to(space_tok), "byte_id": to(t.byte_id),
