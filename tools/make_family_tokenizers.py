@@ -33,19 +33,19 @@ SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
 def train(family: Family, texts: list[str], vocab: int) -> dict:
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
-    from tokenizers import trainers
+    import tokenizers as tk
+    from tokenizers import Regex, pre_tokenizers
 
-    tok = Tokenizer(models.BPE())
+    tok = tk.Tokenizer(tk.models.BPE())
     if family == Family.QWEN2:
-        tok.normalizer = normalizers.NFC()
+        tok.normalizer = tk.normalizers.NFC()
     elif family == Family.DEEPSEEK_V3:
-        tok.normalizer = normalizers.Sequence([])
+        tok.normalizer = tk.normalizers.Sequence([])
     splits = [pre_tokenizers.Split(Regex(p), behavior="isolated") for p in PATTERNS[family]]
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         splits + [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=SPECIALS,
+    tok.decoder = tk.decoders.ByteLevel()
+    trainer = tk.trainers.BpeTrainer(vocab_size=vocab, special_tokens=SPECIALS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)
