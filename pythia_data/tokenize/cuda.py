@@ -40,7 +40,7 @@ import numpy as np
 from pythia_data.errors import InputError, UsageError
 from pythia_data.tokenize.base import Tokenizer, _check_errors, clean_text
 from pythia_data.tokenize.cpu import N_CP, CpuTokenizer, _build_trie, nfc_bytes
-from pythia_data.tokenize.families import Family, recognise
+from pythia_data.tokenize.families import Family
 from pythia_data.tokenize.spec import TokenizerConfig
 
 __all__ = ["CudaTokenizer", "cuda_status", "route_table"]
@@ -217,12 +217,7 @@ def _check_utf8(buf: np.ndarray, offs: np.ndarray) -> None:
 class CudaTokenizer(Tokenizer):
     backend = "cuda"
 
-    @staticmethod
-    def unsupported_reason(config: TokenizerConfig) -> str | None:
-        reason = CpuTokenizer.unsupported_reason(config)
-        if reason is None and recognise(config.raw.get("pre_tokenizer")) != Family.GPT2:
-            return "a Split pre-tokenizer (the cuda kernels cover GPT-2's ByteLevel only)"
-        return reason
+    unsupported_reason = staticmethod(CpuTokenizer.unsupported_reason)
 
     def __init__(self, config: TokenizerConfig, *, errors: str = "strict",
                  workers: int | None = None, batch_bytes: int = 32 << 20,
@@ -244,9 +239,10 @@ class CudaTokenizer(Tokenizer):
             raise UsageError(f"batch_docs must be a positive integer, not {batch_docs!r}")
         from numba import cuda
 
-        from pythia_data.kernels import cuda_bpe, cuda_pretokenize
+        from pythia_data.kernels import cuda_bpe, cuda_pretokenize, cuda_pretokenize_split
 
         self._cuda, self._kp, self._kbpe = cuda, cuda_pretokenize, cuda_bpe
+        self._ksplit = cuda_pretokenize_split
         self.simulator = simulator
         self.errors = _check_errors(errors)
         self.cpu = CpuTokenizer(config, errors=errors, workers=workers, **options)
@@ -261,14 +257,16 @@ class CudaTokenizer(Tokenizer):
         self._ws: list[_Workspace] = []
         self.stats: dict = {}  # of the last call: docs, routed (to the cpu engine), batches
         t = self.cpu.tables
-        # normalized added tokens: runs of spaces on the device, the others route documents
+        self.family = Family(self.cpu.family)
+        # normalized added tokens: runs of spaces on the device (GPT-2 family), the others
+        # route documents to the cpu engine
         space_tok = np.full(1, -1, dtype=np.int32)
         others = []
         for tok in config.added_tokens:
             content = tok["content"]
             if not content or not tok.get("normalized", not tok.get("special", False)):
                 continue
-            if set(content) == {" "}:
+            if set(content) == {" "} and self.family == Family.GPT2:
                 if len(content) >= space_tok.size:
                     space_tok = np.concatenate(
                         [space_tok, np.full(len(content) + 1 - space_tok.size, -1, np.int32)])
@@ -288,7 +286,10 @@ class CudaTokenizer(Tokenizer):
         self.route_cp = route_table(self.cpu)
         to = cuda.to_device
         self._d = {
-            "cls": to(self.cpu.unicode.cls & 7), "route_cp": to(self.route_cp),
+            # GPT-2's boundary kernels compare class bytes: only its three class bits
+            "cls": to(self.cpu.unicode.cls & 7 if self.family == Family.GPT2 else
+                      self.cpu.unicode.cls),
+            "route_cp": to(self.route_cp),
             "strie_next": to(t.strie_next), "strie_tok": to(t.strie_tok),
             "otrie_next": to(otrie_next), "otrie_tok": to(otrie_tok),
             "space_tok": to(space_tok), "byte_id": to(t.byte_id),
@@ -333,9 +334,15 @@ class CudaTokenizer(Tokenizer):
         kp.classify_kernel[L(n), tpb, s](
             ws.data, n, ws.offsets, n_docs, d["cls"], d["route_cp"], d["strie_next"],
             d["strie_tok"], d["otrie_next"], d["otrie_tok"], ws.kb, ws.doc_route)
-        kp.wsrun_kernel[L(n), tpb, s](ws.data, n, ws.kb, ws.docstart, d["space_tok"],
-                                      self.max_space, ws.flag, ws.kind, ws.tokid)
-        kp.boundary_kernel[L(n), tpb, s](ws.data, n, ws.kb, ws.docstart, ws.kind, ws.flag)
+        if self.family == Family.GPT2:
+            kp.wsrun_kernel[L(n), tpb, s](ws.data, n, ws.kb, ws.docstart, d["space_tok"],
+                                          self.max_space, ws.flag, ws.kind, ws.tokid)
+            kp.boundary_kernel[L(n), tpb, s](ws.data, n, ws.kb, ws.docstart, ws.kind,
+                                             ws.flag)
+        else:
+            self._ksplit.split_boundary_kernel[L(n), tpb, s](
+                ws.data, n, ws.offsets, n_docs, ws.kb, ws.docstart, d["cls"],
+                int(self.family), ws.flag)
         self._scan(ws, ws.flag, ws.pidx, n)
         kb.compact_kernel[L(n), tpb, s](ws.flag, ws.pidx, n, ws.pstart)
         kb.dedupe_kernel[L(n), tpb, s](ws.data, n, ws.kind, ws.pidx, ws.pstart, table, ws.rep)
