@@ -94,7 +94,9 @@ def test_exception_leaves_no_output(tmp_path, fmt):
 def test_partial_file_until_close(tmp_path):
     sink = RawSink(tmp_path / "out.raw")
     sink.write(rows(2, 3))
-    assert [p.name for p in tmp_path.iterdir()] == ["out.raw.partial"]
+    # the partial file, and the lock file guarding it while it is written
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.raw.pythia-lock",
+                                                          "out.raw.partial"]
     sink.close()
     assert [p.name for p in tmp_path.iterdir()] == ["out.raw"]
 

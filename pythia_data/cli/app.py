@@ -14,6 +14,7 @@ import sys
 import click
 
 from pythia_data.errors import PythiaDataError
+from pythia_data.io.atomic import abort_all
 
 
 def _one_line(text: str) -> str:
@@ -26,6 +27,15 @@ def _quiet_stdout_close() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
     except (OSError, ValueError):
+        pass
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python warnings (ours and libraries') as one ``pythia-data: warning:`` line on
+    stderr, without the source file, line and code that Python prints by default."""
+    try:
+        click.echo(f"pythia-data: warning: {_one_line(str(message))}", err=True)
+    except (OSError, ValueError):  # pragma: no cover - stderr closed
         pass
 
 
@@ -71,11 +81,27 @@ class PythiaGroup(click.Group):
         return super().list_commands(ctx)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        import warnings
+
+        shown = warnings.showwarning
+        warnings.showwarning = _show_warning
         try:
-            rv = super().main(
-                args=args, prog_name=prog_name or "pythia-data", complete_var=complete_var,
-                standalone_mode=False, **extra,
-            )
+            self._main(args, prog_name, complete_var, **extra)
+        finally:
+            warnings.showwarning = shown
+
+    def _main(self, args, prog_name, complete_var, **extra):
+        try:
+            try:
+                rv = super().main(
+                    args=args, prog_name=prog_name or "pythia-data",
+                    complete_var=complete_var, standalone_mode=False, **extra,
+                )
+            except BaseException:
+                # outputs opened but never committed (Ctrl-C between opening an output
+                # and entering the block that would abort it): remove their partial files
+                abort_all()
+                raise
         except click.exceptions.Abort:
             _fail("interrupted", 130)
         except _NoArgsIsHelp as exc:

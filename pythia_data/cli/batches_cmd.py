@@ -9,6 +9,7 @@ import click
 from pythia_data.batches import FORMATS, BatchReader, check_output, write_batches
 from pythia_data.cli.app import cli
 from pythia_data.cli.options import (
+    checked_params,
     emit_summary,
     force_option,
     order_options,
@@ -16,7 +17,7 @@ from pythia_data.cli.options import (
     writes_to_stdout,
 )
 from pythia_data.dataset import IndexedDataset
-from pythia_data.order import ORDER_KINDS, order_params, resolve_order
+from pythia_data.order import ORDER_KINDS, resolve_order
 from pythia_data.order.registry import config_defaults
 
 
@@ -167,7 +168,8 @@ def batches_cmd(
         options["decode"] = load(spec, backend).decode
     progress = progress_factory(quiet)
     batch, seq = config_defaults(configs)
-    params = order_params(train_iters, batch_size or batch, seq_length or seq, seed, configs)
+    params = checked_params(train_iters, batch_size, seq_length, seed, configs,
+                            defaults=(batch, seq))
     with IndexedDataset(data) as ds:
         order = resolve_order(ds, order_kind, params, index_dir=index_dir, progress=progress)
         if getattr(order, "cache_note", None):  # read-only data: where the cache went

@@ -15,7 +15,11 @@ from pythia_data.cli.options import json_option, quiet_option, show_progress
 
 
 def _quiet_hub_logging() -> None:
-    """huggingface_hub logs each transfer retry as a warning; our summary says what matters."""
+    """huggingface_hub logs each transfer retry as a warning, and warns (UserWarning) about
+    disk space and symlinks; our summary and one-line errors say what matters."""
+    import warnings
+
+    warnings.filterwarnings("ignore", module=r"huggingface_hub(\.|$)")
     with contextlib.suppress(Exception):
         from huggingface_hub.utils import logging as hf_logging
 
@@ -153,7 +157,12 @@ def download_cmd(dataset, local_dir, include, revision, jobs, dry_run, allow_bad
     if not quiet and not as_json:
         click.echo(head, err=True)
     n_warnings = len(plan.warnings)
-    with _bars(plan, quiet or as_json) as progress:
+    import warnings
+
+    # huggingface_hub's own warnings (disk space, symlinks) while transferring: our summary
+    # and one-line errors say what matters
+    with _bars(plan, quiet or as_json) as progress, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         try:
             result = run_download(plan, jobs=jobs, progress=progress, allow_bad=allow_bad)
         except KeyboardInterrupt:
@@ -220,6 +229,8 @@ def checksum_from_hub(paths, repo, revision, jobs, as_json, quiet, bar) -> None:
                 click.echo(f"{r.path}: OK")
             elif r.status == "mismatch":
                 click.echo(f"{r.path}: FAILED (expected {r.expected}, got {r.digest})")
+            elif r.status == "missing":
+                click.echo(f"{r.path}: MISSING ({r.repo_path} of {report.repo_id})")
             else:
                 click.echo(f"{r.path}: NOT IN {report.repo_id}")
         if not quiet:

@@ -120,6 +120,24 @@ def progress_factory(quiet: bool):
     return factory
 
 
+def checked_params(train_iters, batch_size, seq_length, seed, configs, defaults=None):
+    """The order parameters from the order options, each checked (``--batch-size 0`` is an
+    error, never "use the default"); ``defaults`` = (batch size, sequence length) used for
+    the ones not given."""
+    from pythia_data.order import order_params
+
+    for name, value, low in (("--train-iters", train_iters, 1), ("--batch-size", batch_size, 1),
+                             ("--seq-length", seq_length, 1), ("--seed", seed, 0)):
+        if value is not None and value < low:
+            raise click.BadParameter(f"must be >= {low}, not {value}", param_hint=name)
+    if seed is not None and seed > 0xFFFFFFFF:
+        raise click.BadParameter(f"must be below 2**32, not {seed}", param_hint="--seed")
+    if defaults is not None:
+        batch_size = defaults[0] if batch_size is None else batch_size
+        seq_length = defaults[1] if seq_length is None else seq_length
+    return order_params(train_iters, batch_size, seq_length, seed, configs)
+
+
 def order_options(func):
     """DATA plus the options that define the order (shared by all three commands)."""
 

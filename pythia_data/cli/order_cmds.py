@@ -9,29 +9,17 @@ from types import SimpleNamespace
 import click
 
 from pythia_data.cli.app import cli
-from pythia_data.cli.options import order_options, progress_factory
+from pythia_data.cli.options import checked_params, order_options, progress_factory
 from pythia_data.errors import CacheMismatchError, VerificationError
 from pythia_data.order import (
     ORDER_KINDS,
-    OrderParams,
     PreshuffledOrder,
     TrainingOrder,
     detect_order,
-    order_params,
     verify_cache,
 )
 from pythia_data.order.cache import resolve_sizes
 from pythia_data.order.registry import config_defaults
-
-
-def _params(train_iters, batch_size, seq_length, seed, configs) -> OrderParams:
-    for name, value, low in (("--train-iters", train_iters, 1), ("--batch-size", batch_size, 1),
-                             ("--seq-length", seq_length, 1), ("--seed", seed, 0)):
-        if value is not None and value < low:
-            raise click.BadParameter(f"must be >= {low}, not {value}", param_hint=name)
-    if seed is not None and seed > 0xFFFFFFFF:
-        raise click.BadParameter(f"must be below 2**32, not {seed}", param_hint="--seed")
-    return order_params(train_iters, batch_size, seq_length, seed, configs)
 
 
 @cli.group("order")
@@ -61,7 +49,7 @@ def order_build(data, train_iters, batch_size, seq_length, seed, configs, index_
       pythia-data order build pile/document --config pythia-160m.yml --index-dir idx/
       pythia-data order build data/tiny --train-iters 10 --batch-size 4 --seq-length 8 --force
     """
-    params = _params(train_iters, batch_size, seq_length, seed, configs)
+    params = checked_params(train_iters, batch_size, seq_length, seed, configs)
     try:
         order = TrainingOrder.build(data, params, index_dir=index_dir, use_cache=not force,
                                     write_cache=True, progress=progress_factory(quiet))
@@ -105,7 +93,7 @@ def order_verify(data, train_iters, batch_size, seq_length, seed, configs, index
       pythia-data order verify pile/document
       pythia-data order verify pile/document --config pythia-160m.yml --json
     """
-    params = _params(train_iters, batch_size, seq_length, seed, configs)
+    params = checked_params(train_iters, batch_size, seq_length, seed, configs)
     report = verify_cache(data, params, index_dir=index_dir, progress=progress_factory(quiet))
     if as_json:
         click.echo(json.dumps(report))
@@ -172,7 +160,8 @@ def locate(data, train_iters, batch_size, seq_length, seed, configs, index_dir, 
     if document < 0:
         raise click.BadParameter(f"must be >= 0, not {document}", param_hint="--document")
     batch, seq = config_defaults(configs)
-    params = _params(train_iters, batch_size or batch, seq_length or seq, seed, configs)
+    params = checked_params(train_iters, batch_size, seq_length, seed, configs,
+                            defaults=(batch, seq))
     sizes, _prefix, _ds = resolve_sizes(data, None)
     if order_kind == "auto":
         order_kind = detect_order(SimpleNamespace(sizes=sizes), params.seq_length)

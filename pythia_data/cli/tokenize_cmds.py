@@ -129,6 +129,8 @@ def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, workers,
     with doc_progress(quiet, "tokenize") as update:
         summary = tokenize_files(files, output_prefix, tok, key=key, append_eod=append_eod,
                                  errors=errors, overwrite=force, progress=update)
+    for warning in summary.get("warnings", ()):
+        click.echo(f"pythia-data: warning: {warning}", err=True)
     if as_json:
         click.echo(json.dumps(summary))
         return
@@ -178,11 +180,15 @@ def detokenize_cmd(data, output, spec, backend, force, as_json, quiet):
 @click.option("--output-prefix", "-o", required=True, help="Output dataset prefix.")
 @click.option("--from-tokenizer", "from_spec", default=None,
               help="The tokenizer DATA was made with [bundled GPT-NeoX-20B].")
+@click.option("--eod-id", type=click.IntRange(min=0), default=None,
+              help="The token ending each document that ended in an EOD [the new "
+                   "tokenizer's end-of-document token; required when it has none].")
 @tokenizer_options
 @force_option("an existing output dataset")
 @json_option
 @quiet_option
-def retokenize_cmd(data, spec, output_prefix, from_spec, backend, force, as_json, quiet):
+def retokenize_cmd(data, spec, output_prefix, from_spec, eod_id, backend, force, as_json,
+                   quiet):
     """Decode every document of DATA with the old tokenizer and encode it with the new
     one: same documents, same order, the new EOD where a document ended in the old one.
 
@@ -196,7 +202,8 @@ def retokenize_cmd(data, spec, output_prefix, from_spec, backend, force, as_json
     old = load(from_spec, backend)
     new = load(spec, backend)
     with doc_progress(quiet, "retokenize") as update:
-        summary = retokenize(data, old, new, output_prefix, overwrite=force, progress=update)
+        summary = retokenize(data, old, new, output_prefix, overwrite=force, progress=update,
+                             eod_id=eod_id)
     if as_json:
         click.echo(json.dumps(summary))
         return

@@ -17,6 +17,7 @@ any thread (``nbytes`` may be negative when a transfer restarts).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import threading
@@ -304,12 +305,17 @@ def run_download(
         except PythiaDataError:
             raise
         except Exception as exc:
+            if _out_of_space(exc):
+                raise OutputError(f"out of space in {local} while downloading {f.path} "
+                                  f"({f.size:,} bytes); free some space and rerun (files "
+                                  "already verified are kept)") from None
+            if isinstance(exc, ValueError):
+                raise HubError(f"{plan.repo_id}: {f.path}: "
+                               f"{' '.join(str(exc).split())[:300]}") from None
             err = translate(exc, f"{plan.repo_id}: {f.path}")
             if err is None:
                 if isinstance(exc, OSError):  # e.g. size check failed after the transfer
                     raise _Transient(" ".join(str(exc).split())[:300]) from None
-                if isinstance(exc, ValueError):
-                    raise HubError(f"{plan.repo_id}: {f.path}: {' '.join(str(exc).split())}") from None
                 raise
             if isinstance(err, HubUnreachableError) or type(err) is HubError:
                 raise _Transient(str(err)) from None
@@ -324,9 +330,14 @@ def run_download(
 
     def place(f: RemoteFile, staged: Path) -> None:
         final = local / f.path
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged, final)
-        state.record(f.path, f.algorithm, f.digest)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, final)
+            state.record(f.path, f.algorithm, f.digest)
+        except OSError as exc:
+            if _out_of_space(exc):
+                raise OutputError(f"out of space in {local} while placing {f.path}") from None
+            raise OutputError(f"cannot write {final}: {exc.strerror or exc}") from None
 
     def reject_existing(f: RemoteFile) -> None:
         """Move a pre-existing file that failed its hash out of its final name."""
@@ -415,6 +426,19 @@ def run_download(
                                  f"but passes the structural check: it looks fixed")
     result.next_steps = next_steps(plan)
     return result
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """True when ``exc`` (or what caused it) is a full disk or quota."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
 
 
 class _Transient(Exception):

@@ -11,21 +11,14 @@ never frozen at import, and passed explicitly to every huggingface_hub call.
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
-import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from pythia_data.errors import InputError, PythiaDataError
-
-#: Seconds to wait for a TCP connection to the endpoint before giving up (huggingface_hub's
-#: own retries on a refused connection take ~23 s; we check first, briefly).
-CONNECT_TIMEOUT = 5.0
+from pythia_data.io.net import CONNECT_TIMEOUT, endpoint, unreachable_reason
 
 _GLOB = re.compile(r"[*?\[]")
-_PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy")
 
 
 class HubError(PythiaDataError):
@@ -47,37 +40,12 @@ class HubUnreachableError(HubError):
 TOKEN_HINT = "set HF_TOKEN or run `huggingface-cli login` (`hf auth login`)"
 
 
-def endpoint() -> str:
-    """The hub endpoint: ``HF_ENDPOINT`` now, else huggingface_hub's configured default."""
-    env = os.environ.get("HF_ENDPOINT")
-    if env:
-        return env.rstrip("/")
-    from huggingface_hub import constants
-
-    return constants.ENDPOINT.rstrip("/")
-
-
 def check_reachable(url: str | None = None, timeout: float = CONNECT_TIMEOUT) -> None:
     """Raise :class:`HubUnreachableError` unless a TCP connection to the endpoint opens within
-    ``timeout`` seconds. Skipped behind a proxy (the proxy decides) and in offline mode."""
-    url = url or endpoint()
-    if os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
-        raise HubUnreachableError("HF_HUB_OFFLINE is set: cannot reach the hub")
-    if any(os.environ.get(v) for v in _PROXY_VARS):
-        return
-    parts = urlsplit(url)
-    host = parts.hostname
-    if not host:
-        raise HubUnreachableError(f"bad hub endpoint {url!r} (check HF_ENDPOINT)")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        if isinstance(exc, socket.timeout | TimeoutError):
-            reason = f"no answer within {timeout:g} s"
-        raise HubUnreachableError(f"cannot reach the hub at {url}: {reason}") from None
+    ``timeout`` seconds. Skipped behind a proxy (the proxy decides); offline mode fails."""
+    reason = unreachable_reason(url, timeout)
+    if reason is not None:
+        raise HubUnreachableError(reason)
 
 
 def translate(exc: BaseException, what: str) -> PythiaDataError | None:
@@ -108,6 +76,12 @@ def translate(exc: BaseException, what: str) -> PythiaDataError | None:
     mod = type(exc).__module__ or ""
     if mod.split(".")[0] in ("httpx", "httpx2", "httpcore", "requests", "urllib3"):
         return HubUnreachableError(f"{what}: network error: {type(exc).__name__}: {exc}")
+    if isinstance(exc, (ValueError, KeyError, TypeError, AttributeError, IndexError)):
+        # an answer that is not the JSON the hub API gives (an HTML page from a proxy or a
+        # captive portal, a different server at HF_ENDPOINT)
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
+        return HubError(f"{what}: the hub at {endpoint()} gave an unexpected answer "
+                        f"({detail}); check HF_ENDPOINT and any proxy")
     return None
 
 

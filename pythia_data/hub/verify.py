@@ -10,16 +10,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pythia_data.errors import InputError, UsageError
+from pythia_data.format.shardset import parse_shard_name
 from pythia_data.hub.known import lookup
 from pythia_data.hub.remote import CONNECT_TIMEOUT, RemoteFile, list_repo
-from pythia_data.hub.state import hash_as
+from pythia_data.hub.state import DownloadState, hash_as
 
 
 @dataclass
 class HubCheck:
     path: str
     repo_path: str | None
-    status: str  # ok, mismatch, unknown (not in the repository)
+    status: str  # ok, mismatch, unknown (not in the repository), missing (expected, absent)
     expected: str | None = None
     digest: str | None = None
     algorithm: str | None = None
@@ -119,4 +120,61 @@ def check_against_hub(
 
     with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1) as pool:
         report.results = list(pool.map(work, files))
+    report.results += _missing(paths, report.results, by_path)
     return report
+
+
+def _missing(paths, results: list[HubCheck], by_path: dict[str, RemoteFile]) -> list[HubCheck]:
+    """Repository files expected in a folder checked but absent from it: the other shards of
+    a shard set of which one shard is present, and what ``download`` placed there before
+    (its record in ``FOLDER/.pythia-data``)."""
+    present = {r.repo_path for r in results if r.repo_path}
+    expected: dict[str, Path] = {}  # repository path -> where it should be
+    for raw in paths:
+        folder = Path(raw)
+        if not folder.is_dir():
+            continue
+        here = [r for r in results if r.repo_path and _inside(r.path, folder)]
+        # where this folder sits in the repository: REPO_PREFIX/<path under the folder>
+        prefixes = set()
+        for r in here:
+            rel = os.path.relpath(r.path, folder).replace(os.sep, "/")
+            if r.repo_path == rel:
+                prefixes.add("")
+            elif r.repo_path.endswith("/" + rel):
+                prefixes.add(r.repo_path[: -len(rel)])
+        prefix = prefixes.pop() if len(prefixes) == 1 else None
+        if prefix is None and not here:
+            prefix = ""  # nothing matched yet: the folder is the repository's root
+        if prefix is None:
+            continue
+        for r in here:  # shard sets: every member is expected
+            parsed = parse_shard_name(os.path.basename(r.repo_path))
+            if parsed is None:
+                continue
+            base, _, last = parsed
+            top = os.path.dirname(r.repo_path)
+            for rp in by_path:
+                other = parse_shard_name(os.path.basename(rp))
+                if other is not None and other[0] == base and other[2] == last \
+                        and os.path.dirname(rp) == top:
+                    expected.setdefault(rp, folder / rp[len(prefix):])
+        for rp in DownloadState(folder).files:  # what download placed here
+            key = prefix + rp if not rp.startswith(prefix) else rp
+            if key in by_path:
+                expected.setdefault(key, folder / rp)
+    out = []
+    for rp, where in sorted(expected.items()):
+        if rp in present or where.exists():
+            continue
+        rf = by_path[rp]
+        out.append(HubCheck(str(where), rp, "missing", rf.digest, None, rf.algorithm))
+    return out
+
+
+def _inside(path: str, folder: Path) -> bool:
+    try:
+        return os.path.commonpath([os.path.abspath(path), os.path.abspath(folder)]) == \
+            os.path.abspath(folder)
+    except ValueError:
+        return False

@@ -12,10 +12,17 @@ Rules (docs/architecture.md, "Outputs"):
   streamed into as it is: it cannot be replaced and must not be;
 * ``-`` is standard output (or the stream passed in);
 * new files honour the umask (mode ``0666 & ~umask``, like ``open()``; never mkstemp's 0600);
-* the partial file is locked (``flock``) while it is written, so a second run writing the
-  same output fails at once with "another pythia-data is writing FINAL" instead of both
-  corrupting it; the lock dies with its process, so a stale ``.partial`` from a killed run
-  is simply reused;
+* before anything is created or truncated, a separate lock file ``.NAME.pythia-lock`` beside
+  ``FINAL`` is locked (``flock``): a second run writing the same output fails at once with
+  "another pythia-data is writing FINAL" and touches nothing (not the first run's partial
+  file, not the committed ``FINAL``). The lock dies with its process, so a stale
+  ``.partial`` (or lock file) from a killed run is simply reused; the lock file is removed
+  when the output is committed or aborted (a later locker re-checks that the file it locked
+  is still the one on disk). A command can take the lock at its very start
+  (:func:`claim_outputs`), before a slow start-up, so the second run is refused at once;
+* Ctrl-C arriving while an output is being opened or committed is delivered just after,
+  and :func:`abort_all` (called by the CLI on any failure) removes the partial files of
+  outputs that were opened but never committed or aborted;
 * every error names the file (``OutputError``, exit code 2).
 """
 
@@ -25,8 +32,10 @@ import contextlib
 import errno
 import os
 import re
+import signal
 import stat
 import sys
+import threading
 from collections.abc import Iterable
 from typing import BinaryIO
 
@@ -43,12 +52,18 @@ __all__ = [
     "PARTIAL",
     "AtomicGroup",
     "AtomicOutput",
+    "OutputLock",
+    "abort_all",
     "atomic_write_bytes",
+    "claim_outputs",
     "atomic_write_text",
     "ensure_folder",
     "fsync_dir",
+    "interrupts_deferred",
     "is_stream_target",
     "lock_file",
+    "lock_path",
+    "same_file",
 ]
 
 
@@ -101,16 +116,167 @@ def is_stream_target(path: str | os.PathLike) -> bool:
     return not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode))
 
 
-def lock_file(fd: int, name: str) -> None:
-    """Take an exclusive, non-blocking ``flock`` on ``fd`` or raise OutputError."""
+def lock_file(fd: int, name: str) -> bool:
+    """Take an exclusive, non-blocking ``flock`` on ``fd`` or raise OutputError. False on a
+    filesystem without ``flock`` support (then there is no lock)."""
     if fcntl is None:  # pragma: no cover
-        return
+        return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
         if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise OutputError(f"another pythia-data is writing {name}") from None
-        # filesystems without flock support (some network mounts): go on without a lock
+        return False  # filesystems without flock support (some network mounts)
+    return True
+
+
+@contextlib.contextmanager
+def interrupts_deferred():
+    """Ctrl-C (SIGINT) arriving inside the block is delivered when the block ends, so that
+    the few steps that create or rename a file are never cut in the middle. Only in the
+    main thread (elsewhere, and where the handler cannot be changed, a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+    except (ValueError, OSError):  # pragma: no cover
+        previous = None
+    if previous is None or previous == signal.SIG_IGN:
+        yield
+        return
+    pending: list[int] = []
+    try:
+        signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    except (ValueError, OSError):  # pragma: no cover
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pending:
+            if callable(previous):
+                previous(signal.SIGINT, None)  # default_int_handler raises KeyboardInterrupt
+            else:
+                os.kill(os.getpid(), signal.SIGINT)
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when ``a`` and ``b`` are the same existing file (through any symlink or hard
+    link: same device and inode)."""
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def lock_path(final: str | os.PathLike) -> str:
+    """The lock file guarding the output ``final``: ``.NAME.pythia-lock`` beside it."""
+    folder, name = os.path.split(os.fspath(final))
+    return os.path.join(folder, f".{name}.pythia-lock")
+
+
+#: outputs whose lock this process holds, by final path (see :func:`claim_outputs`)
+_HELD: dict[str, OutputLock] = {}
+#: outputs opened and not yet committed or aborted (see :func:`abort_all`)
+_LIVE: set = set()
+_REGISTRY = threading.Lock()
+
+
+class OutputLock:
+    """The exclusive lock on the output ``final`` (a regular file path, symlinks already
+    resolved). Raises OutputError at once if another process holds it."""
+
+    def __init__(self, final: str | os.PathLike):
+        self.final = os.fspath(final)
+        self.path = lock_path(self.final)
+        self.fd: int | None = None
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(
+            os, "O_NOFOLLOW", 0)
+        for _ in range(100):
+            try:
+                fd = os.open(self.path, flags, 0o666)
+            except OSError as exc:
+                raise OutputError(
+                    f"cannot write {self.final}: {exc.strerror or exc} ({self.path})") from None
+            try:
+                locked = lock_file(fd, self.final)
+                if locked:
+                    # the file we locked must still be the lock file (not one a finishing
+                    # writer has just removed)
+                    try:
+                        current = os.stat(self.path, follow_symlinks=False)
+                    except FileNotFoundError:
+                        current = None
+                    mine = os.fstat(fd)
+                    if current is None or (current.st_dev, current.st_ino) != (
+                            mine.st_dev, mine.st_ino):
+                        os.close(fd)
+                        continue
+            except BaseException:
+                os.close(fd)
+                raise
+            self.fd = fd
+            return
+        raise OutputError(f"cannot lock {self.final}: its lock file keeps changing")
+
+    def release(self) -> None:
+        """Remove the lock file and drop the lock (idempotent)."""
+        if self.fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        self.fd = None
+
+
+def _final_path(path: str) -> str:
+    return os.path.realpath(path) if os.path.islink(path) else path
+
+
+@contextlib.contextmanager
+def claim_outputs(paths: Iterable[str | os.PathLike]):
+    """Hold the locks of these outputs for the duration of the block (a command takes them
+    first, before its slow start-up, so a second run is refused at once). Outputs opened
+    inside the block with the same final path use the lock held here. Streams (``-``,
+    FIFOs, devices) and folders are skipped."""
+    taken: list[OutputLock] = []
+    try:
+        with interrupts_deferred():
+            for p in paths:
+                text = os.fspath(p)
+                if text == "-" or is_stream_target(text) or os.path.isdir(text):
+                    continue
+                final = _final_path(text)
+                folder = os.path.dirname(final) or "."
+                if not os.path.isdir(folder):
+                    continue  # created (and locked) when the output is opened
+                with _REGISTRY:
+                    if final in _HELD:
+                        continue
+                lock = OutputLock(final)
+                taken.append(lock)
+                with _REGISTRY:
+                    _HELD[final] = lock
+        yield
+    finally:
+        for lock in taken:
+            with _REGISTRY:
+                _HELD.pop(lock.final, None)
+            lock.release()
+
+
+def abort_all() -> int:
+    """Abort every output this process opened and neither committed nor aborted (the CLI
+    calls it when a command fails or is interrupted). Returns how many."""
+    with _REGISTRY:
+        live = list(_LIVE)
+    for out in live:
+        out.abort()
+    return len(live)
 
 
 class AtomicOutput:
@@ -151,11 +317,9 @@ class AtomicOutput:
             self._own_fh = True
             return
         self.streaming = False
-        final = os.path.realpath(self.path) if os.path.islink(self.path) else self.path
+        final = _final_path(self.path)
         if os.path.isdir(final):
             raise OutputError(f"{self.path} is a folder, not a file")
-        if not overwrite and os.path.lexists(final):
-            raise OutputError(f"{self.path} already exists (remove it or pass --force)")
         folder = os.path.dirname(final) or "."
         if make_folder:
             ensure_folder(folder)
@@ -163,19 +327,57 @@ class AtomicOutput:
             raise OutputError(f"output folder {folder} does not exist")
         self.final = final
         self.partial = final + PARTIAL
+        self._lock: OutputLock | None = None
+        self._created = False
         try:
-            fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
-                         0o666)
+            with interrupts_deferred():
+                self._open(overwrite)
+        except BaseException:
+            self._done = True
+            self._cleanup()
+            raise
+
+    def _open(self, overwrite: bool) -> None:
+        # the lock first: a second writer is refused before it creates or truncates anything
+        with _REGISTRY:
+            held = _HELD.get(self.final)
+        if held is None:
+            self._lock = OutputLock(self.final)
+        if not overwrite and os.path.lexists(self.final):
+            raise OutputError(f"{self.path} already exists (remove it or pass --force)")
+        # a stale partial file (a killed run's, or a planted symlink) is replaced, not followed
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.partial)
+        flags = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+                 | getattr(os, "O_NOFOLLOW", 0))
+        try:
+            fd = os.open(self.partial, flags, 0o666)
         except OSError as exc:
             raise OutputError(f"cannot write {self.partial}: {exc.strerror or exc}") from None
-        try:
-            lock_file(fd, final)
-            os.ftruncate(fd, 0)
-        except BaseException:
-            os.close(fd)
-            raise
+        self._created = True
         self.fh = os.fdopen(fd, "wb")
         self._own_fh = True
+        with _REGISTRY:
+            _LIVE.add(self)
+
+    def _cleanup(self) -> None:
+        """Close, remove the partial file if this output made it, release its own lock."""
+        fh = getattr(self, "fh", None)
+        if fh is not None and self._own_fh:
+            with contextlib.suppress(OSError):
+                fh.close()
+        if self._created:
+            with contextlib.suppress(OSError):
+                os.unlink(self.partial)
+            self._created = False
+        self._release()
+
+    def _release(self) -> None:
+        with _REGISTRY:
+            _LIVE.discard(self)
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # -- writing
     @property
@@ -214,19 +416,22 @@ class AtomicOutput:
                         self.fh.close()
             return
         try:
-            self.fh.flush()
-            if sync:
-                os.fsync(self.fh.fileno())
-            self.fh.close()
-            os.replace(self.partial, self.final)
+            with interrupts_deferred():
+                self.fh.flush()
+                if sync:
+                    os.fsync(self.fh.fileno())
+                self.fh.close()
+                os.replace(self.partial, self.final)
+                self._created = False
+                if sync:
+                    fsync_dir(os.path.dirname(self.final) or ".")
+                self._release()
         except OSError as exc:
-            self._remove_partial()
+            self._cleanup()
             raise OutputError(f"cannot write {self.final}: {exc.strerror or exc}") from None
         except BaseException:
-            self._remove_partial()
+            self._cleanup()
             raise
-        if sync:
-            fsync_dir(os.path.dirname(self.final) or ".")
 
     def abort(self) -> None:
         """Drop the output: the partial file is removed (a stream is left as it is)."""
@@ -238,13 +443,8 @@ class AtomicOutput:
                 with contextlib.suppress(OSError):
                     self.fh.close()
             return
-        self._remove_partial()
-
-    def _remove_partial(self) -> None:
-        with contextlib.suppress(OSError):
-            self.fh.close()
-        with contextlib.suppress(FileNotFoundError, OSError):
-            os.unlink(self.partial)
+        with interrupts_deferred():
+            self._cleanup()
 
     def __enter__(self) -> AtomicOutput:
         return self
@@ -264,6 +464,10 @@ class AtomicGroup:
         self.outputs = list(outputs)
 
     def commit(self, sync: bool = True) -> None:
+        with interrupts_deferred():
+            self._commit(sync)
+
+    def _commit(self, sync: bool) -> None:
         bad = "output"
         try:
             if sync:

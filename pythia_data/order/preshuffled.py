@@ -40,9 +40,15 @@ class PreshuffledOrder(Order):
         return len(ds)
 
     def sample_spans(self, ds, samples, window_start, window_length):
-        sample_len = self.params.seq_length + 1
         if samples.size and int(samples.max()) >= len(ds):
             raise UsageError(f"sample {int(samples.max())} is past the end of the dataset")
+        self._check_sizes(ds, samples)
+        starts = ds.pointers[samples] // ds.dtype.itemsize + window_start
+        return starts, np.full(samples.shape[0], window_length, dtype=np.int64)
+
+    def _check_sizes(self, ds, samples) -> None:
+        """FormatError unless every sequence in ``samples`` has ``seq_length + 1`` tokens."""
+        sample_len = self.params.seq_length + 1
         sizes = ds.sizes[samples]
         bad = np.flatnonzero(sizes != sample_len)
         if bad.size:
@@ -52,8 +58,6 @@ class PreshuffledOrder(Order):
                 f"{sample_len}: not a preshuffled dataset for this sequence length "
                 "(use the neox order)"
             )
-        starts = ds.pointers[samples] // ds.dtype.itemsize + window_start
-        return starts, np.full(samples.shape[0], window_length, dtype=np.int64)
 
     def locate(self, ds, document: int) -> list[dict]:
         """Where sequence ``document`` is trained on: sample ``document`` (row ``document`` of
@@ -64,6 +68,9 @@ class PreshuffledOrder(Order):
             raise UsageError(f"document {document} out of range (0..{n - 1})")
         size = int(ds.sizes[document])
         batch = self.params.batch_size
+        # the same check 'batches' makes on the iteration holding this sample
+        first = document // batch * batch
+        self._check_sizes(ds, np.arange(first, min(first + batch, n), dtype=np.int64))
         return [{
             "sample": document,
             "iteration": document // batch,

@@ -2,10 +2,13 @@
 
 Reading (:func:`read_documents`):
 
-* ``.jsonl``: one JSON value per line; an object's ``key`` (default ``"text"``) is the
+* ``.jsonl``: one JSON value per line (a UTF-8 byte-order mark at the start of the file, and
+  one BOM or RS character at the start of any line, are skipped, as GPT-NeoX's ``jsonlines``
+  reader does); an object's ``key`` (default ``"text"``) is the
   document; a list of strings there is joined with ``"\\n\\n"`` (lm_dataformat's
   paragraph join); a line that is a JSON string is the document itself; blank lines are
-  skipped. ``.jsonl.zst`` the same through zstandard (optional extra ``zst``).
+  skipped. ``.jsonl.zst`` the same through zstandard (optional extra ``zst``); a file that
+  ends inside a compressed frame is an error (it was cut), not a shorter input.
 * ``.txt``: the whole file is one document, with ``\\r\\n`` and lone ``\\r`` read as
   ``\\n`` (Python's text mode, which GPT-NeoX's reader uses).
 * a folder: every ``.jsonl``, ``.jsonl.zst`` and ``.txt`` file below it, recursively, in
@@ -17,7 +20,8 @@ Reading (:func:`read_documents`):
   decoding; one per lone surrogate).
 
 Writing (:func:`tokenize_documents`), byte for byte what ``preprocess_data.py`` writes with
-the same tokenizer: empty documents are skipped (whitespace-only ones are kept), each
+the same tokenizer: empty documents are skipped (whitespace-only ones are kept; input with
+no non-empty document gives an empty dataset and a warning in the summary), each
 document becomes one sequence and one document (``doc_idx = 0..N``), ``append_eod`` adds the
 tokenizer's ``eod_id``, tokens are ``tokenizer.dtype`` (uint16 below 65,500 ids). Documents
 are read in bounded batches by a helper thread while the previous batch is tokenized (the
@@ -135,6 +139,56 @@ def _decode(raw: bytes, name: str, line: int, errors: str, whole_file: bool = Fa
         ) from None
 
 
+class _ZstdFrames(io.RawIOBase):
+    """The decompressed bytes of a ``.zst`` file, frame after frame. Unlike zstandard's
+    ``stream_reader``, a file that ends inside a frame (cut at a block boundary) is an error,
+    not a silent end of the data; a corrupt frame is an error naming the file."""
+
+    CHUNK = 1 << 18
+
+    def __init__(self, fh, name: str, zstandard):
+        super().__init__()
+        self._fh = fh
+        self._name = name
+        self._zstd = zstandard
+        self._dctx = zstandard.ZstdDecompressor()
+        self._dobj = None  # the frame being decompressed (None between frames)
+        self._pending = b""  # compressed bytes not yet fed
+        self._out = b""
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self) -> None:
+        while not self._out and not self._done:
+            data = self._pending or self._fh.read(self.CHUNK)
+            self._pending = b""
+            if not data:
+                if self._dobj is not None:
+                    raise InputError(
+                        f"{self._name}: truncated .zst file (it ends inside a compressed "
+                        "frame; the file is incomplete)")
+                self._done = True
+                return
+            if self._dobj is None:
+                self._dobj = self._dctx.decompressobj()
+            try:
+                self._out = self._dobj.decompress(data)
+            except self._zstd.ZstdError as exc:
+                raise InputError(f"{self._name}: not a valid .zst file ({exc})") from None
+            if self._dobj.eof:
+                self._pending = self._dobj.unused_data
+                self._dobj = None
+
+    def readinto(self, buffer) -> int:
+        self._fill()
+        n = min(len(buffer), len(self._out))
+        buffer[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+
 @contextlib.contextmanager
 def _open_binary(path: str, stdin=None):
     if path == "-":
@@ -152,22 +206,30 @@ def _open_binary(path: str, stdin=None):
                 raise UsageError(
                     f"{path}: reading .zst needs zstandard (pip install 'pythia-data[zst]')"
                 ) from None
-            reader = zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True)
-            yield io.BufferedReader(reader, buffer_size=1 << 20)
+            yield io.BufferedReader(_ZstdFrames(fh, path, zstandard), buffer_size=1 << 20)
         else:
             yield fh
     finally:
         fh.close()
 
 
-def _jsonl(fh, name: str, key: str, errors: str) -> Iterator[Document]:
+_BOM = b"\xef\xbb\xbf"
+#: GPT-NeoX reads JSON lines with ``jsonlines``, which skips one of these at a line's start
+_SKIPPED_FIRST_CHARS = ("\ufeff", "\x1e")
+
+
+def _jsonl(fh, name: str, key: str, errors: str, zst: bool = False) -> Iterator[Document]:
     lineno = 0
     try:
         for raw in fh:
             lineno += 1
+            if lineno == 1 and raw.startswith(_BOM) and not zst:
+                raw = raw[len(_BOM):]  # jsonlines opens a .jsonl as "utf-8-sig"
             if not raw.strip():
                 continue
             line = _decode(raw, name, lineno, errors)
+            if line.startswith(_SKIPPED_FIRST_CHARS):
+                line = line[1:]  # jsonlines skips one BOM or RS at the start of any line
             try:
                 value = json.loads(line)
             except ValueError as exc:
@@ -175,6 +237,9 @@ def _jsonl(fh, name: str, key: str, errors: str) -> Iterator[Document]:
                 col = getattr(exc, "colno", None)
                 where = f" at column {col}" if col is not None else ""
                 raise InputError(f"{name}:{lineno}: not valid JSON ({msg}{where})") from None
+            except RecursionError:
+                raise InputError(
+                    f"{name}:{lineno}: not valid JSON (nested too deeply to read)") from None
             if isinstance(value, dict):
                 if key not in value:
                     raise InputError(f"{name}:{lineno}: no key {key!r} in the JSON object")
@@ -215,7 +280,7 @@ def read_documents(inputs: Iterable[str | os.PathLike], *, key: str = "text",
             yield Document(text, name, 1)
         else:
             with _open_binary(path, stdin) as fh:
-                yield from _jsonl(fh, name, key, errors)
+                yield from _jsonl(fh, name, key, errors, zst=path.endswith(".zst"))
 
 
 def _batches(documents: Iterable, max_docs: int, max_chars: int) -> Iterator[list]:
@@ -337,12 +402,15 @@ def tokenize_documents(documents: Iterable, tokenizer, prefix: str | os.PathLike
                     progress(len(texts), size)
         finally:
             batches.close()
-        if docs == 0:
-            raise InputError(
-                "no documents in the input" + (f" ({skipped} empty skipped)" if skipped else "")
-                + f"; nothing written to {prefix}")
+    warnings = []
+    if docs == 0:
+        # preprocess_data.py writes an empty dataset (a 42-byte .idx, a 0-byte .bin)
+        warnings.append(
+            "no documents in the input" + (f" ({skipped:,} empty skipped)" if skipped else "")
+            + f"; wrote an empty dataset {prefix}")
     seconds = time.monotonic() - started
     return {
+        "warnings": warnings,
         "output": prefix,
         "documents": docs,
         "skipped_empty": skipped,
@@ -461,13 +529,29 @@ def detokenize(data, tokenizer, output, *, stream=None, overwrite: bool = True,
 
 
 def retokenize(data, old, new, prefix: str | os.PathLike, *, overwrite: bool = True,
-               progress: Progress | None = None) -> dict:
+               progress: Progress | None = None, eod_id: int | None = None) -> dict:
     """Decode every document of ``data`` with ``old`` and encode it with ``new`` into the
     dataset ``prefix``: same documents in the same order (empty ones stay, as empty
-    documents), ``new``'s EOD where the source document ended in ``old``'s."""
+    documents), ``new``'s EOD (or ``eod_id``) where the source document ended in ``old``'s.
+    A document ending in an EOD when ``new`` has none and no ``eod_id`` is given is an
+    error (the EODs would be lost), raised before anything is written when the first
+    document shows it."""
     old_eod = _eod_or_none(old)
     prefix = strip_suffix(prefix)
     dtype = np.dtype(new.dtype)
+    if eod_id is not None:
+        eod_id = int(eod_id)
+        if eod_id < 0 or eod_id >= new.vocab_size:
+            raise UsageError(f"--eod-id {eod_id} is not a token of {new.name} "
+                             f"(0..{new.vocab_size - 1})")
+    else:
+        eod_id = _eod_or_none(new)
+
+    def no_eod() -> UsageError:
+        return UsageError(
+            f"tokenizer {new.name} has no end-of-document token, and the documents of "
+            f"{getattr(data, 'prefix', data)} end in {old.name}'s; pass --eod-id N to end "
+            "them with token N")
     docs = tokens = 0
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
@@ -475,7 +559,10 @@ def retokenize(data, old, new, prefix: str | os.PathLike, *, overwrite: bool = T
             IndexedDataset(data))
         if os.path.abspath(ds.prefix) == os.path.abspath(prefix):
             raise UsageError(f"output {prefix} is also the input")
-        new_eod = None
+        if eod_id is None and old_eod is not None and ds.num_documents:
+            first = next(dataset_documents(ds, batch_documents=1))[0]
+            if _body(first, old_eod)[1]:
+                raise no_eod()
         with DatasetBuilder(prefix, dtype, overwrite=overwrite) as builder:
             for batch in dataset_documents(ds):
                 parts = [_body(doc, old_eod) for doc in batch]
@@ -487,9 +574,9 @@ def retokenize(data, old, new, prefix: str | os.PathLike, *, overwrite: bool = T
                         continue
                     piece = ids[offsets[k] : offsets[k + 1]]
                     if parts[k][1]:
-                        if new_eod is None:
-                            new_eod = new.eod_id
-                        piece = np.append(piece, new_eod)
+                        if eod_id is None:
+                            raise no_eod()
+                        piece = np.append(piece, eod_id)
                     builder.add_document(piece)
                     tokens += piece.size
                 docs += len(batch)

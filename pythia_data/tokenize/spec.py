@@ -43,21 +43,35 @@ class TokenizerConfig:
     def added_tokens(self) -> list[dict]:
         return list(self.raw.get("added_tokens") or [])
 
+    def _vocab_ids(self) -> dict:
+        """The model's ``token -> id``: a BPE/WordPiece/WordLevel ``vocab`` object, or a
+        Unigram's list of ``[piece, score]`` pairs (id = position); anything else is empty."""
+        vocab = self.model.get("vocab") or {}
+        if isinstance(vocab, dict):
+            return {k: v for k, v in vocab.items() if isinstance(v, int)}
+        if isinstance(vocab, list):
+            return {e[0]: i for i, e in enumerate(vocab)
+                    if isinstance(e, (list, tuple)) and e and isinstance(e[0], str)}
+        return {}
+
     @property
     def vocab_size(self) -> int:
-        ids = list((self.model.get("vocab") or {}).values())
-        ids += [t["id"] for t in self.added_tokens]
+        ids = list(self._vocab_ids().values())
+        ids += [t["id"] for t in self.added_tokens
+                if isinstance(t, dict) and isinstance(t.get("id"), int)]
         return (max(ids) + 1) if ids else 0
 
     @property
     def eod_id(self) -> int | None:
-        by_content = {t["content"]: t["id"] for t in self.added_tokens if t.get("special")}
-        vocab = self.model.get("vocab") or {}
+        by_content = {t.get("content"): t.get("id") for t in self.added_tokens
+                      if isinstance(t, dict) and t.get("special")
+                      and isinstance(t.get("id"), int)}
+        vocab = self._vocab_ids()
         for cand in _EOD_CANDIDATES:
             if cand in by_content:
                 return int(by_content[cand])
         for cand in _EOD_CANDIDATES:
-            if isinstance(vocab, dict) and cand in vocab:
+            if cand in vocab:
                 return int(vocab[cand])
         return None
 
@@ -89,17 +103,37 @@ def resolve_spec(spec) -> tuple[Path, str]:
 
 
 def _hub_download(repo_id: str) -> Path:
+    """The hub model's ``tokenizer.json``: the local cache first; then, when the hub answers
+    within a few seconds, a download; offline, ``EleutherAI/gpt-neox-20b`` is the bundled
+    copy (a warning says so) and any other id is one error line, never ~25 s of retries."""
     try:
         from huggingface_hub import hf_hub_download
     except ImportError as exc:  # pragma: no cover - a declared dependency
         raise UsageError(f"{repo_id}: huggingface_hub is needed to fetch a hub tokenizer") from exc
-    errors = []
-    for local_only in (True, False):
+    from pythia_data.io.net import endpoint, quiet_hub, unreachable_reason
+
+    with quiet_hub():
         try:
-            return Path(hf_hub_download(repo_id, "tokenizer.json", local_files_only=local_only))
-        except Exception as exc:  # noqa: BLE001 - hub errors are many classes
-            errors.append(f"{type(exc).__name__}: {exc}".splitlines()[0])
-    raise InputError(f"{repo_id}: cannot get tokenizer.json from the hub ({errors[-1]})")
+            return Path(hf_hub_download(repo_id, "tokenizer.json", local_files_only=True))
+        except Exception:  # noqa: BLE001, S110 - not cached: go on
+            pass
+    reason = unreachable_reason()
+    if reason is None:
+        with quiet_hub():
+            try:
+                return Path(hf_hub_download(repo_id, "tokenizer.json"))
+            except Exception as exc:  # noqa: BLE001 - hub errors are many classes
+                if type(exc).__name__ == "LocalEntryNotFoundError":  # connection failed
+                    reason = f"cannot reach the hub at {endpoint()}"
+                else:
+                    reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    if repo_id.lower() == BUNDLED_NAME.lower():
+        import warnings
+
+        warnings.warn(f"{repo_id}: the hub is not reachable ({reason}); using the bundled "
+                      "copy of its tokenizer.json", stacklevel=2)
+        return bundled_path()
+    raise InputError(f"{repo_id}: cannot get tokenizer.json from the hub ({reason})")
 
 
 def read_config(spec) -> TokenizerConfig:
@@ -110,6 +144,10 @@ def read_config(spec) -> TokenizerConfig:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not a valid tokenizer.json ({exc})") from None
-    if not isinstance(raw, dict) or "model" not in raw:
-        raise InputError(f"{path}: not a tokenizer.json (no 'model')")
+    except RecursionError:
+        raise InputError(f"{path}: not a valid tokenizer.json (nested too deeply)") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("model"), dict):
+        raise InputError(f"{path}: not a tokenizer.json (no 'model' object)")
+    if not isinstance(raw.get("added_tokens") or [], list):
+        raise InputError(f"{path}: not a tokenizer.json ('added_tokens' is not a list)")
     return TokenizerConfig(path=path, name=name, raw=raw)
