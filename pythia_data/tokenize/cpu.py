@@ -31,7 +31,12 @@ from pathlib import Path
 import numpy as np
 
 from pythia_data.errors import FormatError, UsageError
-from pythia_data.kernels.bpe import build_merge_table, decode_bytes_kernel, encode_kernel
+from pythia_data.kernels.bpe import (
+    build_merge_table,
+    count_unreached_kernel,
+    decode_bytes_kernel,
+    encode_kernel,
+)
 from pythia_data.kernels.pretokenize import nfc_utf8_kernel
 from pythia_data.tokenize.base import Tokenizer, _check_errors, as_id_list, encode_utf8
 from pythia_data.tokenize.families import recognise
@@ -239,6 +244,43 @@ class EngineTables:
                    tok_off, tok_bytes, vocab_size)
 
 
+def ignore_merges_changes(config: TokenizerConfig) -> int:
+    """How many vocabulary entries (of 2+ bytes) BPE does not turn into exactly themselves.
+
+    BPE's ``ignore_merges`` (Llama 3 sets it) returns a pre-token that is itself a
+    vocabulary entry as that entry, skipping the merges. When BPE reaches every entry anyway
+    (0: true of the vocabularies converted from tiktoken ranks), the option changes no id
+    and the engine runs the file exactly. Measured once per config object (about 1 s for a
+    128k vocabulary)."""
+    cached = config.__dict__.get("_ignore_merges_changes")
+    if cached is not None:
+        return cached
+    model = config.model
+    vocab: dict[str, int] = model.get("vocab") or {}
+    u2b = {u: b for b, u in bytes_to_unicode().items()}
+    # Without a normalizer no pre-token can equal an added token's content (those are split
+    # out of the text first), so such vocabulary entries cannot be reached either way.
+    # (NFC could make one: U+212A KELVIN SIGN normalizes to "K".)
+    skip = set()
+    if _normalizer(config.raw.get("normalizer")) == "none":
+        skip = {t["content"].encode("utf-8") for t in config.added_tokens if t.get("content")}
+    pieces, ids = [], []
+    for text, tid in vocab.items():
+        if len(text) > 1 and all(ch in u2b for ch in text):
+            piece = bytes(u2b[ch] for ch in text)
+            if piece not in skip:
+                pieces.append(piece)
+                ids.append(int(tid))
+    tables = EngineTables.from_config(config, lambda s: s)
+    off = np.zeros(len(pieces) + 1, dtype=np.int64)
+    np.cumsum([len(p) for p in pieces], out=off[1:])
+    data = np.frombuffer(b"".join(pieces), dtype=np.uint8)
+    bad = int(count_unreached_kernel(data, off, np.array(ids, dtype=np.int64), tables.byte_id,
+                                     tables.merge_keys, tables.merge_rank, tables.merge_new))
+    config.__dict__["_ignore_merges_changes"] = bad
+    return bad
+
+
 def _normalizer(norm) -> str | None:
     """``"NFC"`` or ``"none"`` for the normalizers the engine runs (none, NFC, and a
     ``Sequence`` of zero or one of them), else None."""
@@ -301,9 +343,8 @@ class CpuTokenizer(Tokenizer):
         for key in ("dropout", "continuing_subword_prefix", "end_of_word_suffix"):
             if model.get(key):
                 return f"BPE option {key}"
-        for key in ("byte_fallback", "ignore_merges"):
-            if model.get(key):
-                return f"BPE option {key}"
+        if model.get("byte_fallback"):
+            return "BPE option byte_fallback"
         norm = raw.get("normalizer")
         if _normalizer(norm) is None:
             kind = norm.get("type") if isinstance(norm, dict) else type(norm).__name__
@@ -321,6 +362,11 @@ class CpuTokenizer(Tokenizer):
         b2u = bytes_to_unicode()
         if not isinstance(vocab, dict) or any(b2u[b] not in vocab for b in _UTF8_BYTES):
             return "vocabulary without all 256 byte tokens"
+        if model.get("ignore_merges"):
+            unreached = ignore_merges_changes(config)
+            if unreached:
+                return (f"BPE option ignore_merges ({unreached} vocabulary entries that BPE "
+                        "does not reach)")
         return None
 
     def __init__(self, config: TokenizerConfig, *, errors: str = "strict",
