@@ -122,7 +122,7 @@ def _other_run(data, q, end, cls, slash):  # pragma: no cover - jit
     return q
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _ws_match(data, p, end, cls):  # pragma: no cover - jit
     """``\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+`` at ``p`` (a whitespace character)."""
     q = p
@@ -177,7 +177,7 @@ def match_cl100k(data, p, end, cls, max_digits):  # pragma: no cover - jit
     return _ws_match(data, p, end, cls)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _o200k_upper_lower(data, s, end, cls):  # pragma: no cover - jit
     """``U*W+`` from ``s``: its end or -1."""
     q = s
@@ -195,7 +195,7 @@ def _o200k_upper_lower(data, s, end, cls):  # pragma: no cover - jit
     return _run(data, best, end, cls, C_LO)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _o200k_upper_plus(data, s, end, cls):  # pragma: no cover - jit
     """``U+W*`` from ``s``: its end or -1."""
     q = _run(data, s, end, cls, C_UP)
