@@ -293,10 +293,10 @@ def test_engine_equals_hf_on_edges_and_corpus(engines, family):
         assert ours.decode(ids) == hf.decode(ids.tolist(), skip_special_tokens=False)
 
 
-@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
-def test_engine_equals_hf_on_the_machine_corpus(engines, family):
+@pytest.fixture(scope="module")
+def machine_corpus():
     """A slice of the benchmark corpus (``tools/tokenize_corpus.py``: ~100 languages of
-    gettext catalogs, Python sources, docs, man pages)."""
+    gettext catalogs, Python sources, docs, man pages), read once."""
     import sys
 
     sys.path.insert(0, str(DATA.parent.parent / "tools"))
@@ -304,9 +304,15 @@ def test_engine_equals_hf_on_the_machine_corpus(engines, family):
         from tokenize_corpus import corpus_documents
     finally:
         sys.path.pop(0)
-    docs = [text[:2000] for _src, text in corpus_documents(200_000)]
+    docs = [text[:1500] for _src, text in corpus_documents(150_000)]
     if sum(map(len, docs)) < 30_000:
         pytest.skip("too little text on this machine for a corpus")
+    return docs
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
+def test_engine_equals_hf_on_the_machine_corpus(engines, family, machine_corpus):
+    docs = machine_corpus
     ours, hf = engines[family]
     assert_same_ids(ours, hf, docs)
 
