@@ -413,11 +413,59 @@ def test_ignore_merges_runs_on_the_engine_when_bpe_reaches_every_entry(tmp_path)
     assert_same_ids(ours, tokenizers.Tokenizer.from_file(str(path)), EDGE + multilingual())
 
 
-def test_ignore_merges_with_an_unreached_entry_falls_back(tmp_path):
-    """A vocabulary entry no merge builds: with ``ignore_merges`` HF returns it for a
-    pre-token equal to it, BPE would not; the engine refuses (falls back to hf)."""
+def _llama3_style(raw: dict) -> dict:
+    """Rebuild the merges from the vocabulary as Llama 3's converter did (every split of a
+    token into two entries is a merge) but ordered by length, then the parts' ids, and set
+    ``ignore_merges``: BPE then fails to reach some entries (57 here), as in Llama 3's
+    file (588 of 128,000 with a real converter)."""
+    vocab = raw["model"]["vocab"]
+    merges = []
+    for text in vocab:
+        merges.extend((text[:i], text[i:]) for i in range(1, len(text))
+                      if text[:i] in vocab and text[i:] in vocab)
+    merges.sort(key=lambda m: (len(m[0]) + len(m[1]), vocab[m[0]], vocab[m[1]]))
+    raw = copy.deepcopy(raw)
+    raw["model"]["merges"] = [list(m) for m in merges]
+    raw["model"]["ignore_merges"] = True
+    return raw
+
+
+def test_ignore_merges_with_unreached_entries_is_exact(tmp_path, machine_corpus):
+    """Entries BPE does not reach are seeded into every worker's pre-token cache (and kept
+    there when a full cache is cleared): ids equal HF's."""
     tokenizers = pytest.importorskip("tokenizers")
     from pythia_data.tokenize import load_tokenizer
+    from pythia_data.tokenize.cpu import ignore_merges_unreached
+    from pythia_data.tokenize.spec import read_config
+
+    path = _write(tmp_path, _llama3_style(family_json(Family.CL100K)))
+    unreached = ignore_merges_unreached(read_config(path))
+    assert len(unreached) >= 5  # the construction does make some
+    hf = tokenizers.Tokenizer.from_file(str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours = load_tokenizer(path, workers=1)
+        tiny = load_tokenizer(path, workers=2, cache_slots=1024)
+    words = [key.decode("utf-8", "replace") for key, _id in unreached]
+    texts = EDGE + multilingual() + machine_corpus[:60] + [" ".join(words), "".join(words)]
+    assert_same_ids(ours, hf, texts)
+    assert_same_ids(tiny, hf, texts * 3)
+    def word(i):  # distinct letter words
+        return "".join(chr(97 + (i // 26 ** k) % 26) for k in range(4))
+
+    junk = [" ".join(word(i * 7919 % 456976) for i in range(j, 30000, 7)) for j in range(7)]
+    tiny.encode_batch(junk)  # distinct pre-tokens: the cache fills and is cleared
+    assert all(c.state[0] < 2000 for c in tiny._caches)  # (cleared, then re-seeded)
+    assert_same_ids(tiny, hf, [" ".join(words), "".join(words)])
+
+
+def test_ignore_merges_with_an_unreached_entry(tmp_path):
+    """A vocabulary entry no merge builds: with ``ignore_merges`` HF returns it for a
+    pre-token equal to it; so does the engine (plain BPE would not)."""
+    tokenizers = pytest.importorskip("tokenizers")
+    from pythia_data.tokenize import load_tokenizer
+    from pythia_data.tokenize.cuda import CudaTokenizer
+    from pythia_data.tokenize.spec import read_config
 
     raw = family_json(Family.CL100K)
     vocab = raw["model"]["vocab"]
@@ -425,13 +473,29 @@ def test_ignore_merges_with_an_unreached_entry_falls_back(tmp_path):
     raw["added_tokens"] = [dict(t, id=t["id"] + 1) if t["id"] >= vocab["zqzq"] else t
                            for t in raw["added_tokens"]]
     plain = _write(tmp_path, raw, "plain.json")
-    assert load_tokenizer(plain, workers=1).backend == "cpu"  # harmless without the option
+    assert load_tokenizer(plain, workers=1).encode_batch(["zqzq"])[0].tolist() != [
+        vocab["zqzq"]]  # BPE alone does not reach it
     raw["model"]["ignore_merges"] = True
     path = _write(tmp_path, raw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours = load_tokenizer(path, workers=1)
+    texts = ["zqzq", " zqzq", "zqzqzq", "azqzq", "zqzq'S zqzq."]
+    assert_same_ids(ours, tokenizers.Tokenizer.from_file(str(path)), texts)
+    assert ours.encode_batch(["zqzq"])[0].tolist() == [vocab["zqzq"]]
+    # the device runs BPE on every pre-token: that file is not for the cuda backend
+    assert "ignore_merges" in CudaTokenizer.unsupported_reason(read_config(path))
+
+
+def test_ignore_merges_with_a_long_unreached_entry_falls_back(tmp_path):
+    from pythia_data.tokenize import load_tokenizer
+
+    raw = family_json(Family.CL100K)
+    vocab = raw["model"]["vocab"]
+    vocab["q" * 200] = max(vocab.values()) + 1
+    raw["added_tokens"] = [dict(t, id=t["id"] + 1) if t["id"] >= vocab["q" * 200] else t
+                           for t in raw["added_tokens"]]
+    raw["model"]["ignore_merges"] = True
     with pytest.warns(UserWarning, match="ignore_merges"):
-        tok = load_tokenizer(path)
+        tok = load_tokenizer(_write(tmp_path, raw))
     assert tok.backend == "hf"
-    hf = tokenizers.Tokenizer.from_file(str(path))
-    assert hf.encode("zqzq", add_special_tokens=False).ids == [vocab["zqzq"]]
-    ours = load_tokenizer(plain, workers=1).encode_batch(["zqzq"])[0].tolist()
-    assert ours != [vocab["zqzq"]]  # so the refusal is needed

@@ -535,11 +535,11 @@ def decode_bytes_kernel(ids, tok_off, tok_bytes, out):  # pragma: no cover - jit
 
 
 @njit(cache=True, nogil=True)
-def count_unreached_kernel(tok_bytes, tok_off, tok_ids, byte_id, merge_keys, merge_rank,
-                           merge_new):  # pragma: no cover - jit
-    """How many tokens ``tok_bytes[tok_off[i]:tok_off[i+1]]`` (id ``tok_ids[i]``) BPE does
-    *not* turn into exactly themselves. When none, BPE's ``ignore_merges`` (a pre-token
-    that is a vocabulary entry becomes that entry) changes no id."""
+def unreached_kernel(tok_bytes, tok_off, tok_ids, byte_id, merge_keys, merge_rank, merge_new,
+                     out):  # pragma: no cover - jit
+    """``out[i]`` = 1 when BPE does *not* turn token i (``tok_bytes[tok_off[i]:tok_off[i+1]]``,
+    id ``tok_ids[i]``) into exactly itself; returns how many. BPE's ``ignore_merges`` (a
+    pre-token that is a vocabulary entry becomes that entry) changes ids only for those."""
     longest = 1
     for i in range(tok_ids.shape[0]):
         longest = max(longest, tok_off[i + 1] - tok_off[i])
@@ -556,6 +556,49 @@ def count_unreached_kernel(tok_bytes, tok_off, tok_ids, byte_id, merge_keys, mer
         else:
             n = bpe_word_heap(tok_bytes, a, b, byte_id, merge_keys, merge_rank, merge_new,
                               syms)
+        out[i] = 0
         if n != 1 or syms[0] != tok_ids[i]:
+            out[i] = 1
             bad += 1
     return bad
+
+
+@njit(cache=True, nogil=True)
+def cache_seed_kernel(keys, key_off, ids, slots, crec, ckeys, cvals,
+                      cstate):  # pragma: no cover - jit
+    """Insert the single-id entries ``keys[key_off[i]:key_off[i+1]] -> ids[i]`` (2..
+    MAX_CACHED_KEY bytes each) into a pre-token cache, as :func:`_emit` would; returns how
+    many were inserted (fewer when the cache is full). Lookups then return ``ids[i]`` for
+    that pre-token instead of running BPE (``ignore_merges`` for the entries BPE does not
+    reach)."""
+    done = 0
+    for i in range(ids.shape[0]):
+        a = key_off[i]
+        b = key_off[i + 1]
+        klen = b - a
+        h, packed = _fnv_pack(keys, a, b)
+        e, slot = _cache_find(keys, a, b, h, packed, slots, crec, ckeys)
+        if e >= 0:  # already there: overwrite its value
+            crec[4 * e] = (np.int64(klen) << np.int64(32)) | 1
+            crec[4 * e + 2] = np.int64(ids[i])
+            done += 1
+            continue
+        ne = cstate[0]
+        ku = cstate[1]
+        if (4 * (ne + 1) > crec.shape[0] or 2 * (ne + 1) > slots.shape[0]
+                or (klen > 8 and ku + klen > ckeys.shape[0])):
+            cstate[3] = 1
+            break
+        crec[4 * ne] = (np.int64(klen) << np.int64(32)) | 1
+        if klen <= 8:
+            crec[4 * ne + 1] = packed
+        else:
+            crec[4 * ne + 1] = ku
+            for t in range(klen):
+                ckeys[ku + t] = keys[a + t]
+            cstate[1] = ku + klen
+        crec[4 * ne + 2] = np.int64(ids[i])
+        slots[slot] = (np.int64(h >> np.uint64(33)) << np.int64(32)) | ne
+        cstate[0] = ne + 1
+        done += 1
+    return done

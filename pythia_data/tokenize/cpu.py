@@ -32,10 +32,12 @@ import numpy as np
 
 from pythia_data.errors import FormatError, UsageError
 from pythia_data.kernels.bpe import (
+    MAX_CACHED_KEY,
     build_merge_table,
-    count_unreached_kernel,
+    cache_seed_kernel,
     decode_bytes_kernel,
     encode_kernel,
+    unreached_kernel,
 )
 from pythia_data.kernels.pretokenize import nfc_utf8_kernel
 from pythia_data.tokenize.base import Tokenizer, _check_errors, as_id_list, encode_utf8
@@ -244,19 +246,20 @@ class EngineTables:
                    tok_off, tok_bytes, vocab_size)
 
 
-def ignore_merges_changes(config: TokenizerConfig) -> int:
-    """How many vocabulary entries (of 2+ bytes) BPE does not turn into exactly themselves.
+def ignore_merges_unreached(config: TokenizerConfig) -> list[tuple[bytes, int]]:
+    """The vocabulary entries (bytes, id) of 2+ bytes that BPE does not turn into exactly
+    themselves: the only pre-tokens for which BPE's ``ignore_merges`` changes ids.
 
-    BPE's ``ignore_merges`` (Llama 3 sets it) returns a pre-token that is itself a
-    vocabulary entry as that entry, skipping the merges. When BPE reaches every entry anyway
-    (0: true of the vocabularies converted from tiktoken ranks), the option changes no id
-    and the engine runs the file exactly. Measured once per config object (about 1 s for a
+    ``ignore_merges`` (Llama 3 sets it) returns a pre-token that is itself a vocabulary
+    entry as that entry, skipping the merges. Vocabularies converted from tiktoken ranks with
+    one merge per token have none; Llama 3's file (several merges per token) has a few
+    hundred. The engine seeds each worker's pre-token cache with them, so a pre-token equal
+    to one of them gets its id without BPE. Measured once per config object (about 1 s for a
     128k vocabulary)."""
-    cached = config.__dict__.get("_ignore_merges_changes")
+    cached = config.__dict__.get("_ignore_merges_unreached")
     if cached is not None:
         return cached
-    model = config.model
-    vocab: dict[str, int] = model.get("vocab") or {}
+    vocab: dict[str, int] = config.model.get("vocab") or {}
     u2b = {u: b for b, u in bytes_to_unicode().items()}
     # Without a normalizer no pre-token can equal an added token's content (those are split
     # out of the text first), so such vocabulary entries cannot be reached either way.
@@ -275,10 +278,12 @@ def ignore_merges_changes(config: TokenizerConfig) -> int:
     off = np.zeros(len(pieces) + 1, dtype=np.int64)
     np.cumsum([len(p) for p in pieces], out=off[1:])
     data = np.frombuffer(b"".join(pieces), dtype=np.uint8)
-    bad = int(count_unreached_kernel(data, off, np.array(ids, dtype=np.int64), tables.byte_id,
-                                     tables.merge_keys, tables.merge_rank, tables.merge_new))
-    config.__dict__["_ignore_merges_changes"] = bad
-    return bad
+    flags = np.zeros(len(pieces), dtype=np.uint8)
+    unreached_kernel(data, off, np.array(ids, dtype=np.int64), tables.byte_id,
+                     tables.merge_keys, tables.merge_rank, tables.merge_new, flags)
+    out = [(pieces[i], ids[i]) for i in np.nonzero(flags)[0].tolist()]
+    config.__dict__["_ignore_merges_unreached"] = out
+    return out
 
 
 def _normalizer(norm) -> str | None:
@@ -300,9 +305,11 @@ def _normalizer(norm) -> str | None:
 
 
 class _Cache:
-    """One worker's pre-token cache (see :mod:`pythia_data.kernels.bpe`)."""
+    """One worker's pre-token cache (see :mod:`pythia_data.kernels.bpe`). ``seed``:
+    (keys, key offsets, ids) of entries that are always there (re-inserted after a clear)."""
 
-    def __init__(self, slots: int = 1 << 20):
+    def __init__(self, slots: int = 1 << 20, seed=None):
+        self.seed = seed
         entries = slots // 2
         self.slots = np.full(slots, -1, dtype=np.int64)
         self.rec = np.zeros(4 * entries, dtype=np.int64)
@@ -311,6 +318,13 @@ class _Cache:
         self.state = np.zeros(6, dtype=np.int64)
         self.hits = 0
         self.misses = 0
+        self._seed()
+
+    def _seed(self):
+        if self.seed is not None and self.seed[2].size:
+            done = cache_seed_kernel(*self.seed, *self.args()[:4], self.state)
+            if done != self.seed[2].size:  # the sizes below make this impossible
+                raise UsageError("pre-token cache too small for the ignore_merges entries")
 
     def args(self):
         return self.slots, self.rec, self.keys, self.vals, self.state
@@ -329,6 +343,7 @@ class _Cache:
     def clear(self):
         self.slots.fill(-1)
         self.state[:] = 0
+        self._seed()
 
 
 class CpuTokenizer(Tokenizer):
@@ -363,10 +378,10 @@ class CpuTokenizer(Tokenizer):
         if not isinstance(vocab, dict) or any(b2u[b] not in vocab for b in _UTF8_BYTES):
             return "vocabulary without all 256 byte tokens"
         if model.get("ignore_merges"):
-            unreached = ignore_merges_changes(config)
-            if unreached:
-                return (f"BPE option ignore_merges ({unreached} vocabulary entries that BPE "
-                        "does not reach)")
+            unreached = ignore_merges_unreached(config)
+            if any(len(key) > MAX_CACHED_KEY for key, _id in unreached):
+                return (f"BPE option ignore_merges with a vocabulary entry of more than "
+                        f"{MAX_CACHED_KEY} bytes that BPE does not reach")
         return None
 
     def __init__(self, config: TokenizerConfig, *, errors: str = "strict",
@@ -398,6 +413,17 @@ class CpuTokenizer(Tokenizer):
         self.tables = EngineTables.from_config(config, normalize)
         self.vocab_size = self.tables.vocab_size
         self._eod_id = config.eod_id
+        self._seed = None
+        if config.model.get("ignore_merges"):
+            unreached = ignore_merges_unreached(config)
+            keys = b"".join(k for k, _ in unreached)
+            off = np.zeros(len(unreached) + 1, dtype=np.int64)
+            np.cumsum([len(k) for k, _ in unreached], out=off[1:])
+            self._seed = (np.frombuffer(keys, dtype=np.uint8).copy() if keys else
+                          np.zeros(1, np.uint8), off,
+                          np.array([i for _, i in unreached], dtype=np.int32))
+            # room for the seeds plus ordinary entries (keys up to 128 bytes each)
+            cache_slots = max(cache_slots, _pow2_at_least(64 * len(unreached) + 1024))
         self._cache_slots = cache_slots
         self._caches: list[_Cache] = []
         self._lock = threading.Lock()
@@ -407,7 +433,7 @@ class CpuTokenizer(Tokenizer):
 
     def _cache(self, i: int) -> _Cache:
         while len(self._caches) <= i:
-            self._caches.append(_Cache(self._cache_slots))
+            self._caches.append(_Cache(self._cache_slots, self._seed))
         return self._caches[i]
 
     def _run(self, data: np.ndarray, offsets: np.ndarray, d0: int, d1: int, cache: _Cache):

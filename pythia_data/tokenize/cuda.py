@@ -39,7 +39,13 @@ import numpy as np
 
 from pythia_data.errors import InputError, UsageError
 from pythia_data.tokenize.base import Tokenizer, _check_errors, clean_text
-from pythia_data.tokenize.cpu import N_CP, CpuTokenizer, _build_trie, nfc_bytes
+from pythia_data.tokenize.cpu import (
+    N_CP,
+    CpuTokenizer,
+    _build_trie,
+    ignore_merges_unreached,
+    nfc_bytes,
+)
 from pythia_data.tokenize.families import Family
 from pythia_data.tokenize.spec import TokenizerConfig
 
@@ -217,7 +223,16 @@ def _check_utf8(buf: np.ndarray, offs: np.ndarray) -> None:
 class CudaTokenizer(Tokenizer):
     backend = "cuda"
 
-    unsupported_reason = staticmethod(CpuTokenizer.unsupported_reason)
+
+    @staticmethod
+    def unsupported_reason(config: TokenizerConfig) -> str | None:
+        reason = CpuTokenizer.unsupported_reason(config)
+        if reason is None and config.model.get("ignore_merges"):
+            unreached = ignore_merges_unreached(config)
+            if unreached:  # the device runs BPE on every pre-token (no pre-token cache)
+                return (f"BPE option ignore_merges ({len(unreached)} vocabulary entries "
+                        "that BPE does not reach; the cpu backend runs it)")
+        return reason
 
     def __init__(self, config: TokenizerConfig, *, errors: str = "strict",
                  workers: int | None = None, batch_bytes: int = 32 << 20,
