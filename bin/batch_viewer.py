@@ -96,6 +96,10 @@ def _check_range(args, num_sequences: int, num_iterations: int) -> int:
     if args.start_iteration < 0 or end < 0:
         raise UsageError(f"iterations must be >= 0 (got --start_iteration "
                          f"{args.start_iteration}, --end_iteration {end})")
+    if args.start_iteration > last:
+        raise UsageError(f"start iteration {args.start_iteration} is past the end: "
+                         f"{args.load_path} holds {num_iterations} iterations of {batch} "
+                         f"(0..{last})")
     if args.start_iteration > end:
         raise UsageError(f"start iteration {args.start_iteration} is after end iteration {end}")
     if end > last:

@@ -32,6 +32,9 @@ import numpy as np
 from pythia_data.batches import BatchReader, write_batches
 from pythia_data.dataset import DatasetBuilder, IndexedDataset
 from pythia_data.errors import PythiaDataError, VerificationError
+from pythia_data.format.shardset import find_shards, shard_name
+from pythia_data.integrity.hashing import hash_file
+from pythia_data.integrity.manifest import Manifest
 from pythia_data.integrity.verify import checksum_files
 from pythia_data.order import PYTHIA_SEED, PYTHIA_SEQ_LENGTH, OrderParams, TrainingOrder
 from pythia_data.shards import unshard
@@ -71,48 +74,32 @@ def demo_documents(num_documents: int = NUM_DOCUMENTS, seed: int = SEED):
         yield np.concatenate([body, np.array([EOD], dtype=np.uint16)])
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _shard_name(index: int, last: int) -> str:
-    return f"{BASE}-{index:05d}-of-{last:05d}.bin"
-
-
-def _read_manifest(path: Path) -> dict[str, str]:
-    out = {}
-    for line in path.read_text().splitlines():
-        parts = line.split()
-        if len(parts) == 2:
-            out[parts[0]] = parts[1]
-    return out
-
-
 def _existing(folder: Path) -> DemoFiles | None:
+    """The demo files under ``folder`` when every one matches its manifest, else None
+    (read with the package's own shard-set, manifest and hashing readers)."""
     source = folder / "source"
     manifest = source / f"{BASE}.shard_hashes.txt"
     if not manifest.is_file():
         return None
-    expected = _read_manifest(manifest)
-    shards = sorted(source.glob(f"{BASE}-*-of-*.bin"))
-    names = {p.name for p in shards} | {f"{BASE}.idx"}
-    if not names <= set(expected) or len(shards) == 0:
+    try:
+        expected = Manifest.load(manifest)
+        shards = find_shards(source / BASE)
+    except PythiaDataError:
         return None
-    for name in names:
-        path = source / name
-        if not path.is_file() or _sha256(path) != expected[name]:
+    for path in [*shards.paths, source / f"{BASE}.idx"]:
+        entry = expected.get(path.name, "sha256")
+        try:
+            if entry is None or hash_file(path, "sha256") != entry.digest:
+                return None
+        except OSError:
             return None
-    return DemoFiles(folder, source, source / BASE, manifest, shards, reused=True)
+    return DemoFiles(folder, source, source / BASE, manifest, list(shards.paths), reused=True)
 
 
-def build_demo(folder: str | os.PathLike = "pythia-demo") -> DemoFiles:
-    """Create (or reuse, when intact) the demo dataset under ``folder``."""
+def build_demo(folder: str | os.PathLike = "pythia-demo", force: bool = False) -> DemoFiles:
+    """Create (or reuse, when intact and not ``force``) the demo dataset under ``folder``."""
     folder = Path(folder)
-    found = _existing(folder)
+    found = None if force else _existing(folder)
     if found is not None:
         return found
     source = folder / "source"
@@ -129,18 +116,18 @@ def build_demo(folder: str | os.PathLike = "pythia-demo") -> DemoFiles:
     lines = []
     with open(bin_path, "rb") as f:
         for k in range(last + 1):
-            name = _shard_name(k, last)
+            name = shard_name(BASE, k, last)
             data = f.read(SHARD_BYTES)
             (work / name).write_bytes(data)
             lines.append(f"{name} {hashlib.sha256(data).hexdigest()}")
-    whole = _sha256(bin_path)
-    lines.append(f"{BASE}.idx {_sha256(prefix.with_suffix('.idx'))}")
+    whole = hash_file(bin_path, "sha256")
+    lines.append(f"{BASE}.idx {hash_file(prefix.with_suffix('.idx'), 'sha256')}")
     lines.append(f"{BASE}.bin {whole}")
     bin_path.unlink()  # the unsharded file is what `unshard` rebuilds
     (work / f"{BASE}.shard_hashes.txt").write_text("\n".join(lines) + "\n")
     shutil.rmtree(source, ignore_errors=True)
     os.replace(work, source)
-    shards = sorted(source.glob(f"{BASE}-*-of-*.bin"))
+    shards = list(find_shards(source / BASE).paths)
     return DemoFiles(
         folder, source, source / BASE, source / f"{BASE}.shard_hashes.txt", shards, reused=False
     )
@@ -225,9 +212,10 @@ class TextDemo:
     command: str  # the pythia-data command line that dumps the same text
 
 
-def build_text_demo(folder: str | os.PathLike = "pythia-demo") -> TextDemo:
+def build_text_demo(folder: str | os.PathLike = "pythia-demo", force: bool = False) -> TextDemo:
     """Tokenize the standard library's docstrings into ``folder/text``, build a tiny
-    training order over them and dump iteration 0 as text."""
+    training order over them (``force``: rebuilt even when a cache is there) and dump
+    iteration 0 as text."""
     folder = Path(folder)
     text_dir = folder / "text"
     text_dir.mkdir(parents=True, exist_ok=True)
@@ -240,7 +228,7 @@ def build_text_demo(folder: str | os.PathLike = "pythia-demo") -> TextDemo:
     out_dir.mkdir(exist_ok=True)
     text_path = out_dir / "text_iteration_0.txt"
     with IndexedDataset(prefix) as ds:
-        order = TrainingOrder.build(ds, params, index_dir=text_dir)
+        order = TrainingOrder.build(ds, params, index_dir=text_dir, use_cache=not force)
         reader = BatchReader(ds, order)
         write_batches(reader, 0, 0, text_path, "text", decode=tok.decode)
         row = reader[0][0].copy()
@@ -294,15 +282,17 @@ def demo_commands(files: DemoFiles, document: int | None = None) -> dict[str, st
     return commands
 
 
-def run_demo(folder: str | os.PathLike = "pythia-demo", progress=None) -> DemoRun:
+def run_demo(folder: str | os.PathLike = "pythia-demo", progress=None,
+             force: bool = False) -> DemoRun:
     """Build (or reuse) the demo, then the whole job: verify the shards against their
     manifest, unshard them (verified, into ``folder/merged``), describe the dataset,
     reconstruct GPT-NeoX's training order (cache files in ``folder/index``) and dump
     iterations 0..1 to ``folder/batches/iterations_0-1.npy``; then the real-text part
     (:func:`build_text_demo`). Idempotent: the unshard output is rewritten, a checked order
-    cache is reused."""
+    cache is reused; ``force`` rebuilds the dataset and the order caches (the remedy for a
+    damaged cache)."""
 
-    files = build_demo(folder)
+    files = build_demo(folder, force=force)
     report = checksum_files(
         [*files.shards, files.prefix.with_suffix(".idx")], expected=files.manifest, jobs=2
     )
@@ -322,7 +312,7 @@ def run_demo(folder: str | os.PathLike = "pythia-demo", progress=None) -> DemoRu
     out = out_dir / "iterations_0-1.npy"
     with IndexedDataset(merged) as ds:
         stats = ds.stats()
-        order = TrainingOrder.build(ds, params, index_dir=index_dir)
+        order = TrainingOrder.build(ds, params, index_dir=index_dir, use_cache=not force)
         summary = write_batches(BatchReader(ds, order), 0, 1, out)
         dumped = np.load(out)
         first = _first_document(order)
@@ -330,7 +320,7 @@ def run_demo(folder: str | os.PathLike = "pythia-demo", progress=None) -> DemoRu
     with IndexedDataset(files.prefix) as sharded:
         in_place = np.concatenate(list(BatchReader(sharded, order).iter_batches(0, 1)))
         agree = bool(np.array_equal(in_place, dumped))
-    text = build_text_demo(files.folder)
+    text = build_text_demo(files.folder, force=force)
     return DemoRun(files, report, result, merged, stats, order, out, dumped, summary, agree,
                    located, demo_commands(files, first), text)
 

@@ -45,3 +45,20 @@ class CacheMismatchError(VerificationError):
 
 class OutputError(PythiaDataError):
     """An output cannot be written (no space, permission...)."""
+
+
+class OutputExistsError(OutputError):
+    """An output is already there and replacing it was not asked for (``--force``)."""
+
+    def __init__(self, path) -> None:
+        self.path = str(path)
+        super().__init__(f"{self.path} already exists (remove it or pass --force)")
+
+
+def quoted(value, limit: int = 200) -> str:
+    """``repr(value)`` for an error message, cut after ``limit`` characters so that a quoted
+    line of a hostile or binary file keeps the message to one readable line."""
+    text = str(value)
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"

@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("order",),
     ("batches",),
     ("tokenize", "hub"),
+    ("find",),
     ("demo",),
     ("cli", "__main__"),
 ]

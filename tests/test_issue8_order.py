@@ -93,9 +93,11 @@ def test_order_build_on_read_only_data_uses_user_cache(read_only, tmp_path):
 
 def test_batches_and_locate_on_read_only_data(read_only, tmp_path):
     out = tmp_path / "o.npy"
-    result = run("batches", read_only, *OPTS, "-s", "0", "-o", out, "-q")
+    result = run("batches", read_only, *OPTS, "-s", "0", "-o", out)
     assert result.exit_code == 0, result.output
     assert "not writable" in result.stderr and out.is_file()
+    quiet = run("batches", read_only, *OPTS, "-s", "0", "-o", out, "-q", "--force")
+    assert quiet.exit_code == 0 and quiet.stderr == ""  # -q: no notes
     located = run("locate", read_only, *OPTS, "-d", "3", "--json")
     assert located.exit_code == 0, located.output
     assert json.loads(located.stdout)["hits"]

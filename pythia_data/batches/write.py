@@ -83,18 +83,20 @@ def write_batches(
     ``-`` for ``stream``/stdout) in ``fmt`` (a registered format; default from the suffix).
     ``progress`` is a progress factory (:mod:`pythia_data.progress`); ``options`` go to the
     sink (e.g. ``decode=`` for ``text``/``jsonl``/``parquet``, ``steps_per_file=`` for
-    ``parquet``); sinks also get ``iterations=(start, end)``.
+    ``parquet``; an option the format does not take is a UsageError); sinks also get
+    ``iterations=(start, end)``.
 
-    Streams chunk by chunk; a file output appears only when complete. Returns a summary.
+    Streams chunk by chunk; a file output appears only when complete. Returns a summary
+    (``files``: what was written, e.g. ``OUT.bin`` and ``OUT.idx`` for the bin format).
     """
     rows, width = reader.shape(start, end)
     fmt = infer_format(target, fmt)
+    kind = SINKS[fmt]
     segments = None
-    if fmt in ("npy", "raw"):
+    if kind.byte_copy:
         span = reader.contiguous_bytes(start, end)
         if span is not None:
             segments = _file_segments(reader.ds, *span)
-    kind = SINKS[fmt]
     with task(progress, "batches", rows, "seq") as update:
         with open_sink(fmt, target, dtype=reader.dtype, shape=(rows, width), stream=stream,
                        overwrite=overwrite, iterations=(int(start), int(end)),
@@ -108,6 +110,7 @@ def write_batches(
                         update(len(chunk.samples))
     return {
         "output": os.fspath(target),
+        "files": list(sink.outputs),
         "format": fmt,
         "order": reader.kind,
         "start_iteration": int(start),

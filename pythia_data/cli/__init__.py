@@ -24,6 +24,8 @@ COMMANDS = {
     "tokenize": "tokenize_cmds",
     "detokenize": "tokenize_cmds",
     "retokenize": "tokenize_cmds",
+    "find": "find_cmds",
+    "stats": "find_cmds",
 }
 
 cli.lazy_commands.update(COMMANDS)

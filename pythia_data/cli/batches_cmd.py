@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from pythia_data.batches import FORMATS, BatchReader, check_output, write_batches
+from pythia_data.batches.sinks import SINKS, infer_format, known_suffixes, output_names
 from pythia_data.cli.app import cli
 from pythia_data.cli.options import (
     checked_params,
     emit_summary,
     force_option,
+    load_tokenizer_option,
     order_options,
     progress_factory,
+    say_notes,
+    tokenizer_options,
     writes_to_stdout,
 )
 from pythia_data.dataset import IndexedDataset
+from pythia_data.io.atomic import claim_outputs, refuse_overlap
 from pythia_data.order import ORDER_KINDS, resolve_order
 from pythia_data.order.registry import config_defaults
 
@@ -44,7 +50,7 @@ from pythia_data.order.registry import config_defaults
     "-o",
     default="-",
     show_default=True,
-    help="Output file (*.npy, *.bin, *.jsonl, *.raw, *.txt, *.parquet), - for stdout, a "
+    help=f"Output file ({', '.join('*' + x for x in known_suffixes())}), - for stdout, a "
     "FIFO / device, or a folder with --steps-per-file.",
 )
 @click.option(
@@ -87,13 +93,7 @@ from pythia_data.order.registry import config_defaults
     help="Decode rows with this tokenizer (tokenizer.json, folder or hub id; 'bundled' = "
     "GPT-NeoX-20B): needed by --format text, adds a text field to jsonl and parquet.",
 )
-@click.option(
-    "--backend",
-    type=click.Choice(["cpu", "hf"]),
-    default="cpu",
-    show_default=True,
-    help="Tokenizer backend used to decode.",
-)
+@tokenizer_options
 @click.option(
     "--steps-per-file",
     type=click.IntRange(min=1),
@@ -150,35 +150,52 @@ def batches_cmd(
         end = start
     options = {}
     if steps_per_file is not None:
-        if fmt not in (None, "parquet"):
-            raise click.BadParameter("only the parquet format writes a folder",
+        folders = [k.name for k in SINKS.values() if "steps_per_file" in k.options]
+        if fmt is None and len(folders) == 1:
+            fmt = folders[0]
+        if fmt not in folders:
+            raise click.BadParameter(f"only the {' / '.join(folders)} format writes a folder",
                                      param_hint="--steps-per-file")
-        fmt = "parquet"
         options["steps_per_file"] = steps_per_file
-    fmt = check_output(fmt, output, overwrite=force)
-    if fmt == "text" and spec is None:
-        raise click.BadParameter("the text format needs --tokenizer (e.g. --tokenizer bundled)",
-                                 param_hint="--format")
+    kind = SINKS[infer_format(output, fmt)]
+    if "decode" in kind.required and spec is None:
+        raise click.BadParameter(f"the {kind.name} format needs --tokenizer (e.g. --tokenizer "
+                                 "bundled)", param_hint="--format")
+    if spec is not None and not kind.decodes:
+        raise click.BadParameter(f"the {kind.name} format has no text to add",
+                                 param_hint="--tokenizer")
+    wanted = dict(options)
     if spec is not None:
-        if fmt not in ("text", "jsonl", "parquet"):
-            raise click.BadParameter(f"the {fmt} format has no text to add",
-                                     param_hint="--tokenizer")
-        from pythia_data.cli.tokenize_cmds import load
+        wanted["decode"] = True  # (the tokenizer is loaded once the output is known good)
+    fmt = check_output(kind.name, output, overwrite=force, **wanted)
+    # the output's lock first: a second run into the same file is refused before any work
+    with claim_outputs([] if steps_per_file is not None or os.path.isdir(output)
+                       else output_names(fmt, output)):
+        if spec is not None:
+            options["decode"] = load_tokenizer_option(spec, backend).decode
+        _run(data, start, end, output, fmt, options, order_kind, train_iters, batch_size,
+             seq_length, seed, configs, index_dir, quiet, window, rank, world_size, force,
+             as_json)
 
-        options["decode"] = load(spec, backend).decode
+
+def _run(data, start, end, output, fmt, options, order_kind, train_iters, batch_size,
+         seq_length, seed, configs, index_dir, quiet, window, rank, world_size, force,
+         as_json) -> None:
     progress = progress_factory(quiet)
     batch, seq = config_defaults(configs)
     params = checked_params(train_iters, batch_size, seq_length, seed, configs,
                             defaults=(batch, seq))
     with IndexedDataset(data) as ds:
+        if output != "-" and not os.path.isdir(output):
+            refuse_overlap(output_names(fmt, output), [*map(str, ds.bin_paths), ds.idx_path])
         order = resolve_order(ds, order_kind, params, index_dir=index_dir, progress=progress)
-        if getattr(order, "cache_note", None):  # read-only data: where the cache went
-            click.echo(order.cache_note, err=True)
+        say_notes(order, quiet)
         reader = BatchReader(ds, order, window=window, rank=rank, world_size=world_size)
         stream = sys.stdout.buffer if output == "-" else None
         summary = write_batches(reader, start, end, output, fmt, stream=stream,
                                 progress=progress, overwrite=force, **options)
-    shown = "stdout" if output == "-" else output
+    files = summary["files"]
+    shown = "stdout" if output == "-" else " and ".join(files) if files else output
     emit_summary(
         summary,
         f"wrote {summary['rows']} sequences x {summary['width']} tokens "

@@ -6,8 +6,9 @@ import click
 import numpy as np
 
 from pythia_data.cli.app import cli
-from pythia_data.cli.format_cmds import format_info
+from pythia_data.cli.options import force_option, format_info
 from pythia_data.demo import run_demo
+from pythia_data.errors import CacheMismatchError
 from pythia_data.order.params import PYTHIA_BATCH_SIZE, PYTHIA_SEQ_LENGTH, PYTHIA_TRAIN_ITERS
 
 
@@ -29,19 +30,25 @@ def _row(tokens: np.ndarray, shown: int = 8) -> str:
 
 @cli.command()
 @click.argument("folder", default="pythia-demo", required=False)
-def demo(folder: str) -> None:
+@force_option("the demo's dataset and order caches (rebuilt instead of reused)")
+def demo(folder: str, force: bool) -> None:
     """Build a small Pythia-layout dataset in FOLDER (default ./pythia-demo) and run the
     main job on it: verify the shards, unshard, reconstruct GPT-NeoX's training order and
     dump iterations 0..1; then tokenize a little real text (Python's docstrings) with the
     bundled GPT-NeoX-20B tokenizer and show a batch row as text. Offline, deterministic,
-    idempotent.
+    idempotent. The first run compiles the Numba kernels (tens of seconds, part of the
+    times it shows; cached for later runs).
 
     \b
     Examples:
       pythia-data demo
       pythia-data demo /tmp/pythia-demo
+      pythia-data demo --force
     """
-    run = run_demo(folder)
+    try:
+        run = run_demo(folder, force=force)
+    except CacheMismatchError as exc:
+        raise CacheMismatchError(f"{exc}; or rerun 'pythia-data demo --force'") from None
     files = run.files
     state = "reused (intact)" if files.reused else "built"
     _step(f"demo dataset {state}: {files.source}")
@@ -116,7 +123,8 @@ def _show_text(text, max_lines: int = 14) -> None:
     _step(f"real text: {s['documents']} Python standard-library docstrings -> {text.prefix}")
     click.echo(f"  tokenized with {s['tokenizer']} ({s['backend']} backend), EOD appended: "
                f"{s['tokens']:,} tokens, {s['dtype']}, in {s['seconds']:.2f} s "
-               "(as GPT-NeoX's preprocess_data.py would)")
+               "(as GPT-NeoX's preprocess_data.py would; a first run's time includes "
+               "compiling the tokenizer's Numba kernels, cached afterwards)")
     p = text.order.params
     click.echo(f"  training order: batch {p.batch_size}, seq_length {p.seq_length}; "
                f"iteration 0 as text -> {text.text_path}")

@@ -8,28 +8,15 @@ import os
 import click
 
 from pythia_data.cli.app import cli
-from pythia_data.cli.options import byte_progress, force_option, json_option, quiet_option
+from pythia_data.cli.options import (
+    byte_progress,
+    force_option,
+    format_info,
+    json_option,
+    quiet_option,
+)
 from pythia_data.dataset import IndexedDataset, merge_datasets
-from pythia_data.errors import OutputError
-
-
-def format_info(stats: dict) -> str:
-    return "\n".join(
-        [
-            f"version        {stats['version']}",
-            f"dtype          {stats['dtype']}",
-            f"sequences      {stats['num_sequences']:,}",
-            f"documents      {stats['num_documents']:,}",
-            f"tokens         {stats['num_tokens']:,}",
-            f".bin bytes     {stats['bin_bytes']:,}",
-            f"length         min {stats['min_length']:,} / mean {stats['mean_length']:,.1f}"
-            f" / max {stats['max_length']:,}",
-        ]
-        + (["layout         non-canonical (pointers are not the running sum of the sizes)"]
-           if stats.get("layout") == "non-canonical" else [])
-        + ([f"dtype code     Megatron-LM's convention (6 = float64, 7 = float32), read as "
-            f"{stats['dtype']}"] if stats.get("dtype_convention") == "megatron" else [])
-    )
+from pythia_data.errors import OutputExistsError
 
 
 @cli.command()
@@ -75,7 +62,7 @@ def merge(output: str, inputs: tuple[str, ...], force: bool, as_json: bool, quie
         prefix = output[:-4] if output.endswith((".bin", ".idx")) else output
         for name in (prefix + ".bin", prefix + ".idx"):
             if os.path.lexists(name):
-                raise OutputError(f"{name} already exists (remove it or pass --force)")
+                raise OutputExistsError(name)
     total = 0
     for path in inputs:
         with IndexedDataset(path) as ds:

@@ -18,14 +18,19 @@ from pythia_data.order.defaults import (
 )
 
 __all__ = [
+    "BUNDLED",
     "byte_progress",
     "emit_summary",
     "force_option",
+    "format_info",
     "json_option",
+    "load_tokenizer_option",
     "order_options",
     "progress_factory",
     "quiet_option",
+    "say_notes",
     "show_progress",
+    "tokenizer_options",
     "writes_to_stdout",
 ]
 
@@ -48,6 +53,61 @@ def json_option(func):
 def force_option(what: str):
     """``--force``: replace an existing output (without it, an existing file is an error)."""
     return click.option("--force", "-f", is_flag=True, help=f"Replace {what}.")
+
+
+def say_notes(order, quiet: bool) -> None:
+    """Show an order's build notes (``order.report.notes``) on stderr, unless ``-q``."""
+    if quiet:
+        return
+    for note in order.report.notes:
+        click.echo(note, err=True)
+
+
+#: ``--tokenizer bundled``: the GPT-NeoX-20B tokenizer shipped with the package.
+BUNDLED = "bundled"
+
+
+def tokenizer_options(func):
+    """``--backend`` with the registered tokenizer backends as choices (registry order)."""
+    from pythia_data.tokenize.registry import BACKENDS  # (imported by commands that use it)
+
+    return click.option("--backend", type=click.Choice(list(BACKENDS)), default="cpu",
+                        show_default=True,
+                        help="Tokenizer engine: cpu (exact numba engine), hf (Hugging Face "
+                             "tokenizers), cuda (numba.cuda; decoding runs on the CPU).")(func)
+
+
+def load_tokenizer_option(spec, backend: str, **options):
+    """The tokenizer a ``--tokenizer``/``--backend`` pair names (``spec`` None or
+    ``bundled``: the bundled GPT-NeoX-20B)."""
+    from pythia_data.tokenize import load_tokenizer
+
+    if spec == BUNDLED:
+        spec = None
+    if backend == "hf" and options.get("workers"):
+        # Hugging Face tokenizers sizes its thread pool from this on first use
+        os.environ.setdefault("RAYON_NUM_THREADS", str(options["workers"]))
+    return load_tokenizer(spec, backend=backend, **options)
+
+
+def format_info(stats: dict) -> str:
+    """``info``'s text: the lines describing a dataset (``IndexedDataset.stats()``)."""
+    return "\n".join(
+        [
+            f"version        {stats['version']}",
+            f"dtype          {stats['dtype']}",
+            f"sequences      {stats['num_sequences']:,}",
+            f"documents      {stats['num_documents']:,}",
+            f"tokens         {stats['num_tokens']:,}",
+            f".bin bytes     {stats['bin_bytes']:,}",
+            f"length         min {stats['min_length']:,} / mean {stats['mean_length']:,.1f}"
+            f" / max {stats['max_length']:,}",
+        ]
+        + (["layout         non-canonical (pointers are not the running sum of the sizes)"]
+           if stats.get("layout") == "non-canonical" else [])
+        + ([f"dtype code     Megatron-LM's convention (6 = float64, 7 = float32), read as "
+            f"{stats['dtype']}"] if stats.get("dtype_convention") == "megatron" else [])
+    )
 
 
 def writes_to_stdout(target) -> bool:

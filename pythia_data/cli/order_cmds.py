@@ -9,8 +9,14 @@ from types import SimpleNamespace
 import click
 
 from pythia_data.cli.app import cli
-from pythia_data.cli.options import checked_params, order_options, progress_factory
-from pythia_data.errors import CacheMismatchError, VerificationError
+from pythia_data.cli.options import (
+    checked_params,
+    force_option,
+    order_options,
+    progress_factory,
+    say_notes,
+)
+from pythia_data.errors import VerificationError
 from pythia_data.order import (
     ORDER_KINDS,
     PreshuffledOrder,
@@ -35,7 +41,7 @@ def order_group() -> None:
 
 @order_group.command("build")
 @order_options
-@click.option("--force", is_flag=True, help="Rebuild and overwrite existing cache files.")
+@force_option("existing cache files (rebuilt, not checked)")
 def order_build(data, train_iters, batch_size, seq_length, seed, configs, index_dir, as_json,
                 quiet, force) -> None:
     """Build (or load and check) the training order of DATA and write GPT-NeoX's cache files.
@@ -50,11 +56,8 @@ def order_build(data, train_iters, batch_size, seq_length, seed, configs, index_
       pythia-data order build data/tiny --train-iters 10 --batch-size 4 --seq-length 8 --force
     """
     params = checked_params(train_iters, batch_size, seq_length, seed, configs)
-    try:
-        order = TrainingOrder.build(data, params, index_dir=index_dir, use_cache=not force,
-                                    write_cache=True, progress=progress_factory(quiet))
-    except CacheMismatchError as exc:
-        raise CacheMismatchError(f"{exc} (rebuild it with --force)") from None
+    order = TrainingOrder.build(data, params, index_dir=index_dir, use_cache=not force,
+                                write_cache=True, progress=progress_factory(quiet))
     summary = order.summary()
     if as_json:
         click.echo(json.dumps(summary))
@@ -70,13 +73,7 @@ def order_build(data, train_iters, batch_size, seq_length, seed, configs, index_
         # a GPT-NeoX-written cache has no sidecar: name only files that exist
         if name in order.cache_paths and os.path.isfile(order.cache_paths[name]):
             click.echo(f"{verb.get(order.source, order.source):<14} {order.cache_paths[name]}")
-    _say_cache_note(order)
-
-
-def _say_cache_note(order) -> None:
-    note = getattr(order, "cache_note", None)
-    if note:
-        click.echo(note, err=True)
+    say_notes(order, quiet)
 
 
 @order_group.command("verify")
@@ -171,14 +168,21 @@ def locate(data, train_iters, batch_size, seq_length, seed, configs, index_dir, 
     else:
         order = TrainingOrder.build(data, params, index_dir=index_dir,
                                     progress=progress_factory(quiet))
-        _say_cache_note(order)
+        say_notes(order, quiet)
         hits = order.locate(document)
         occurrences = order.num_epochs
+    untrained = sum(not h["trained"] for h in hits)
     if not show_all:
         hits = [h for h in hits if h["trained"]]
     if as_json:
         click.echo(json.dumps({"document": document, "size": int(sizes[document]),
                                "order": order_kind, "occurrences": occurrences, "hits": hits}))
+        return
+    if not hits:
+        past = (f"; {untrained} occurrence{'s' if untrained != 1 else ''} past the end "
+                "with --all" if untrained else "")
+        click.echo(f"document {document} was not trained on within "
+                   f"{params.train_iters} iterations{past}")
         return
     click.echo("# iteration batch_position sample sample_tokens doc_tokens occurrence")
     for h in hits:

@@ -10,11 +10,12 @@ import click
 
 from pythia_data.cli.app import cli
 from pythia_data.cli.options import byte_progress, force_option, json_option, quiet_option
-from pythia_data.errors import OutputError
+from pythia_data.errors import OutputExistsError, PythiaDataError
 from pythia_data.format.shardset import DEFAULT_SHARD_SIZE, find_shards
 from pythia_data.integrity.hashing import ALGORITHMS
 from pythia_data.integrity.verify import checksum_files
-from pythia_data.io.atomic import atomic_write_text
+from pythia_data.io.atomic import atomic_write_text, refuse_overlap
+from pythia_data.io.walk import walk_files
 from pythia_data.shards import shard, unshard
 
 
@@ -22,10 +23,8 @@ def _paths_bytes(paths) -> int:
     total = 0
     for p in paths:
         if os.path.isdir(p):
-            with contextlib.suppress(OSError):
-                for e in os.scandir(p):
-                    if e.is_file():
-                        total += e.stat().st_size
+            with contextlib.suppress(OSError, PythiaDataError):
+                total += sum(q.stat().st_size for q in walk_files(p))
         elif os.path.isfile(p):
             total += os.path.getsize(p)
     return total
@@ -70,12 +69,17 @@ def checksum(paths, expected, algorithm, jobs, write_manifest, force, from_hub, 
     """
     if write_manifest and not force and os.path.lexists(write_manifest) \
             and os.path.isfile(write_manifest):
-        raise OutputError(f"{write_manifest} already exists (remove it or pass --force)")
+        raise OutputExistsError(write_manifest)
     if from_hub:
         from pythia_data.cli.hub_cmds import checksum_from_hub
 
         return checksum_from_hub(paths, from_hub, revision, jobs, as_json, quiet,
                                  byte_progress(_paths_bytes(paths), quiet, "checksum"))
+    if write_manifest:
+        from pythia_data.integrity.verify import expand_paths
+
+        files, _, _ = expand_paths(list(paths))
+        refuse_overlap([write_manifest], files)
     with byte_progress(_paths_bytes(paths), quiet, "checksum") as progress:
         report = checksum_files(list(paths), expected, algorithm, jobs=jobs, progress=progress)
     if write_manifest:

@@ -15,36 +15,33 @@ from pythia_data.cli.options import (
     emit_summary,
     force_option,
     json_option,
+    load_tokenizer_option,
     quiet_option,
     show_progress,
+    tokenizer_options,
     writes_to_stdout,
 )
-from pythia_data.errors import OutputError
+from pythia_data.errors import OutputExistsError
+from pythia_data.io.atomic import claim_outputs
+from pythia_data.tokenize.registry import ERRORS_POLICIES
 
-BACKEND_CHOICES = ["cpu", "cuda", "hf"]
-
-
-def tokenizer_options(func):
-    func = click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="cpu",
-                        show_default=True,
-                        help="Tokenizer engine: cpu (exact numba engine), hf (Hugging Face "
-                             "tokenizers), cuda.")(func)
-    return func
+load = load_tokenizer_option  # (the name the commands below use)
 
 
-BUNDLED = "bundled"
+def dataset_name(prefix: str, key: str = "text") -> str:
+    """What ``--output-prefix P`` writes, for tokenize and retokenize alike: GPT-NeoX's
+    ``P_{KEY}_document`` (``.bin``/``.idx``; KEY is text for retokenize), or ``P`` itself
+    when it already ends in ``_{KEY}_document``. ``P`` must name a dataset, not a folder:
+    ``-o data/`` would write ``data/_text_document.bin``."""
+    from pythia_data.tokenize.pipeline import output_prefix
 
-
-def load(spec, backend: str, **options):
-    """A tokenizer (``spec`` None or ``bundled``: the bundled GPT-NeoX-20B)."""
-    from pythia_data.tokenize import load_tokenizer
-
-    if spec == BUNDLED:
-        spec = None
-    if backend == "hf" and options.get("workers"):
-        # Hugging Face tokenizers sizes its thread pool from this on first use
-        os.environ.setdefault("RAYON_NUM_THREADS", str(options["workers"]))
-    return load_tokenizer(spec, backend=backend, **options)
+    text = os.fspath(prefix)
+    if text.endswith(("/", os.sep)) or os.path.isdir(text) or not os.path.basename(text):
+        example = os.path.join(text, "NAME")
+        raise click.BadParameter(
+            f"{text} is a folder: give a dataset prefix in it, e.g. {example} (writes "
+            f"{output_prefix(example, key)}.bin/.idx)", param_hint="--output-prefix")
+    return output_prefix(text, key)
 
 
 @contextlib.contextmanager
@@ -92,7 +89,7 @@ def _rate(summary: dict) -> str:
               help="The JSON key holding the text.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Tokenizer threads [min(CPUs, 8)].")
-@click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict",
+@click.option("--errors", type=click.Choice(ERRORS_POLICIES), default="strict",
               show_default=True,
               help="Invalid UTF-8 or lone surrogates: strict = error naming FILE:LINE, "
                    "replace = U+FFFD.")
@@ -114,21 +111,23 @@ def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, workers,
       pythia-data tokenize book.txt -o data/book -t ./tokenizer.json --backend hf
     """
     from pythia_data.tokenize.pipeline import expand_inputs, tokenize_files
-    from pythia_data.tokenize.pipeline import output_prefix as out_name
 
+    target = dataset_name(output_prefix, key)
     files = expand_inputs(inputs)
-    target = out_name(output_prefix, key)
     if not force:
         for suffix in (".bin", ".idx"):
             if os.path.lexists(target + suffix):
-                raise OutputError(f"{target}{suffix} already exists (remove it or pass --force)")
+                raise OutputExistsError(target + suffix)
     options = {"errors": errors}
     if workers:
         options["workers"] = workers
-    tok = load(spec, backend, **options)
-    with doc_progress(quiet, "tokenize") as update:
-        summary = tokenize_files(files, output_prefix, tok, key=key, append_eod=append_eod,
-                                 errors=errors, overwrite=force, progress=update)
+    # the outputs' locks first: a second run into them is refused before the slow start-up
+    with claim_outputs([target + ".bin", target + ".idx"]):
+        tok = load(spec, backend, **options)
+        with doc_progress(quiet, "tokenize") as update:
+            summary = tokenize_files(files, output_prefix, tok, key=key,
+                                     append_eod=append_eod, errors=errors, overwrite=force,
+                                     progress=update)
     for warning in summary.get("warnings", ()):
         click.echo(f"pythia-data: warning: {warning}", err=True)
     if as_json:
@@ -164,11 +163,12 @@ def detokenize_cmd(data, output, spec, backend, force, as_json, quiet):
     """
     from pythia_data.tokenize.pipeline import detokenize
 
-    tok = load(spec, backend)
-    stream = sys.stdout.buffer if output == "-" else None
-    with doc_progress(quiet, "detokenize") as update:
-        summary = detokenize(data, tok, output, stream=stream, overwrite=force or output == "-",
-                             progress=update)
+    with claim_outputs([output]):
+        tok = load(spec, backend)
+        stream = sys.stdout.buffer if output == "-" else None
+        with doc_progress(quiet, "detokenize") as update:
+            summary = detokenize(data, tok, output, stream=stream,
+                                 overwrite=force or output == "-", progress=update)
     emit_summary(summary, f"wrote {summary['documents']:,} documents ({summary['bytes']:,} "
                  f"bytes) to {'stdout' if output == '-' else output}",
                  as_json=as_json, data_on_stdout=writes_to_stdout(output))
@@ -177,7 +177,9 @@ def detokenize_cmd(data, output, spec, backend, force, as_json, quiet):
 @cli.command("retokenize")
 @click.argument("data")
 @click.option("--tokenizer", "-t", "spec", required=True, help="The new tokenizer.")
-@click.option("--output-prefix", "-o", required=True, help="Output dataset prefix.")
+@click.option("--output-prefix", "-o", required=True,
+              help="Writes PREFIX_text_document.bin/.idx (as tokenize does; a PREFIX "
+                   "ending in _text_document is used as it is).")
 @click.option("--from-tokenizer", "from_spec", default=None,
               help="The tokenizer DATA was made with [bundled GPT-NeoX-20B].")
 @click.option("--eod-id", type=click.IntRange(min=0), default=None,
@@ -191,6 +193,7 @@ def retokenize_cmd(data, spec, output_prefix, from_spec, eod_id, backend, force,
                    quiet):
     """Decode every document of DATA with the old tokenizer and encode it with the new
     one: same documents, same order, the new EOD where a document ended in the old one.
+    Writes PREFIX_text_document.bin/.idx, the names tokenize gives.
 
     \b
     Examples:
@@ -199,11 +202,13 @@ def retokenize_cmd(data, spec, output_prefix, from_spec, eod_id, backend, force,
     """
     from pythia_data.tokenize.pipeline import retokenize
 
-    old = load(from_spec, backend)
-    new = load(spec, backend)
-    with doc_progress(quiet, "retokenize") as update:
-        summary = retokenize(data, old, new, output_prefix, overwrite=force, progress=update,
-                             eod_id=eod_id)
+    output_prefix = dataset_name(output_prefix)
+    with claim_outputs([output_prefix + ".bin", output_prefix + ".idx"]):
+        old = load(from_spec, backend)
+        new = load(spec, backend)
+        with doc_progress(quiet, "retokenize") as update:
+            summary = retokenize(data, old, new, output_prefix, overwrite=force,
+                                 progress=update, eod_id=eod_id)
     if as_json:
         click.echo(json.dumps(summary))
         return

@@ -10,7 +10,7 @@ import numpy as np
 from pythia_data.dataset.reader import IndexedDataset
 from pythia_data.errors import OutputError, UsageError
 from pythia_data.format.mmidx import best_dtype, dtype_code, strip_suffix, write_index
-from pythia_data.io.atomic import AtomicGroup, AtomicOutput
+from pythia_data.io.atomic import AtomicGroup, AtomicOutput, refuse_overlap
 
 __all__ = ["DatasetBuilder", "merge_datasets", "write_dataset"]
 
@@ -173,6 +173,8 @@ def merge_datasets(output: str | os.PathLike, inputs: list[str | os.PathLike], *
         for ds in datasets:
             if os.path.abspath(ds.prefix) == os.path.abspath(out_prefix):
                 raise UsageError(f"output {out_prefix} is also an input")
+            refuse_overlap([out_prefix + ".bin", out_prefix + ".idx"],
+                           [*map(str, ds.bin_paths), ds.idx_path])
         dtype = datasets[0].dtype
         for ds in datasets[1:]:
             if ds.dtype != dtype:

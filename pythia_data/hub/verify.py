@@ -14,6 +14,7 @@ from pythia_data.format.shardset import parse_shard_name
 from pythia_data.hub.known import lookup
 from pythia_data.hub.remote import CONNECT_TIMEOUT, RemoteFile, list_repo
 from pythia_data.hub.state import DownloadState, hash_as
+from pythia_data.io.walk import walk_files
 
 
 @dataclass
@@ -49,11 +50,8 @@ def _local_files(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            for q in sorted(p.rglob("*")):
-                rel = q.relative_to(p).parts
-                if q.is_file() and not any(part.startswith(".") for part in rel) \
-                        and not q.name.endswith((".partial", ".incomplete", ".sha256")):
-                    out.append(q)
+            # not the manifest download writes (DIR/REPO_NAME.sha256)
+            out += [q for q in walk_files(p) if not q.name.endswith(".sha256")]
         elif p.is_file():
             out.append(p)
         else:

@@ -23,7 +23,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from pythia_data.errors import InputError
+from pythia_data.errors import InputError, quoted
 from pythia_data.integrity.hashing import algorithm_of
 
 _BSD = re.compile(r"^(?P<tag>[A-Za-z0-9_-]+) ?\((?P<name>.*)\) ?= ?(?P<hex>[0-9a-fA-F]+)$")
@@ -64,7 +64,7 @@ class Manifest:
     def add(self, name: str, digest: str, where: str = "") -> None:
         algorithm = algorithm_of(digest)
         if algorithm is None:
-            raise InputError(f"{self.source}{where}: {digest!r} is not a SHA256 or xxh3 digest")
+            raise InputError(f"{self.source}{where}: {quoted(digest)} is not a SHA256 or xxh3 digest")
         key = os.path.basename(name.replace("\\", "/"))
         if not key:
             raise InputError(f"{self.source}{where}: empty file name")
@@ -93,7 +93,7 @@ class Manifest:
                 continue
             parts = line.split(None, 1)
             if len(parts) != 2:
-                raise InputError(f"{source}{where}: expected 'HEX  NAME' or 'NAME HEX', got {line!r}")
+                raise InputError(f"{source}{where}: expected 'HEX  NAME' or 'NAME HEX', got {quoted(line)}")
             first, rest = parts
             if algorithm_of(first) is not None:  # sha256sum style: HEX  NAME / HEX *NAME
                 name = rest[1:] if rest.startswith("*") else rest
@@ -104,7 +104,7 @@ class Manifest:
             if name and algorithm_of(last) is not None:  # Pythia style: NAME HEX
                 m.add(name, last, where)
                 continue
-            raise InputError(f"{source}{where}: no SHA256 or xxh3 digest found in {line!r}")
+            raise InputError(f"{source}{where}: no SHA256 or xxh3 digest found in {quoted(line)}")
         return m
 
     @classmethod
@@ -116,6 +116,14 @@ class Manifest:
         except (OSError, UnicodeDecodeError) as exc:
             raise InputError(f"cannot read manifest {path}: {exc}") from exc
         return cls.parse(text, source=str(path))
+
+
+def is_manifest_name(name: str) -> bool:
+    """A file name that manifests go by: ``*.sha256`` (what ``shard`` and ``download``
+    write), ``*.sha256sum(s)``, ``*shard_hashes.txt`` (Pythia's style), ``SHA256SUMS``."""
+    low = name.lower()
+    return (low.endswith((".sha256", ".sha256sum", ".sha256sums", "shard_hashes.txt"))
+            or low in ("sha256sums", "sha256sums.txt"))
 
 
 def format_manifest(items: Iterable[tuple[str, str]]) -> str:

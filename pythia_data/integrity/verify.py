@@ -10,10 +10,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from pythia_data.errors import InputError, UsageError
+from pythia_data.errors import InputError, PythiaDataError, UsageError
 from pythia_data.format.shardset import parse_shard_name
 from pythia_data.integrity.hashing import ALGORITHMS, Progress, hash_file
-from pythia_data.integrity.manifest import Manifest, format_manifest, known_manifest
+from pythia_data.integrity.manifest import (
+    Manifest,
+    format_manifest,
+    is_manifest_name,
+    known_manifest,
+)
+from pythia_data.io.walk import walk_files
 
 
 @dataclass
@@ -70,7 +76,9 @@ class ChecksumReport:
             parts.append(f"{counts['missing']} MISSING")
         if counts["unknown"]:
             parts.append(f"{counts['unknown']} without an expected {self.algorithm}")
-        return f"{len(self.results)} files: " + ", ".join(parts)
+        against = f" (expected digests from {self.manifest_source})" \
+            if self.manifest_source else ""
+        return f"{len(self.results)} files: " + ", ".join(parts) + against
 
     def manifest_text(self) -> str:
         return format_manifest((r.name, r.digest) for r in self.results if r.digest)
@@ -85,10 +93,8 @@ class ChecksumReport:
 
 
 def expand_paths(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[Path], list[Path], list[Path]]:
-    """``(files, folders, absent)``: the files named or held (not recursively) by folders.
-
-    Hidden files and our own ``*.partial`` files inside folders are skipped.
-    """
+    """``(files, folders, absent)``: the files named or held by folders (recursively, by
+    :func:`pythia_data.io.walk.walk_files`: hidden files and our partial files skipped)."""
     files: list[Path] = []
     folders: list[Path] = []
     absent: list[Path] = []
@@ -104,16 +110,8 @@ def expand_paths(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[Path], l
         p = Path(os.fspath(raw))
         if p.is_dir():
             folders.append(p)
-            try:
-                names = sorted(os.listdir(p))
-            except OSError as exc:
-                raise InputError(f"cannot read folder {p}: {exc.strerror or exc}") from exc
-            for n in names:
-                q = p / n
-                if n.startswith(".") or n.endswith((".partial", ".partial.json")):
-                    continue
-                if q.is_file():
-                    add(q)
+            for q in walk_files(p):
+                add(q)
         elif p.is_file():
             add(p)
         elif p.exists():
@@ -121,6 +119,43 @@ def expand_paths(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[Path], l
         else:
             absent.append(p)
     return files, folders, absent
+
+
+class _Fallback:
+    """Look a name up in the manifests found beside the files, then in the known ones."""
+
+    def __init__(self, first: Manifest, then: Manifest):
+        self.first, self.then = first, then
+
+    def get(self, name: str, algorithm: str | None = None):
+        return self.first.get(name, algorithm) or self.then.get(name, algorithm)
+
+
+def manifests_in(files: Sequence[Path]) -> tuple[list[Manifest], set[str]]:
+    """The manifests among ``files`` (by name: ``*.sha256``, ``*shard_hashes.txt``,
+    ``SHA256SUMS``...) that list at least one other file of ``files`` from their folder;
+    returns them and their real paths. One that cannot be parsed is left as a plain file."""
+    by_dir: dict[Path, set[str]] = {}
+    for p in files:
+        by_dir.setdefault(p.parent, set()).add(p.name)
+    found: list[Manifest] = []
+    used: set[str] = set()
+    for p in files:
+        if not is_manifest_name(p.name):
+            continue
+        try:
+            m = Manifest.load(p)
+        except PythiaDataError:
+            continue
+        if any(n in m.entries for n in by_dir.get(p.parent, ()) if n != p.name):
+            found.append(m)
+            used.add(os.path.realpath(p))
+    return found, used
+
+
+def _shard_of_present(name: str, present: set[str]) -> bool:
+    parsed = parse_shard_name(name)
+    return parsed is not None and f"{parsed[0]}.bin" in present
 
 
 def _sharded_bases(present: set[str]) -> set[str]:
@@ -171,6 +206,7 @@ def checksum_files(
     ``jobs`` threads hash files side by side (default: all cores); ``progress(n)`` is called
     with the bytes hashed, from any thread.
     """
+    algorithm_given = algorithm
     manifest: Manifest | None
     if isinstance(expected, Manifest):
         manifest = expected
@@ -199,7 +235,26 @@ def checksum_files(
     if expected is not None and not isinstance(expected, Manifest):
         own = os.path.realpath(expected)  # the manifest itself, if it lies in a folder checked
         files = [p for p in files if os.path.realpath(p) != own]
-    lookup = manifest if manifest is not None else (known_manifest() if use_known else Manifest())
+    beside: list[Manifest] = []
+    if manifest is None and folders:
+        # a manifest lying in a folder checked (what `shard` and `download` write, Pythia's
+        # shard_hashes.txt, SHA256SUMS) is the expected digests, as unshard uses it
+        beside, used = manifests_in(files)
+        if beside:
+            files = [p for p in files if os.path.realpath(p) not in used]
+            manifest = beside[0]
+            for m in beside[1:]:
+                manifest = manifest.merged(m)
+            manifest.source = ", ".join(m.source for m in beside)
+            if algorithm_given is None:
+                algos = manifest.algorithms
+                algorithm = algos.pop() if len(algos) == 1 else "sha256"
+    if beside:
+        known = known_manifest() if use_known else Manifest()
+        lookup = _Fallback(manifest, known)
+    else:
+        lookup = manifest if manifest is not None else (
+            known_manifest() if use_known else Manifest())
 
     results: list[FileResult] = []
     for p in absent:
@@ -260,6 +315,8 @@ def checksum_files(
             if n not in present and e.algorithm == algorithm
             # a whole-file line (BASE.bin) whose shards are here is not missing
             and not (n.endswith(".bin") and n[:-4] in sharded)
+            # nor, beside an unsharded BASE.bin, the shards it was made of
+            and not (beside and _shard_of_present(n, present))
         )
     elif manifest is None and use_known and folders:
         missing = _missing_known_shards(present, lookup)

@@ -39,7 +39,7 @@ import threading
 from collections.abc import Iterable
 from typing import BinaryIO
 
-from pythia_data.errors import OutputError
+from pythia_data.errors import OutputError, OutputExistsError, UsageError
 
 try:  # pragma: no cover - always present on Linux/macOS
     import fcntl
@@ -63,6 +63,8 @@ __all__ = [
     "is_stream_target",
     "lock_file",
     "lock_path",
+    "output_lock",
+    "refuse_overlap",
     "same_file",
 ]
 
@@ -172,6 +174,23 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
+def refuse_overlap(outputs: Iterable[str | os.PathLike],
+                   inputs: Iterable[str | os.PathLike]) -> None:
+    """UsageError when an output is one of the inputs: the same file by device and inode,
+    so a symlink or a hard link cannot make ``--force`` replace the data being read."""
+    ins = [os.fspath(i) for i in inputs]
+    for o in outputs:
+        o = os.fspath(o)
+        if o == "-":
+            continue
+        for i in ins:
+            if same_file(o, i):
+                how = "" if os.path.abspath(o) == os.path.abspath(i) else \
+                    " (the same file through a link)"
+                raise UsageError(f"output {o} is also the input {i}{how}: write the output "
+                                 "elsewhere")
+
+
 def lock_path(final: str | os.PathLike) -> str:
     """The lock file guarding the output ``final``: ``.NAME.pythia-lock`` beside it."""
     folder, name = os.path.split(os.fspath(final))
@@ -233,6 +252,22 @@ class OutputLock:
         self.fd = None
 
 
+def _key(final: str) -> str:
+    """One spelling per output file (``./x``, ``x`` and ``dir/../x`` alike; folders
+    resolved), so a lock this process holds is found again."""
+    folder, name = os.path.split(os.path.abspath(final))
+    return os.path.join(os.path.realpath(folder), name)
+def output_lock(final: str | os.PathLike) -> OutputLock | None:
+    """The lock of the output ``final`` for a writer with its own protocol (unshard's
+    resumable partial file): a new :class:`OutputLock` (release it when done), or None when
+    this process already holds it (:func:`claim_outputs`)."""
+    final = os.fspath(final)
+    with _REGISTRY:
+        if _key(final) in _HELD:
+            return None
+    return OutputLock(final)
+
+
 def _final_path(path: str) -> str:
     return os.path.realpath(path) if os.path.islink(path) else path
 
@@ -255,17 +290,17 @@ def claim_outputs(paths: Iterable[str | os.PathLike]):
                 if not os.path.isdir(folder):
                     continue  # created (and locked) when the output is opened
                 with _REGISTRY:
-                    if final in _HELD:
+                    if _key(final) in _HELD:
                         continue
                 lock = OutputLock(final)
                 taken.append(lock)
                 with _REGISTRY:
-                    _HELD[final] = lock
+                    _HELD[_key(final)] = lock
         yield
     finally:
         for lock in taken:
             with _REGISTRY:
-                _HELD.pop(lock.final, None)
+                _HELD.pop(_key(lock.final), None)
             lock.release()
 
 
@@ -284,6 +319,8 @@ class AtomicOutput:
 
     ``path``: where the user asked the output to go (``-`` for ``stream``, by default
     stdout). ``overwrite=False`` refuses an existing regular file ("pass --force").
+    ``follow_symlinks=False`` (cache folders) replaces an existing symlink itself instead
+    of writing its target.
     ``make_folder`` creates a missing parent folder. As a context manager a clean exit
     commits and an exception aborts. ``fh`` is the binary file object being written
     (for ``sendfile``/``fileno`` users); ``streaming`` says whether it is a stream.
@@ -296,6 +333,7 @@ class AtomicOutput:
         overwrite: bool = True,
         stream: BinaryIO | None = None,
         make_folder: bool = True,
+        follow_symlinks: bool = True,
     ):
         self.path = os.fspath(path)
         self.final: str | None = None
@@ -308,7 +346,7 @@ class AtomicOutput:
             return
         if os.path.isdir(self.path):
             raise OutputError(f"{self.path} is a folder, not a file")
-        if is_stream_target(self.path):
+        if is_stream_target(self.path) and (follow_symlinks or not os.path.islink(self.path)):
             self.streaming = True
             try:
                 self.fh = open(self.path, "wb", buffering=0)  # noqa: SIM115 - closed in commit
@@ -317,7 +355,7 @@ class AtomicOutput:
             self._own_fh = True
             return
         self.streaming = False
-        final = _final_path(self.path)
+        final = _final_path(self.path) if follow_symlinks else self.path
         if os.path.isdir(final):
             raise OutputError(f"{self.path} is a folder, not a file")
         folder = os.path.dirname(final) or "."
@@ -340,11 +378,11 @@ class AtomicOutput:
     def _open(self, overwrite: bool) -> None:
         # the lock first: a second writer is refused before it creates or truncates anything
         with _REGISTRY:
-            held = _HELD.get(self.final)
+            held = _HELD.get(_key(self.final))
         if held is None:
             self._lock = OutputLock(self.final)
         if not overwrite and os.path.lexists(self.final):
-            raise OutputError(f"{self.path} already exists (remove it or pass --force)")
+            raise OutputExistsError(self.path)
         # a stale partial file (a killed run's, or a planted symlink) is replaced, not followed
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.partial)

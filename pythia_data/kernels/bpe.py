@@ -22,6 +22,7 @@ import numpy as np
 from numba import njit
 
 from pythia_data.kernels.pretokenize import (
+    CLS_WS,
     cp_at,
     next_pretoken,
     nfc,
@@ -38,6 +39,8 @@ __all__ = [
     "bpe_word_heap",
     "encode_kernel",
     "decode_bytes_kernel",
+    "cache_seed",
+    "bpe_single_ids",
     "MAX_CACHED_KEY",
 ]
 
@@ -342,6 +345,66 @@ def _emit(src, kinds, pa, pb, k, out, w, byte_id, merge_keys, merge_rank, merge_
 
 
 @njit(cache=True, nogil=True)
+def cache_seed(keys, key_off, ids, slots, crec, ckeys, cvals, cstate):  # pragma: no cover
+    """Put the one-id entries ``keys[key_off[i]:key_off[i+1]] -> ids[i]`` into an empty
+    (or partly filled) pre-token cache, as :func:`_emit` would after BPE. Returns False when
+    the cache has no room for all of them (nothing is marked full)."""
+    for i in range(ids.shape[0]):
+        a = key_off[i]
+        b = key_off[i + 1]
+        klen = b - a
+        if klen > MAX_CACHED_KEY or klen < 1:
+            return False
+        h, packed = _fnv_pack(keys, a, b)
+        e, slot = _cache_find(keys, a, b, h, packed, slots, crec, ckeys)
+        if e >= 0:
+            crec[4 * e + 2] = np.int64(ids[i])
+            continue
+        ne = cstate[0]
+        ku = cstate[1]
+        if 4 * (ne + 1) > crec.shape[0] or 4 * (ne + 1) > slots.shape[0] or (
+                klen > 8 and ku + klen > ckeys.shape[0]):
+            return False
+        crec[4 * ne] = (np.int64(klen) << np.int64(32)) | 1
+        if klen <= 8:
+            crec[4 * ne + 1] = packed
+        else:
+            crec[4 * ne + 1] = ku
+            for t in range(klen):
+                ckeys[ku + t] = keys[a + t]
+            cstate[1] = ku + klen
+        crec[4 * ne + 2] = np.int64(ids[i])
+        slots[slot] = (np.int64(h >> np.uint64(33)) << np.int64(32)) | ne
+        cstate[0] = ne + 1
+    return True
+
+
+@njit(cache=True, nogil=True)
+def bpe_single_ids(keys, key_off, byte_id, merge_keys, merge_rank, merge_new):  # pragma: no cover
+    """For each word ``keys[key_off[i]:key_off[i+1]]``: the one id BPE makes of it, or -1
+    when BPE leaves several tokens (int32 array)."""
+    n = key_off.shape[0] - 1
+    out = np.full(n, -1, dtype=np.int32)
+    longest = 1
+    for i in range(n):
+        longest = max(longest, key_off[i + 1] - key_off[i])
+    syms = np.empty(longest + 1, dtype=np.int32)
+    ranks = np.empty(longest + 1, dtype=np.int32)
+    mslots = np.empty(longest + 1, dtype=np.uint64)
+    for i in range(n):
+        a = key_off[i]
+        b = key_off[i + 1]
+        if b - a <= LONG_WORD:
+            m = bpe_word(keys, a, b, byte_id, merge_keys, merge_rank, merge_new, syms, ranks,
+                         mslots)
+        else:
+            m = bpe_word_heap(keys, a, b, byte_id, merge_keys, merge_rank, merge_new, syms)
+        if m == 1:
+            out[i] = syms[0]
+    return out
+
+
+@njit(cache=True, nogil=True)
 def _split_piece(src, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb,
                  family):  # pragma: no cover
     """Split the normalized UTF-8 piece ``src[lo:hi]`` into normalized added tokens
@@ -454,6 +517,50 @@ def _next_special(data, p, hi, strie_next, strie_tok):  # pragma: no cover - jit
 
 
 @njit(cache=True, nogil=True)
+def _added_pairs(ntrie_next, ntrie_tok):  # pragma: no cover - jit
+    """uint8[65536]: 1 for each byte pair (a << 8 | b) found consecutively in a normalized
+    added token (a match of one could cross a cut between a and b)."""
+    pairs = np.zeros(65536, dtype=np.uint8)
+    n_nodes = ntrie_tok.shape[0]
+    for node in range(n_nodes):
+        for a in range(256):
+            child = ntrie_next[node * 256 + a]
+            if child < 0:
+                continue
+            for b in range(256):
+                if ntrie_next[np.int64(child) * 256 + b] >= 0:
+                    pairs[a * 256 + b] = 1
+    return pairs
+
+
+@njit(cache=True, nogil=True)
+def _safe_cut(data, lo, hi, end, cls, pairs, family):  # pragma: no cover - jit
+    """The first byte position c in [lo, hi) (c < end) where the raw piece may be cut in two
+    without changing its ids, or -1. GPT-2 regex: c holds an ASCII whitespace byte and the
+    character before it is not whitespace, so a pre-token ends at c and the next starts
+    there whatever follows; NFC never acts across an ASCII character; no normalized added
+    token holds the two bytes around c. The Split families (``family`` > 0) also let a run
+    of punctuation take the CR/LF after it (``[^\\s\\p{L}\\p{N}]+[\\r\\n]*``): there c
+    must not hold CR or LF."""
+    for c in range(max(lo, 1), min(hi, end)):
+        b = data[c]
+        if b >= 0x80 or not (cls[b] & CLS_WS):
+            continue
+        if family != 0 and (b == 10 or b == 13):
+            continue
+        if pairs[np.int64(data[c - 1]) * 256 + b]:
+            continue
+        s = c - 1
+        while s > 0 and (data[s] & 0xC0) == 0x80:
+            s -= 1
+        cp, _w = cp_at(data, s)
+        if cls[cp] & CLS_WS:
+            continue
+        return c
+    return -1
+
+
+@njit(cache=True, nogil=True)
 def encode_kernel(
     data, offsets, doc_start, doc_end,
     cls, ccc, nfc_flag, dec_index, dec_off, dec_data, comp_keys, comp_vals,
@@ -485,6 +592,8 @@ def encode_kernel(
     pb = np.empty(4 * small + 4, dtype=np.int64)
     cap = out.shape[0]
     w = out_pos
+    pairs = np.zeros(1, dtype=np.uint8)
+    have_pairs = False
     for d in range(doc_start, doc_end):
         lo = offsets[d]
         hi = offsets[d + 1]
@@ -492,23 +601,37 @@ def encode_kernel(
         piece = lo
         while True:
             p, tok, tend = _next_special(data, piece, hi, strie_next, strie_tok)
-            # the piece data[piece:p]: worst case one id per normalized byte (<= 4 per byte)
-            if w + 4 * (p - piece) + 1 > cap:
-                return d, w_doc, ST_NEED_ROOM
-            if p > piece:
-                if p - piece <= small:
+            # the piece data[piece:p], in parts of <= small bytes cut where the ids cannot
+            # change (a long document costs scratch memory of one part, not of itself)
+            q = piece
+            while q < p:
+                e = p
+                if p - q > small:
+                    if not have_pairs:
+                        pairs = _added_pairs(ntrie_next, ntrie_tok)
+                        have_pairs = True
+                    c = _safe_cut(data, q + small // 2, q + small, p, cls, pairs, family)
+                    if c < 0:
+                        c = _safe_cut(data, q + small, p, p, cls, pairs, family)
+                    if c > q:
+                        e = c
+                # worst case one id per normalized byte (<= 4 per byte)
+                if w + 4 * (e - q) + 1 > cap:
+                    return d, w_doc, ST_NEED_ROOM
+                if e - q <= small:
                     w = _piece_core(
-                        data, piece, p, cls, ccc, nfc_flag, dec_index, dec_off, dec_data,
+                        data, q, e, cls, ccc, nfc_flag, dec_index, dec_off, dec_data,
                         comp_keys, comp_vals, ntrie_next, ntrie_tok, byte_id, merge_keys,
                         merge_rank, merge_new, slots, crec, ckeys, cvals, cstate, out, w,
                         cps, boff, cps2, boff2, nbuf, syms, ranks, mslots, kinds, pa, pb,
                         family)
                 else:
                     w = _piece_alloc(
-                        data, piece, p, cls, ccc, nfc_flag, dec_index, dec_off, dec_data,
+                        data, q, e, cls, ccc, nfc_flag, dec_index, dec_off, dec_data,
                         comp_keys, comp_vals, ntrie_next, ntrie_tok, byte_id, merge_keys,
                         merge_rank, merge_new, slots, crec, ckeys, cvals, cstate, out,
                         w, family)
+                q = e
             if tok < 0:
                 break
             out[w] = tok
@@ -532,73 +655,3 @@ def decode_bytes_kernel(ids, tok_off, tok_bytes, out):  # pragma: no cover - jit
             out[w] = tok_bytes[j]
             w += 1
     return w
-
-
-@njit(cache=True, nogil=True)
-def unreached_kernel(tok_bytes, tok_off, tok_ids, byte_id, merge_keys, merge_rank, merge_new,
-                     out):  # pragma: no cover - jit
-    """``out[i]`` = 1 when BPE does *not* turn token i (``tok_bytes[tok_off[i]:tok_off[i+1]]``,
-    id ``tok_ids[i]``) into exactly itself; returns how many. BPE's ``ignore_merges`` (a
-    pre-token that is a vocabulary entry becomes that entry) changes ids only for those."""
-    longest = 1
-    for i in range(tok_ids.shape[0]):
-        longest = max(longest, tok_off[i + 1] - tok_off[i])
-    syms = np.empty(longest, dtype=np.int32)
-    ranks = np.empty(longest, dtype=np.int32)
-    slots = np.empty(longest, dtype=np.uint64)
-    bad = 0
-    for i in range(tok_ids.shape[0]):
-        a = tok_off[i]
-        b = tok_off[i + 1]
-        if b - a <= LONG_WORD:
-            n = bpe_word(tok_bytes, a, b, byte_id, merge_keys, merge_rank, merge_new, syms,
-                         ranks, slots)
-        else:
-            n = bpe_word_heap(tok_bytes, a, b, byte_id, merge_keys, merge_rank, merge_new,
-                              syms)
-        out[i] = 0
-        if n != 1 or syms[0] != tok_ids[i]:
-            out[i] = 1
-            bad += 1
-    return bad
-
-
-@njit(cache=True, nogil=True)
-def cache_seed_kernel(keys, key_off, ids, slots, crec, ckeys, cvals,
-                      cstate):  # pragma: no cover - jit
-    """Insert the single-id entries ``keys[key_off[i]:key_off[i+1]] -> ids[i]`` (2..
-    MAX_CACHED_KEY bytes each) into a pre-token cache, as :func:`_emit` would; returns how
-    many were inserted (fewer when the cache is full). Lookups then return ``ids[i]`` for
-    that pre-token instead of running BPE (``ignore_merges`` for the entries BPE does not
-    reach)."""
-    done = 0
-    for i in range(ids.shape[0]):
-        a = key_off[i]
-        b = key_off[i + 1]
-        klen = b - a
-        h, packed = _fnv_pack(keys, a, b)
-        e, slot = _cache_find(keys, a, b, h, packed, slots, crec, ckeys)
-        if e >= 0:  # already there: overwrite its value
-            crec[4 * e] = (np.int64(klen) << np.int64(32)) | 1
-            crec[4 * e + 2] = np.int64(ids[i])
-            done += 1
-            continue
-        ne = cstate[0]
-        ku = cstate[1]
-        if (4 * (ne + 1) > crec.shape[0] or 2 * (ne + 1) > slots.shape[0]
-                or (klen > 8 and ku + klen > ckeys.shape[0])):
-            cstate[3] = 1
-            break
-        crec[4 * ne] = (np.int64(klen) << np.int64(32)) | 1
-        if klen <= 8:
-            crec[4 * ne + 1] = packed
-        else:
-            crec[4 * ne + 1] = ku
-            for t in range(klen):
-                ckeys[ku + t] = keys[a + t]
-            cstate[1] = ku + klen
-        crec[4 * ne + 2] = np.int64(ids[i])
-        slots[slot] = (np.int64(h >> np.uint64(33)) << np.int64(32)) | ne
-        cstate[0] = ne + 1
-        done += 1
-    return done

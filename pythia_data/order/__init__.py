@@ -24,6 +24,7 @@ from pythia_data.order.defaults import (
 # (Pythia's numbers, for --help texts) costs nothing: the algorithm modules load numba.
 _LAZY = {
     "BatchReader": "pythia_data.order.reader",
+    "BuildReport": "pythia_data.order.base",
     "Chunk": "pythia_data.order.reader",
     "ORDER_KINDS": "pythia_data.order.registry",
     "Order": "pythia_data.order.base",
@@ -64,6 +65,7 @@ __all__ = [
     "PYTHIA_SEQ_LENGTH",
     "PYTHIA_TRAIN_ITERS",
     "BatchReader",
+    "BuildReport",
     "Chunk",
     "Order",
     "OrderParams",

@@ -7,11 +7,13 @@ ranks, windows, chunking, output formats — is shared and lives in the reader a
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from pythia_data.errors import UsageError
 
-__all__ = ["Order", "as_int"]
+__all__ = ["BuildReport", "Order", "as_int"]
 
 
 def as_int(name: str, value) -> int:
@@ -19,6 +21,20 @@ def as_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise UsageError(f"{name} must be an integer, got {value!r}")
     return int(value)
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """How an order came to be, for the caller to show: ``source`` is ``"built"``,
+    ``"cache"`` (a checked pythia-data cache), ``"neox-cache"`` (a checked GPT-NeoX cache),
+    ``"memory"`` (arrays given directly) or ``"dataset"`` (nothing to build: the
+    preshuffled kind); ``cache_paths`` the cache files by name; ``notes`` what a user should
+    be told (e.g. that the cache went to the per-user folder because the data's folder is
+    read-only) -- shown on stderr by the CLI, unless ``-q``."""
+
+    source: str = "memory"
+    cache_paths: dict = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
 
 class Order:
@@ -31,6 +47,11 @@ class Order:
     #: True when sample ``s`` is sequence ``s`` of the dataset (consecutive samples can be
     #: read as one contiguous byte range: zero-copy outputs).
     samples_are_sequences: bool = False
+    #: True when ``params.train_iters`` caps the iterations a reader serves; False when
+    #: every whole batch of the dataset is served (a preshuffled dataset read as it is).
+    cap_iterations: bool = True
+    #: How the order was made (see :class:`BuildReport`).
+    report: BuildReport = BuildReport()
 
     def check_dataset(self, ds) -> None:
         """Raise FormatError when ``ds`` cannot be read with this order."""

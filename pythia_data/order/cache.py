@@ -16,6 +16,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pickle
+import stat
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -25,7 +27,7 @@ from pythia_data.dataset.paths import resolve_prefix
 from pythia_data.errors import CacheMismatchError, InputError, OutputError, UsageError
 from pythia_data.format.header import read_index_header, strip_suffix
 from pythia_data.format.npy import npy_header
-from pythia_data.io.atomic import AtomicGroup, AtomicOutput, atomic_write_text, ensure_folder
+from pythia_data.io.atomic import AtomicGroup, AtomicOutput, ensure_folder
 from pythia_data.kernels import order as K
 from pythia_data.order.neox_v1 import num_epochs_for, shuffle_dtype, total_samples_for
 from pythia_data.order.params import OrderParams
@@ -179,7 +181,9 @@ class CacheWriter:
             raise OutputError(f"cannot write {paths['meta']}: {exc.strerror or exc}") from None
 
     def add(self, name: str, chunks, dtype, shape) -> None:
-        out = AtomicOutput(self.paths[name])
+        # never through a symlink: a link planted in the cache folder is replaced, its
+        # target never written
+        out = AtomicOutput(self.paths[name], follow_symlinks=False)
         self._outputs[name] = out
         digest = _write_npy(out, chunks, dtype, shape)
         self.digests[name] = {"dtype": np.dtype(dtype).str, "shape": [int(x) for x in shape],
@@ -187,8 +191,9 @@ class CacheWriter:
 
     def commit(self, meta: dict) -> None:
         AtomicGroup([self._outputs[n] for n in ARRAYS]).commit()
-        atomic_write_text(self.paths["meta"], json.dumps(dict(meta, arrays=self.digests),
-                                                         indent=1) + "\n")
+        text = json.dumps(dict(meta, arrays=self.digests), indent=1) + "\n"
+        with AtomicOutput(self.paths["meta"], follow_symlinks=False) as out:
+            out.write(text.encode("utf-8"))
 
     def abort(self) -> None:
         for out in self._outputs.values():
@@ -252,11 +257,29 @@ def expectations(sizes: np.ndarray, params: OrderParams) -> _Expect:
     )
 
 
+def _regular(path: str) -> os.stat_result | None:
+    """The stat of ``path`` (through a symlink) when it is a regular file; None when it does
+    not exist; CacheMismatchError when it is something else (a link to ``/dev/zero``, a
+    FIFO, a folder), which would read without end or block."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CacheMismatchError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CacheMismatchError(f"{path}: not a regular file")
+    return st
+
+
 def _load_npy(path: str) -> np.ndarray:
+    if _regular(path) is None:
+        raise CacheMismatchError(f"{path}: missing")
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise CacheMismatchError(f"{path}: not a readable .npy file ({exc})") from None
+    except (ValueError, OSError, EOFError, TypeError, pickle.UnpicklingError) as exc:
+        raise CacheMismatchError(
+            f"{path}: not a readable .npy file ({' '.join(str(exc).split())[:200]})") from None
 
 
 def _check_layout(paths: dict, expect: _Expect) -> dict:
@@ -274,16 +297,31 @@ def _check_layout(paths: dict, expect: _Expect) -> dict:
     return arrays
 
 
+#: a sidecar is a few hundred bytes; more is not one of ours
+_META_MAX_BYTES = 1 << 20
+
+
 def _read_meta(path: str) -> dict | None:
+    if _regular(path) is None:
+        return None
     try:
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
+        with open(path, "rb") as f:
+            raw = f.read(_META_MAX_BYTES + 1)
+        if len(raw) > _META_MAX_BYTES:
+            raise ValueError(f"larger than {_META_MAX_BYTES} bytes")
+        meta = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise CacheMismatchError(f"{path}: unreadable sidecar ({exc})") from None
+        raise CacheMismatchError(
+            f"{path}: unreadable sidecar ({' '.join(str(exc).split())[:200]})") from None
+    except RecursionError:
+        raise CacheMismatchError(f"{path}: unreadable sidecar (nested too deeply)") from None
     if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
         raise CacheMismatchError(f"{path}: not a pythia-data index-map sidecar")
+    if not isinstance(meta.get("arrays", {}), dict) or not all(
+            isinstance(v, dict) for v in (meta.get("arrays") or {}).values()):
+        raise CacheMismatchError(f"{path}: not a pythia-data index-map sidecar (bad 'arrays')")
     return meta
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from pythia_data.errors import FormatError, UsageError
-from pythia_data.order.base import Order
+from pythia_data.order.base import BuildReport, Order
 from pythia_data.order.params import OrderParams
 
 __all__ = ["PreshuffledOrder", "is_preshuffled"]
@@ -31,6 +31,7 @@ class PreshuffledOrder(Order):
 
     kind = "preshuffled"
     samples_are_sequences = True
+    report = BuildReport(source="dataset")
 
     def __init__(self, params: OrderParams | None = None, *, cap_iterations: bool = False):
         self.params = params or OrderParams()

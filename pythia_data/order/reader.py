@@ -162,7 +162,7 @@ class BatchReader:
         self.kind = order.kind
         self.num_samples = order.num_samples(ds)
         iterations = self.num_samples // self.batch_size
-        if getattr(order, "cap_iterations", True):
+        if order.cap_iterations:
             iterations = min(iterations, int(order.params.train_iters))
         self.num_iterations = iterations
 

@@ -18,6 +18,7 @@ from pythia_data.dataset.reader import IndexedDataset
 from pythia_data.errors import CacheMismatchError, UsageError
 from pythia_data.kernels import order as K
 from pythia_data.order import cache as C
+from pythia_data.order.base import BuildReport
 from pythia_data.order.mappings import IndexMappings
 from pythia_data.order.neox_v1 import build_arrays, plan, sample_dtype, shuffle, shuffle_dtype
 from pythia_data.order.params import OrderParams
@@ -42,7 +43,7 @@ class TrainingOrder(IndexMappings):
         self.dataset = None  # the IndexedDataset batches are read from (see attach)
         self._data_path = None
         self._reader = None
-        self.cache_note = None  # set when the cache is not next to the data (read-only data)
+        self.notes: tuple[str, ...] = ()  # e.g. where the cache went (read-only data)
 
     # -- construction
     @classmethod
@@ -77,8 +78,13 @@ class TrainingOrder(IndexMappings):
                         f"{os.path.dirname(fallback['meta'])}")
                 paths = fallback
         order = cls._build_paths(sizes, prefix, params, paths, use_cache, write_cache, progress)
-        order.cache_note = note
+        order.notes = (note,) if note else ()
         return order
+
+    @property
+    def report(self) -> BuildReport:
+        """How this order was made: built, or loaded from a checked cache (and where)."""
+        return BuildReport(self.source, dict(self.cache_paths), self.notes)
 
     @staticmethod
     def _complete(paths: dict) -> bool:
@@ -89,7 +95,14 @@ class TrainingOrder(IndexMappings):
                      progress) -> TrainingOrder:
         if paths and use_cache and cls._complete(paths):
             expect = C.expectations(sizes, params)
-            arrays = C.check_cache(paths, sizes, params, expect)
+            try:
+                arrays = C.check_cache(paths, sizes, params, expect)
+            except CacheMismatchError as exc:
+                folder = os.path.dirname(paths["meta"]) or "."
+                raise CacheMismatchError(
+                    f"{exc} -- the cache in {folder} does not fit: rebuild it with "
+                    "'pythia-data order build DATA --force' (same order options) or remove "
+                    "its files") from None
             origin = "cache" if os.path.isfile(paths["meta"]) else "neox-cache"
             return cls(sizes, params, *(arrays[n] for n in C.ARRAYS), expect.num_epochs,
                        expect.tokens_per_epoch, paths, origin)

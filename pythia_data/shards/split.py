@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from pythia_data.errors import InputError, OutputError, UsageError
+from pythia_data.errors import InputError, OutputError, OutputExistsError, UsageError
 from pythia_data.format.header import expected_bin_bytes
 from pythia_data.format.shardset import DEFAULT_SHARD_SIZE, shard_name
 from pythia_data.integrity.hashing import hash_file
@@ -69,7 +69,7 @@ def _state_path(out_dir: Path, base: str) -> Path:
 def _load_state(path: Path, want: dict) -> dict[int, dict]:
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     if not isinstance(state, dict) or any(state.get(k) != v for k, v in want.items()):
         return {}
@@ -163,7 +163,7 @@ def shard(
     if not overwrite:
         for i, p in enumerate(paths):
             if p.exists() and not (i in done and done[i]["at"] == p.name):
-                raise OutputError(f"{p} already exists (remove it or pass --force)")
+                raise OutputExistsError(p)
     need = total - sum(sizes[i] for i in done)
     try:
         free = shutil.disk_usage(out_dir).free

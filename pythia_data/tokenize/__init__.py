@@ -14,13 +14,26 @@ from __future__ import annotations
 
 import importlib
 import warnings
+from typing import TYPE_CHECKING
 
 from pythia_data.errors import UsageError
-from pythia_data.tokenize.base import Tokenizer
 from pythia_data.tokenize.registry import BACKENDS
 from pythia_data.tokenize.spec import TokenizerConfig, read_config
 
+if TYPE_CHECKING:
+    from pythia_data.tokenize.base import Tokenizer
+
 __all__ = ["Tokenizer", "TokenizerConfig", "load_tokenizer", "BACKENDS", "backend_class"]
+
+
+def __getattr__(name: str):
+    # Tokenizer (numpy) on first use, so that importing pythia_data.tokenize.registry (the
+    # CLI's choices) stays light: `checksum` must start without numpy or numba
+    if name == "Tokenizer":
+        from pythia_data.tokenize.base import Tokenizer
+
+        return Tokenizer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def backend_class(name: str):
@@ -41,13 +54,18 @@ def load_tokenizer(spec=None, backend: str = "cpu", **options) -> Tokenizer:
     Options: ``errors`` ("strict" | "replace", see :mod:`pythia_data.tokenize.base`),
     ``workers`` (cpu backend: threads per call, default min(os.cpu_count(), 8)),
     ``batch_bytes`` / ``batch_docs`` (cuda backend: device batch size).
-    A ``tokenizer.json`` the cpu engine does not support (other normalizers, pre-tokenizers
-    or BPE options) falls back to the ``hf`` backend with a warning.
+    The file is compiled once into its stages (:mod:`pythia_data.tokenize.model`); one the
+    engine does not run exactly (another normalizer, pre-tokenizer, model type or BPE option,
+    see docs/tokenize.md) falls back to the ``hf`` backend with a warning.
     """
     cls = backend_class(backend)
     config = read_config(spec)
-    unsupported = getattr(cls, "unsupported_reason", None)
-    reason = unsupported(config) if unsupported is not None else None
+    if cls.unsupported_reason is None:  # takes any tokenizer.json as it is (hf)
+        return cls(config, **options)
+    from pythia_data.tokenize.model import compile_model
+
+    model = compile_model(config)
+    reason = cls.unsupported_reason(model)
     if reason is not None:
         from pythia_data.tokenize.hf import HFTokenizer, hf_available
 
@@ -62,4 +80,4 @@ def load_tokenizer(spec=None, backend: str = "cpu", **options) -> Tokenizer:
             stacklevel=2,
         )
         return HFTokenizer(config, **options)
-    return cls(config, **options)
+    return cls(model, **options)

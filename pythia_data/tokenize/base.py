@@ -23,10 +23,10 @@ import numpy as np
 
 from pythia_data.dataset import best_dtype
 from pythia_data.errors import InputError, UsageError
+from pythia_data.tokenize.registry import ERRORS_POLICIES
 
 __all__ = ["Tokenizer", "encode_utf8", "ERRORS_POLICIES"]
 
-ERRORS_POLICIES = ("strict", "replace")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -42,6 +42,8 @@ def clean_text(text: str, index: int | str, errors: str) -> str:
     ``index`` names the document in the error: its position in a batch, or a ``file:line``
     string."""
     where = f"document {index}" if isinstance(index, int) else str(index)
+    if isinstance(text, bytearray):  # valid UTF-8 from the reader of long JSON lines
+        return text.decode("utf-8")
     if not isinstance(text, str):
         raise UsageError(f"{where} is a {type(text).__name__}, not a str")
     try:
@@ -58,9 +60,14 @@ def clean_text(text: str, index: int | str, errors: str) -> str:
 
 
 def encode_utf8(texts: Sequence[str], errors: str = "strict") -> tuple[bytes, np.ndarray]:
-    """All documents' UTF-8 bytes concatenated, and int64 byte offsets (length n+1)."""
+    """All documents' UTF-8 bytes concatenated (one document's own buffer when there is
+    one), and int64 byte offsets (length n+1). A ``bytearray`` document is taken as the
+    valid UTF-8 it must be (the pipeline's reader of long JSON lines makes them)."""
     parts = []
     for i, text in enumerate(texts):
+        if isinstance(text, bytearray):
+            parts.append(text)
+            continue
         if not isinstance(text, str):
             raise UsageError(f"document {i} is a {type(text).__name__}, not a str")
         try:
@@ -71,6 +78,8 @@ def encode_utf8(texts: Sequence[str], errors: str = "strict") -> tuple[bytes, np
     if parts:
         np.cumsum(np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts)),
                   out=offsets[1:])
+    if len(parts) == 1:
+        return parts[0], offsets
     return b"".join(parts), offsets
 
 
@@ -87,6 +96,12 @@ class Tokenizer(abc.ABC):
     backend: str
     vocab_size: int
     _eod_id: int | None
+
+    #: Backends that execute the compiled model (cpu, cuda) define a classmethod
+    #: ``unsupported_reason(model) -> str | None``: why they cannot run a tokenizer exactly
+    #: (:func:`pythia_data.tokenize.load_tokenizer` then falls back to ``hf``). None: the
+    #: backend takes any tokenizer.json as it is (hf), and gets the config itself.
+    unsupported_reason = None
 
     @property
     def eod_id(self) -> int:

@@ -24,307 +24,69 @@ import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
-from pythia_data.errors import FormatError, UsageError
+from pythia_data.errors import UsageError
 from pythia_data.kernels.bpe import (
     MAX_CACHED_KEY,
-    build_merge_table,
-    cache_seed_kernel,
+    SCRATCH,
+    cache_seed,
     decode_bytes_kernel,
     encode_kernel,
-    unreached_kernel,
 )
-from pythia_data.kernels.pretokenize import nfc_utf8_kernel
 from pythia_data.tokenize.base import Tokenizer, _check_errors, as_id_list, encode_utf8
-from pythia_data.tokenize.families import recognise
+from pythia_data.tokenize.families import Family, kernel_family
+from pythia_data.tokenize.model import (
+    GPT2_FAMILY,
+    N_CP,
+    EngineTables,
+    TokenizerModel,
+    UnicodeTables,
+    as_model,
+    build_trie,
+    bytes_to_unicode,
+    nfc_bytes,
+    unicode_tables,
+)
 from pythia_data.tokenize.spec import TokenizerConfig
 
-__all__ = ["CpuTokenizer", "EngineTables", "unicode_tables", "bytes_to_unicode", "nfc_bytes"]
+__all__ = ["CpuTokenizer", "EngineTables", "UnicodeTables", "unicode_tables",
+           "bytes_to_unicode", "nfc_bytes", "build_trie", "N_CP", "as_model"]
 
-_TABLES = Path(__file__).resolve().parent.parent / "data" / "unicode_tables.npz"
-N_CP = 0x110000
 _PARALLEL_MIN_BYTES = 1 << 18
-_UTF8_BYTES = [b for b in range(256) if b not in (0xC0, 0xC1) and b < 0xF5]
-
-
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte -> printable character map."""
-    keep = list(range(ord("!"), ord("~") + 1))
-    keep += list(range(ord("\xa1"), ord("\xac") + 1)) + list(range(ord("\xae"), ord("\xff") + 1))
-    table = {b: chr(b) for b in keep}
-    extra = 0
-    for b in range(256):
-        if b not in table:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return table
-
-
-def _pow2_at_least(n: int) -> int:
-    size = 1
-    while size < n:
-        size <<= 1
-    return size
-
-
-@dataclass(frozen=True)
-class UnicodeTables:
-    cls: np.ndarray
-    ccc: np.ndarray
-    nfc_flag: np.ndarray
-    dec_index: np.ndarray
-    dec_off: np.ndarray
-    dec_data: np.ndarray
-    comp_keys: np.ndarray
-    comp_vals: np.ndarray
-    meta: str
-
-    def nfc_args(self):
-        return (self.ccc, self.nfc_flag, self.dec_index, self.dec_off, self.dec_data,
-                self.comp_keys, self.comp_vals)
-
-
-@lru_cache(maxsize=1)
-def unicode_tables(path: str | None = None) -> UnicodeTables:
-    """The shipped code point tables, expanded to flat lookup arrays."""
-    try:
-        with np.load(path or _TABLES) as z:
-            raw = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise FormatError(f"{path or _TABLES}: cannot read unicode tables ({exc})") from None
-    cls = raw["cls"].astype(np.uint8)
-    ccc = raw["ccc"].astype(np.uint8)
-    dcp = raw["decomp_cp"].astype(np.int64)
-    doff = raw["decomp_off"].astype(np.int64)
-    ddata = raw["decomp_data"].astype(np.int32)
-    if cls.shape != (N_CP,) or ccc.shape != (N_CP,) or doff.size != dcp.size + 1:
-        raise FormatError("unicode tables have the wrong shape")
-    dec_index = np.full(N_CP, -1, dtype=np.int32)
-    dec_index[dcp] = np.arange(dcp.size, dtype=np.int32)
-    first = raw["comp_first"].astype(np.int64)
-    second = raw["comp_second"].astype(np.int64)
-    result = raw["comp_result"].astype(np.int32)
-    # the kernels size their scratch for <= 4 code points and <= 4 UTF-8 bytes per input one
-    lens = np.diff(doff)
-    if lens.size and lens.max() > 4:
-        raise FormatError("unicode tables: a decomposition longer than 4 code points")
-    nfc_flag = np.zeros(N_CP, dtype=np.uint8)
-    nfc_flag[dcp] = 1
-    nfc_flag[ccc > 0] = 1
-    nfc_flag[second] = 1
-    if nfc_flag[:128].any():  # the encoder skips ASCII when looking for NFC work
-        raise FormatError("unicode tables: NFC would touch an ASCII character")
-    size = _pow2_at_least(4 * max(1, first.size))
-    comp_keys = np.full(size, -1, dtype=np.int64)
-    comp_vals = np.full(size, -1, dtype=np.int32)
-    keys = (first << 21) | second
-    mask = size - 1
-    for key, val in zip(keys.tolist(), result.tolist()):
-        h = (key * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
-        slot = (h ^ (h >> 29)) & mask
-        while comp_keys[slot] != -1:
-            slot = (slot + 1) & mask
-        comp_keys[slot] = key
-        comp_vals[slot] = val
-    return UnicodeTables(cls, ccc, nfc_flag, dec_index, doff, ddata, comp_keys, comp_vals,
-                         str(raw.get("meta", "")))
-
-
-def nfc_bytes(texts: Sequence[str]) -> list[str]:
-    """NFC of each text with the engine's (HF-probed) tables (for tests and tools)."""
-    data, offsets = encode_utf8(texts)
-    arr = np.frombuffer(data, dtype=np.uint8)
-    out = np.empty(4 * arr.size + 16, dtype=np.uint8)
-    out_off = np.zeros(offsets.size, dtype=np.int64)
-    nfc_utf8_kernel(arr, offsets, *unicode_tables().nfc_args(), out, out_off)
-    return [bytes(out[out_off[i]:out_off[i + 1]]).decode("utf-8")
-            for i in range(len(texts))]
-
-
-def _build_trie(entries: list[tuple[bytes, int]]) -> tuple[np.ndarray, np.ndarray]:
-    nodes: list[dict[int, int]] = [{}]
-    toks = [-1]
-    for content, tid in entries:
-        node = 0
-        for b in content:
-            nxt = nodes[node].get(b)
-            if nxt is None:
-                nxt = len(nodes)
-                nodes[node][b] = nxt
-                nodes.append({})
-                toks.append(-1)
-            node = nxt
-        if toks[node] < 0:  # first entry wins for duplicate contents
-            toks[node] = tid
-    nxt_arr = np.full(len(nodes) * 256, -1, dtype=np.int32)
-    for i, edges in enumerate(nodes):
-        for b, j in edges.items():
-            nxt_arr[i * 256 + b] = j
-    return nxt_arr, np.array(toks, dtype=np.int32)
-
-
-def _merge_pair(merge) -> tuple[str, str]:
-    if isinstance(merge, str):
-        left, sep, right = merge.partition(" ")
-        if not sep:
-            raise FormatError(f"bad merge {merge!r}")
-        return left, right
-    if isinstance(merge, list | tuple) and len(merge) == 2:
-        return merge[0], merge[1]
-    raise FormatError(f"bad merge {merge!r}")
-
-
-@dataclass
-class EngineTables:
-    """Everything the kernels read, as plain numpy arrays (numba.cuda can take them too)."""
-
-    byte_id: np.ndarray  # int32[256]
-    merge_keys: np.ndarray  # int64, (left << 32 | right), -1 empty
-    merge_rank: np.ndarray  # int32
-    merge_new: np.ndarray  # int32
-    strie_next: np.ndarray  # raw-text added tokens (special)
-    strie_tok: np.ndarray
-    ntrie_next: np.ndarray  # normalized added tokens
-    ntrie_tok: np.ndarray
-    tok_off: np.ndarray  # int64[vocab+1] decode byte strings
-    tok_bytes: np.ndarray  # uint8
-    vocab_size: int
-
-    @classmethod
-    def from_config(cls, config: TokenizerConfig, normalize) -> EngineTables:
-        model = config.model
-        vocab: dict[str, int] = model.get("vocab") or {}
-        b2u = bytes_to_unicode()
-        u2b = {u: b for b, u in b2u.items()}
-        # bytes that never occur in UTF-8 (C0, C1, F5..FF) may be missing: -1
-        byte_id = np.array([vocab.get(b2u[b], -1) for b in range(256)], dtype=np.int32)
-        if any(byte_id[b] < 0 for b in _UTF8_BYTES):
-            raise FormatError(f"{config.name}: vocabulary lacks a byte token")
-        merges = model.get("merges") or []
-        left = np.empty(len(merges), dtype=np.int64)
-        right = np.empty(len(merges), dtype=np.int64)
-        new = np.empty(len(merges), dtype=np.int64)
-        for i, merge in enumerate(merges):
-            a, b = _merge_pair(merge)
-            try:
-                left[i], right[i], new[i] = vocab[a], vocab[b], vocab[a + b]
-            except KeyError:
-                raise FormatError(f"{config.name}: merge {i} ({a!r} {b!r}) is not in the "
-                                  "vocabulary") from None
-        size = _pow2_at_least(2 * max(1, len(merges)) + 1)
-        mk, mr, mn = build_merge_table(left, right, np.arange(len(merges), dtype=np.int64),
-                                       new, size)
-        raw_entries, norm_entries = [], []
-        for tok in config.added_tokens:
-            content = tok["content"]
-            if not content:
-                continue
-            if tok.get("normalized", not tok.get("special", False)):
-                norm_entries.append((normalize(content).encode("utf-8"), int(tok["id"])))
-            else:
-                raw_entries.append((content.encode("utf-8"), int(tok["id"])))
-        strie_next, strie_tok = _build_trie(raw_entries)
-        ntrie_next, ntrie_tok = _build_trie(norm_entries)
-        vocab_size = config.vocab_size
-        pieces = [b""] * vocab_size
-        texts: dict[int, str] = {i: t for t, i in vocab.items()}
-        texts.update({int(t["id"]): t["content"] for t in config.added_tokens})
-        for i, text in texts.items():
-            if all(ch in u2b for ch in text):
-                pieces[i] = bytes(u2b[ch] for ch in text)
-            else:  # what HF's ByteLevel decoder does with characters outside the map
-                pieces[i] = text.encode("utf-8")
-        tok_off = np.zeros(vocab_size + 1, dtype=np.int64)
-        np.cumsum([len(p) for p in pieces], out=tok_off[1:])
-        tok_bytes = np.frombuffer(b"".join(pieces), dtype=np.uint8).copy()
-        return cls(byte_id, mk, mr, mn, strie_next, strie_tok, ntrie_next, ntrie_tok,
-                   tok_off, tok_bytes, vocab_size)
-
-
-def ignore_merges_unreached(config: TokenizerConfig) -> list[tuple[bytes, int]]:
-    """The vocabulary entries (bytes, id) of 2+ bytes that BPE does not turn into exactly
-    themselves: the only pre-tokens for which BPE's ``ignore_merges`` changes ids.
-
-    ``ignore_merges`` (Llama 3 sets it) returns a pre-token that is itself a vocabulary
-    entry as that entry, skipping the merges. Vocabularies converted from tiktoken ranks with
-    one merge per token have none; Llama 3's file (several merges per token) has a few
-    hundred. The engine seeds each worker's pre-token cache with them, so a pre-token equal
-    to one of them gets its id without BPE. Measured once per config object (about 1 s for a
-    128k vocabulary)."""
-    cached = config.__dict__.get("_ignore_merges_unreached")
-    if cached is not None:
-        return cached
-    vocab: dict[str, int] = config.model.get("vocab") or {}
-    u2b = {u: b for b, u in bytes_to_unicode().items()}
-    # Without a normalizer no pre-token can equal an added token's content (those are split
-    # out of the text first), so such vocabulary entries cannot be reached either way.
-    # (NFC could make one: U+212A KELVIN SIGN normalizes to "K".)
-    skip = set()
-    if _normalizer(config.raw.get("normalizer")) == "none":
-        skip = {t["content"].encode("utf-8") for t in config.added_tokens if t.get("content")}
-    pieces, ids = [], []
-    for text, tid in vocab.items():
-        if len(text) > 1 and all(ch in u2b for ch in text):
-            piece = bytes(u2b[ch] for ch in text)
-            if piece not in skip:
-                pieces.append(piece)
-                ids.append(int(tid))
-    tables = EngineTables.from_config(config, lambda s: s)
-    off = np.zeros(len(pieces) + 1, dtype=np.int64)
-    np.cumsum([len(p) for p in pieces], out=off[1:])
-    data = np.frombuffer(b"".join(pieces), dtype=np.uint8)
-    flags = np.zeros(len(pieces), dtype=np.uint8)
-    unreached_kernel(data, off, np.array(ids, dtype=np.int64), tables.byte_id,
-                     tables.merge_keys, tables.merge_rank, tables.merge_new, flags)
-    out = [(pieces[i], ids[i]) for i in np.nonzero(flags)[0].tolist()]
-    config.__dict__["_ignore_merges_unreached"] = out
-    return out
-
-
-def _normalizer(norm) -> str | None:
-    """``"NFC"`` or ``"none"`` for the normalizers the engine runs (none, NFC, and a
-    ``Sequence`` of zero or one of them), else None."""
-    if norm is None:
-        return "none"
-    if not isinstance(norm, dict):
-        return None
-    if norm.get("type") == "NFC":
-        return "NFC"
-    if norm.get("type") == "Sequence":
-        inner = norm.get("normalizers")
-        if inner == []:
-            return "none"
-        if isinstance(inner, list) and len(inner) == 1:
-            return _normalizer(inner[0]) if inner[0] is not None else None
-    return None
 
 
 class _Cache:
-    """One worker's pre-token cache (see :mod:`pythia_data.kernels.bpe`). ``seed``:
-    (keys, key offsets, ids) of entries that are always there (re-inserted after a clear)."""
+    """One worker's pre-token cache (see :mod:`pythia_data.kernels.bpe`), seeded at creation
+    and after every clear: ``required`` (keys, key offsets, ids: ignore_merges words BPE
+    would split; must fit) then as much of ``optional`` (other known words, in order) as an
+    eighth of the slots holds. (Seeding every one-token vocabulary word was tried: on the
+    benchmark corpus it removed 1.5 % of first-pass misses and cost 0.24 s of start-up.)"""
 
-    def __init__(self, slots: int = 1 << 20, seed=None):
-        self.seed = seed
+    def __init__(self, slots: int = 1 << 20, required=None, optional=None):
         entries = slots // 2
         self.slots = np.full(slots, -1, dtype=np.int64)
         self.rec = np.zeros(4 * entries, dtype=np.int64)
         self.keys = np.zeros(entries * 16, dtype=np.uint8)
         self.vals = np.zeros(entries * 4, dtype=np.int32)
         self.state = np.zeros(6, dtype=np.int64)
+        self.required = required
+        if optional is not None:
+            keys, offs, ids = optional
+            n = min(ids.size, slots // 8)
+            optional = (keys[:offs[n]], offs[:n + 1], ids[:n])
+        self.optional = optional
         self.hits = 0
         self.misses = 0
-        self._seed()
+        self._reseed()
 
-    def _seed(self):
-        if self.seed is not None and self.seed[2].size:
-            done = cache_seed_kernel(*self.seed, *self.args()[:4], self.state)
-            if done != self.seed[2].size:  # the sizes below make this impossible
-                raise UsageError("pre-token cache too small for the ignore_merges entries")
+    def _reseed(self):
+        if self.required is not None and not cache_seed(*self.required, *self.args()):
+            raise UsageError("cache_slots is too small for this tokenizer's ignore_merges "
+                             "words")
+        if self.optional is not None:
+            cache_seed(*self.optional, *self.args())
 
     def args(self):
         return self.slots, self.rec, self.keys, self.vals, self.state
@@ -343,52 +105,42 @@ class _Cache:
     def clear(self):
         self.slots.fill(-1)
         self.state[:] = 0
-        self._seed()
+        self._reseed()
+
+
+def _seed_arrays(words: list[tuple[bytes, int]]):
+    if not words:
+        return None
+    keys = np.frombuffer(b"".join(w for w, _ in words), dtype=np.uint8).copy()
+    offs = np.zeros(len(words) + 1, dtype=np.int64)
+    np.cumsum([len(w) for w, _ in words], out=offs[1:])
+    ids = np.array([i for _, i in words], dtype=np.int32)
+    return keys, offs, ids
 
 
 class CpuTokenizer(Tokenizer):
     backend = "cpu"
+    #: the pre-tokenizer families this engine's kernels run
+    families = (GPT2_FAMILY, Family.CL100K, Family.O200K, Family.QWEN2, Family.DEEPSEEK_V3)
 
-    @staticmethod
-    def unsupported_reason(config: TokenizerConfig) -> str | None:
-        """Why the engine cannot run ``config`` exactly, or None."""
-        raw, model = config.raw, config.model
-        if model.get("type") != "BPE":
-            return f"model type {model.get('type')!r}"
-        for key in ("dropout", "continuing_subword_prefix", "end_of_word_suffix"):
-            if model.get(key):
-                return f"BPE option {key}"
-        if model.get("byte_fallback"):
-            return "BPE option byte_fallback"
-        norm = raw.get("normalizer")
-        if _normalizer(norm) is None:
-            kind = norm.get("type") if isinstance(norm, dict) else type(norm).__name__
-            return f"normalizer {kind!r}"
-        family = recognise(raw.get("pre_tokenizer"))
-        if isinstance(family, str):
-            return family
-        dec = raw.get("decoder")
-        if dec is not None and dec.get("type") != "ByteLevel":
-            return f"decoder {dec.get('type')!r}"
-        for tok in config.added_tokens:
-            if tok.get("lstrip") or tok.get("rstrip") or tok.get("single_word"):
-                return "added tokens with lstrip/rstrip/single_word"
-        vocab = model.get("vocab") or {}
-        b2u = bytes_to_unicode()
-        if not isinstance(vocab, dict) or any(b2u[b] not in vocab for b in _UTF8_BYTES):
-            return "vocabulary without all 256 byte tokens"
-        if model.get("ignore_merges"):
-            unreached = ignore_merges_unreached(config)
-            if any(len(key) > MAX_CACHED_KEY for key, _id in unreached):
-                return (f"BPE option ignore_merges with a vocabulary entry of more than "
-                        f"{MAX_CACHED_KEY} bytes that BPE does not reach")
-        return None
+    @classmethod
+    def unsupported_reason(cls, spec: TokenizerConfig | TokenizerModel) -> str | None:
+        """Why the engine cannot run ``spec`` exactly, or None."""
+        model = as_model(spec)
+        reason = model.refusal(cls.families)
+        if reason is None and model.whole_words:
+            long = [w for w, _ in model.tables.whole_words if len(w) > MAX_CACHED_KEY]
+            if long:
+                return (f"ignore_merges with {len(long)} vocabulary tokens longer than "
+                        f"{MAX_CACHED_KEY} bytes that BPE would split")
+        return reason
 
-    def __init__(self, config: TokenizerConfig, *, errors: str = "strict",
+    def __init__(self, spec: TokenizerConfig | TokenizerModel, *, errors: str = "strict",
                  workers: int | None = None, cache_slots: int = 1 << 20):
-        reason = self.unsupported_reason(config)
+        model = as_model(spec)
+        reason = self.unsupported_reason(model)
         if reason is not None:
-            raise UsageError(f"{config.name}: the cpu backend does not support {reason}")
+            raise UsageError(f"{model.name}: the cpu backend does not support {reason}")
         self.errors = _check_errors(errors)
         if workers is None:
             workers = min(os.cpu_count() or 1, 8)
@@ -397,37 +149,24 @@ class CpuTokenizer(Tokenizer):
         if cache_slots < 1024 or cache_slots & (cache_slots - 1):
             raise UsageError("cache_slots must be a power of two >= 1024")
         self.workers = workers
-        self.name = config.name
-        self.config = config
+        self.model = model
+        self.name = model.name
+        self.config = model.config
         self.unicode = unicode_tables()
-        do_nfc = _normalizer(config.raw.get("normalizer")) == "NFC"
-        self.family = recognise(config.raw.get("pre_tokenizer"))
-        if do_nfc:
-            self.unicode_eff = self.unicode
-        else:  # no normalizer: NFC tables that never fire
-            u = self.unicode
-            self.unicode_eff = UnicodeTables(u.cls, u.ccc, np.zeros_like(u.nfc_flag),
-                                             u.dec_index, u.dec_off, u.dec_data, u.comp_keys,
-                                             u.comp_vals, u.meta)
-        normalize = (lambda s: nfc_bytes([s])[0]) if do_nfc else (lambda s: s)
-        self.tables = EngineTables.from_config(config, normalize)
-        self.vocab_size = self.tables.vocab_size
-        self._eod_id = config.eod_id
-        self._seed = None
-        if config.model.get("ignore_merges"):
-            unreached = ignore_merges_unreached(config)
-            keys = b"".join(k for k, _ in unreached)
-            off = np.zeros(len(unreached) + 1, dtype=np.int64)
-            np.cumsum([len(k) for k, _ in unreached], out=off[1:])
-            self._seed = (np.frombuffer(keys, dtype=np.uint8).copy() if keys else
-                          np.zeros(1, np.uint8), off,
-                          np.array([i for _, i in unreached], dtype=np.int32))
-            # room for the seeds plus ordinary entries (keys up to 128 bytes each)
-            cache_slots = max(cache_slots, _pow2_at_least(64 * len(unreached) + 1024))
+        do_nfc = model.normalizer.family == "nfc"
+        self.unicode_eff = self.unicode if do_nfc else self.unicode.without_nfc()
+        self.tables = model.tables
+        #: the kernels' pre-tokenizer id (0: GPT-2's regex; else a Split family's id)
+        self.family = kernel_family(model.pre_tokenizer.family)
+        self.vocab_size = model.vocab_size
+        self._eod_id = model.eod_id
         self._cache_slots = cache_slots
+        self._seed = _seed_arrays(self.tables.whole_words)
         self._caches: list[_Cache] = []
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        if self._seed is not None:
+            self._cache(0)  # a cache too small for the seed fails here, not mid-run
 
     # ------------------------------------------------------------------ encode
 
@@ -435,7 +174,6 @@ class CpuTokenizer(Tokenizer):
         while len(self._caches) <= i:
             self._caches.append(_Cache(self._cache_slots, self._seed))
         return self._caches[i]
-
     def _run(self, data: np.ndarray, offsets: np.ndarray, d0: int, d1: int, cache: _Cache):
         t, u = self.tables, self.unicode_eff
         cap = max(1024, int(offsets[d1] - offsets[d0]) // 2 + 64)
@@ -450,12 +188,13 @@ class CpuTokenizer(Tokenizer):
                 t.strie_next, t.strie_tok, t.ntrie_next, t.ntrie_tok,
                 t.byte_id, t.merge_keys, t.merge_rank, t.merge_new,
                 *cache.args(),
-                out, out_offsets[d - d0:], w, int(self.family),
+                out, out_offsets[d - d0:], w, self.family,
             )
             cache.after_call()
             if status == 0:
                 return out[:w], out_offsets
-            need = w + 4 * int(offsets[d + 1] - offsets[d]) + 16
+            # the kernel asks for room for one part of a document (<= SCRATCH bytes) at a time
+            need = w + 4 * min(int(offsets[d + 1] - offsets[d]), SCRATCH) + 16
             grown = np.empty(max(2 * out.size, need), dtype=np.int32)
             grown[:w] = out[:w]
             out = grown
@@ -489,6 +228,9 @@ class CpuTokenizer(Tokenizer):
 
     def decode(self, ids) -> str:
         arr = as_id_list(ids)
+        if self.model.decoder.family == "join":  # no decoder: HF joins the token strings
+            texts = (self.model.token_text(int(i)) for i in arr.tolist())
+            return " ".join(t for t in texts if t is not None)
         t = self.tables
         valid = arr[arr < self.vocab_size]
         total = int((t.tok_off[valid + 1] - t.tok_off[valid]).sum())

@@ -39,14 +39,8 @@ import numpy as np
 
 from pythia_data.errors import InputError, UsageError
 from pythia_data.tokenize.base import Tokenizer, _check_errors, clean_text
-from pythia_data.tokenize.cpu import (
-    N_CP,
-    CpuTokenizer,
-    _build_trie,
-    ignore_merges_unreached,
-    nfc_bytes,
-)
-from pythia_data.tokenize.families import Family
+from pythia_data.tokenize.cpu import CpuTokenizer
+from pythia_data.tokenize.model import N_CP, TokenizerModel, as_model, build_trie, nfc_bytes
 from pythia_data.tokenize.spec import TokenizerConfig
 
 __all__ = ["CudaTokenizer", "cuda_status", "route_table"]
@@ -222,19 +216,19 @@ def _check_utf8(buf: np.ndarray, offs: np.ndarray) -> None:
 
 class CudaTokenizer(Tokenizer):
     backend = "cuda"
+    families = CpuTokenizer.families
 
-
-    @staticmethod
-    def unsupported_reason(config: TokenizerConfig) -> str | None:
-        reason = CpuTokenizer.unsupported_reason(config)
-        if reason is None and config.model.get("ignore_merges"):
-            unreached = ignore_merges_unreached(config)
-            if unreached:  # the device runs BPE on every pre-token (no pre-token cache)
-                return (f"BPE option ignore_merges ({len(unreached)} vocabulary entries "
-                        "that BPE does not reach; the cpu backend runs it)")
+    @classmethod
+    def unsupported_reason(cls, spec: TokenizerConfig | TokenizerModel) -> str | None:
+        """Why the device kernels cannot run ``spec`` exactly, or None."""
+        model = as_model(spec)
+        reason = model.refusal(cls.families)
+        if reason is None and model.whole_words and model.tables.whole_words:
+            reason = (f"ignore_merges ({len(model.tables.whole_words)} vocabulary tokens "
+                      "BPE would split; the device BPE has no pre-token cache)")
         return reason
 
-    def __init__(self, config: TokenizerConfig, *, errors: str = "strict",
+    def __init__(self, spec: TokenizerConfig | TokenizerModel, *, errors: str = "strict",
                  workers: int | None = None, batch_bytes: int = 32 << 20,
                  batch_docs: int | None = None, long_piece: int = 256, **options):
         unknown = set(options) - {"cache_slots"}
@@ -257,14 +251,20 @@ class CudaTokenizer(Tokenizer):
         from pythia_data.kernels import cuda_bpe, cuda_pretokenize, cuda_pretokenize_split
 
         self._cuda, self._kp, self._kbpe = cuda, cuda_pretokenize, cuda_bpe
-        self._ksplit = cuda_pretokenize_split
         self.simulator = simulator
         self.errors = _check_errors(errors)
-        self.cpu = CpuTokenizer(config, errors=errors, workers=workers, **options)
-        self.name = config.name
-        self.config = config
+        model = as_model(spec)
+        reason = self.unsupported_reason(model)
+        if reason is not None:
+            raise UsageError(f"{model.name}: the cuda backend does not support {reason}")
+        self.cpu = CpuTokenizer(model, errors=errors, workers=workers, **options)
+        self._ksplit = cuda_pretokenize_split
+        self.family = self.cpu.family  # 0: GPT-2's regex kernels; else the sync-point kernel
+        self.model = model
+        self.name = model.name
+        self.config = model.config
         self.vocab_size = self.cpu.vocab_size
-        self._eod_id = config.eod_id
+        self._eod_id = model.eod_id
         self.batch_bytes = batch_bytes
         self.batch_docs = batch_docs
         self._launch = _Launch(simulator)
@@ -272,27 +272,22 @@ class CudaTokenizer(Tokenizer):
         self._ws: list[_Workspace] = []
         self.stats: dict = {}  # of the last call: docs, routed (to the cpu engine), batches
         t = self.cpu.tables
-        self.family = Family(self.cpu.family)
-        # normalized added tokens: runs of spaces on the device (GPT-2 family), the others
-        # route documents to the cpu engine
+        # normalized added tokens: runs of spaces on the device, the others route documents
         space_tok = np.full(1, -1, dtype=np.int32)
         others = []
-        for tok in config.added_tokens:
-            content = tok["content"]
-            if not content or not tok.get("normalized", not tok.get("special", False)):
+        for tok in model.added:  # HF's ids and matching order, normalized contents
+            if not tok.normalized:
                 continue
-            if set(content) == {" "} and self.family == Family.GPT2:
-                if len(content) >= space_tok.size:
+            if set(tok.match) == {0x20} and self.family == 0:
+                if len(tok.match) >= space_tok.size:
                     space_tok = np.concatenate(
-                        [space_tok, np.full(len(content) + 1 - space_tok.size, -1, np.int32)])
-                if space_tok[len(content)] < 0:  # the first of duplicates wins (cpu trie)
-                    space_tok[len(content)] = int(tok["id"])
+                        [space_tok, np.full(len(tok.match) + 1 - space_tok.size, -1, np.int32)])
+                if space_tok[len(tok.match)] < 0:  # the first of duplicates wins (cpu trie)
+                    space_tok[len(tok.match)] = tok.id
             else:
-                others.append((nfc_bytes([content])[0].encode("utf-8")
-                               if self.cpu.unicode_eff.nfc_flag.any() else
-                               content.encode("utf-8"), int(tok["id"])))
+                others.append((tok.match, tok.id))
         self.max_space = int(space_tok.size - 1)
-        otrie_next, otrie_tok = _build_trie(others)
+        otrie_next, otrie_tok = build_trie(others)
         size = 1
         while size < 2 * max(1, int((t.merge_keys != -1).sum())) + 1:
             size <<= 1
@@ -302,8 +297,7 @@ class CudaTokenizer(Tokenizer):
         to = cuda.to_device
         self._d = {
             # GPT-2's boundary kernels compare class bytes: only its three class bits
-            "cls": to(self.cpu.unicode.cls & 7 if self.family == Family.GPT2 else
-                      self.cpu.unicode.cls),
+            "cls": to(self.cpu.unicode.cls & 7 if self.family == 0 else self.cpu.unicode.cls),
             "route_cp": to(self.route_cp),
             "strie_next": to(t.strie_next), "strie_tok": to(t.strie_tok),
             "otrie_next": to(otrie_next), "otrie_tok": to(otrie_tok),
@@ -349,15 +343,15 @@ class CudaTokenizer(Tokenizer):
         kp.classify_kernel[L(n), tpb, s](
             ws.data, n, ws.offsets, n_docs, d["cls"], d["route_cp"], d["strie_next"],
             d["strie_tok"], d["otrie_next"], d["otrie_tok"], ws.kb, ws.doc_route)
-        if self.family == Family.GPT2:
+        if self.family == 0:  # GPT-2's regex
             kp.wsrun_kernel[L(n), tpb, s](ws.data, n, ws.kb, ws.docstart, d["space_tok"],
                                           self.max_space, ws.flag, ws.kind, ws.tokid)
             kp.boundary_kernel[L(n), tpb, s](ws.data, n, ws.kb, ws.docstart, ws.kind,
                                              ws.flag)
-        else:
+        else:  # a Split family: one thread per sync point
             self._ksplit.split_boundary_kernel[L(n), tpb, s](
-                ws.data, n, ws.offsets, n_docs, ws.kb, ws.docstart, d["cls"],
-                int(self.family), ws.flag)
+                ws.data, n, ws.offsets, n_docs, ws.kb, ws.docstart, d["cls"], self.family,
+                ws.flag)
         self._scan(ws, ws.flag, ws.pidx, n)
         kb.compact_kernel[L(n), tpb, s](ws.flag, ws.pidx, n, ws.pstart)
         kb.dedupe_kernel[L(n), tpb, s](ws.data, n, ws.kind, ws.pidx, ws.pstart, table, ws.rep)
@@ -403,7 +397,7 @@ class CudaTokenizer(Tokenizer):
         d0 = 0
         for i, text in enumerate(texts):
             try:
-                raw = text.encode("utf-8")
+                raw = text if isinstance(text, bytearray) else text.encode("utf-8")
             except UnicodeEncodeError:
                 raw = clean_text(text, i, self.errors).encode("utf-8")
             except AttributeError:

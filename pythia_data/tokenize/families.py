@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-__all__ = ["Family", "PATTERNS", "recognise"]
+__all__ = ["Family", "PATTERNS", "recognise", "kernel_family"]
 
 
 class Family(IntEnum):
@@ -39,6 +39,9 @@ class Family(IntEnum):
     O200K = 2
     QWEN2 = 3
     DEEPSEEK_V3 = 4
+
+    def __str__(self) -> str:
+        return self.name.lower()
 
 
 _CONTRACTIONS = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)"
@@ -135,3 +138,9 @@ def recognise(pre_tokenizer) -> Family | str:
         shown = " + ".join(repr(p if len(p) <= 60 else p[:57] + "...") for p in patterns)
         return f"Split pattern(s) of no known family: {shown}"
     return family
+
+
+def kernel_family(family) -> int:
+    """The id the kernels take for a pre-tokenizer family: a :class:`Family` is its own id;
+    anything else (the tokenizer model's ``"gpt2"`` for GPT-2's ByteLevel) is GPT-2's, 0."""
+    return int(family) if isinstance(family, Family) else int(Family.GPT2)

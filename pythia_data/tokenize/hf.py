@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import numpy as np
 
-from pythia_data.errors import UsageError
+from pythia_data.errors import FormatError, UsageError
 from pythia_data.tokenize.base import Tokenizer, _check_errors, as_id_list, clean_text
-from pythia_data.tokenize.spec import TokenizerConfig
+from pythia_data.tokenize.spec import EOD_CANDIDATES
 
 __all__ = ["HFTokenizer", "hf_available"]
 
@@ -22,10 +23,28 @@ def hf_available() -> bool:
     return True
 
 
+def _eod(hf, config) -> int | None:
+    """The end-of-document id as HF assigns it (special added tokens first)."""
+    special = {}
+    for tok in config.added_tokens:
+        if isinstance(tok, dict) and tok.get("special") and isinstance(tok.get("content"), str):
+            tid = hf.token_to_id(tok["content"])
+            if tid is not None:
+                special.setdefault(tok["content"], tid)
+    for cand in EOD_CANDIDATES:
+        if cand in special:
+            return special[cand]
+    for cand in EOD_CANDIDATES:
+        tid = hf.token_to_id(cand)
+        if tid is not None:
+            return tid
+    return None
+
+
 class HFTokenizer(Tokenizer):
     backend = "hf"
 
-    def __init__(self, config: TokenizerConfig, *, errors: str = "strict", **options):
+    def __init__(self, config, *, errors: str = "strict", **options):
         try:
             import tokenizers
         except ImportError:
@@ -36,11 +55,23 @@ class HFTokenizer(Tokenizer):
         if unknown:
             raise UsageError(f"hf backend: unknown option(s) {', '.join(sorted(unknown))}")
         self.errors = _check_errors(errors)
+        config = getattr(config, "config", config)  # a compiled model: its config
         self.name = config.name
         self.config = config
-        self.vocab_size = config.vocab_size
-        self._eod_id = config.eod_id
-        self.hf = tokenizers.Tokenizer.from_str(__import__("json").dumps(config.raw))
+        try:
+            self.hf = tokenizers.Tokenizer.from_str(json.dumps(config.raw))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - plain Exception, or a Rust panic
+            raise FormatError(f"{config.name}: tokenizers cannot load this file "
+                              f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                              ) from None
+        # writers never truncate or pad: a file's "truncation" / "padding" are switched off
+        self.hf.no_truncation()
+        self.hf.no_padding()
+        vocab = self.hf.get_vocab(with_added_tokens=True)
+        self.vocab_size = (max(vocab.values()) + 1) if vocab else 0
+        self._eod_id = _eod(self.hf, config)
         self._fast = getattr(self.hf, "encode_batch_fast", None) or self.hf.encode_batch
 
     def _clean(self, texts: Sequence[str]) -> list[str]:

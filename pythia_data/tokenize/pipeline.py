@@ -18,6 +18,11 @@ Reading (:func:`read_documents`):
   raises :class:`~pythia_data.errors.InputError` naming ``FILE:LINE``; ``errors="replace"``
   substitutes U+FFFD (one per maximal invalid byte sequence, Python's ``"replace"``
   decoding; one per lone surrogate).
+* a JSON line of at least 1 MiB whose document is a plain JSON string (the usual case) is
+  read without Python strings: a kernel (:mod:`pythia_data.kernels.jsonl`) checks the line
+  (UTF-8 and JSON) and unescapes the document straight into UTF-8 bytes, so a document's
+  :attr:`Document.text` is then a ``bytearray`` of valid UTF-8 (a 200 MB line of CJK text
+  would be a 700 MB ``str``); anything else goes through ``json.loads`` as above.
 
 Writing (:func:`tokenize_documents`), byte for byte what ``preprocess_data.py`` writes with
 the same tokenizer: empty documents are skipped (whitespace-only ones are kept; input with
@@ -39,6 +44,7 @@ import io
 import json
 import os
 import queue
+import stat
 import sys
 import threading
 import time
@@ -50,7 +56,8 @@ import numpy as np
 from pythia_data.dataset import DatasetBuilder, IndexedDataset
 from pythia_data.errors import InputError, UsageError
 from pythia_data.format.header import strip_suffix
-from pythia_data.io.atomic import AtomicOutput
+from pythia_data.io.atomic import AtomicOutput, refuse_overlap
+from pythia_data.io.walk import walk_files
 from pythia_data.tokenize.base import _check_errors, clean_text
 
 __all__ = [
@@ -76,9 +83,11 @@ Progress = Callable[[int, int], None]
 
 @dataclass(frozen=True)
 class Document:
-    """One document and where it came from (``line`` is 1-based; 1 for a ``.txt`` file)."""
+    """One document and where it came from (``line`` is 1-based; 1 for a ``.txt`` file).
+    ``text`` is a ``str``, or a ``bytearray`` of valid UTF-8 for a very long JSON line (see
+    the module docstring); every tokenizer backend takes either."""
 
-    text: str
+    text: str | bytearray
     source: str
     line: int
 
@@ -98,13 +107,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
         if text == "-":
             out.append(text)
         elif os.path.isdir(text):
-            found = []
-            for dirpath, dirnames, filenames in os.walk(text):
-                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-                for name in filenames:
-                    if not name.startswith(".") and _has_suffix(name):
-                        found.append(os.path.join(dirpath, name))
-            found.sort(key=lambda p: os.path.relpath(p, text).split(os.sep))
+            found = [os.fspath(p) for p in walk_files(text) if _has_suffix(p.name)]
             if not found:
                 raise InputError(
                     f"{text}: folder holds no {', '.join(INPUT_SUFFIXES)} files")
@@ -114,6 +117,10 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
                 raise InputError(
                     f"{text}: unknown input type (give {', '.join(INPUT_SUFFIXES)} files, a "
                     "folder of them, or - for JSON lines on stdin)")
+            mode = os.stat(text).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+                # a link to /dev/zero or /dev/urandom would be read without end
+                raise InputError(f"{text}: not a regular file (nor a pipe)")
             out.append(text)
         else:
             raise InputError(f"{text}: no such file or folder")
@@ -144,7 +151,7 @@ class _ZstdFrames(io.RawIOBase):
     ``stream_reader``, a file that ends inside a frame (cut at a block boundary) is an error,
     not a silent end of the data; a corrupt frame is an error naming the file."""
 
-    CHUNK = 1 << 18
+    CHUNK = 1 << 16
 
     def __init__(self, fh, name: str, zstandard):
         super().__init__()
@@ -154,14 +161,15 @@ class _ZstdFrames(io.RawIOBase):
         self._dctx = zstandard.ZstdDecompressor()
         self._dobj = None  # the frame being decompressed (None between frames)
         self._pending = b""  # compressed bytes not yet fed
-        self._out = b""
+        self._out = b""  # decompressed bytes not yet read, from self._at
+        self._at = 0
         self._done = False
 
     def readable(self) -> bool:
         return True
 
     def _fill(self) -> None:
-        while not self._out and not self._done:
+        while self._at >= len(self._out) and not self._done:
             data = self._pending or self._fh.read(self.CHUNK)
             self._pending = b""
             if not data:
@@ -174,7 +182,7 @@ class _ZstdFrames(io.RawIOBase):
             if self._dobj is None:
                 self._dobj = self._dctx.decompressobj()
             try:
-                self._out = self._dobj.decompress(data)
+                self._out, self._at = self._dobj.decompress(data), 0
             except self._zstd.ZstdError as exc:
                 raise InputError(f"{self._name}: not a valid .zst file ({exc})") from None
             if self._dobj.eof:
@@ -183,9 +191,9 @@ class _ZstdFrames(io.RawIOBase):
 
     def readinto(self, buffer) -> int:
         self._fill()
-        n = min(len(buffer), len(self._out))
-        buffer[:n] = self._out[:n]
-        self._out = self._out[n:]
+        n = min(len(buffer), len(self._out) - self._at)
+        buffer[:n] = memoryview(self._out)[self._at : self._at + n]
+        self._at += n
         return n
 
 
@@ -218,13 +226,37 @@ _BOM = b"\xef\xbb\xbf"
 _SKIPPED_FIRST_CHARS = ("\ufeff", "\x1e")
 
 
+#: JSON lines at least this long are read by the kernel (no Python strings)
+BIG_LINE = 1 << 20
+
+
+def _big_line_text(raw: bytes, key: bytes) -> bytearray | None:
+    """The document of a long JSON line as UTF-8 bytes, or None (then ``json.loads``)."""
+    from pythia_data.kernels.jsonl import json_text_utf8
+
+    out = bytearray(len(raw))
+    n = json_text_utf8(np.frombuffer(raw, dtype=np.uint8), np.frombuffer(key, dtype=np.uint8),
+                       np.frombuffer(out, dtype=np.uint8))
+    if n < 0:
+        return None
+    del out[n:]
+    return out
+
+
 def _jsonl(fh, name: str, key: str, errors: str, zst: bool = False) -> Iterator[Document]:
     lineno = 0
+    key_utf8 = key.encode("utf-8", "surrogatepass")
     try:
         for raw in fh:
             lineno += 1
             if lineno == 1 and raw.startswith(_BOM) and not zst:
                 raw = raw[len(_BOM):]  # jsonlines opens a .jsonl as "utf-8-sig"
+            if len(raw) >= BIG_LINE:
+                text = _big_line_text(raw, key_utf8)
+                if text is not None:
+                    del raw  # only the document's bytes stay while it is tokenized
+                    yield Document(text, name, lineno)
+                    continue
             if not raw.strip():
                 continue
             line = _decode(raw, name, lineno, errors)
@@ -233,9 +265,10 @@ def _jsonl(fh, name: str, key: str, errors: str, zst: bool = False) -> Iterator[
             try:
                 value = json.loads(line)
             except ValueError as exc:
-                msg = getattr(exc, "msg", str(exc))
-                col = getattr(exc, "colno", None)
-                where = f" at column {col}" if col is not None else ""
+                # json's own message may end in "at" ("Invalid control character at")
+                msg = getattr(exc, "msg", str(exc)).removesuffix(" at")
+                pos = getattr(exc, "pos", None)  # characters into the line, 0-based
+                where = f" at character {pos + 1}" if pos is not None else ""
                 raise InputError(f"{name}:{lineno}: not valid JSON ({msg}{where})") from None
             except RecursionError:
                 raise InputError(
@@ -342,8 +375,11 @@ def _prefetched(iterator: Iterator, depth: int = 2) -> Iterator:
 
 
 def output_prefix(prefix: str | os.PathLike, key: str = "text") -> str:
-    """GPT-NeoX's output name: ``PREFIX_{key}_document``."""
-    return f"{os.fspath(prefix)}_{key}_document"
+    """GPT-NeoX's output name: ``PREFIX_{key}_document`` (a ``PREFIX`` that already ends
+    in ``_{key}_document`` is kept as it is, not doubled)."""
+    text = os.fspath(prefix)
+    suffix = f"_{key}_document"
+    return text if text.endswith(suffix) else text + suffix
 
 
 def _write_batch(builder: DatasetBuilder, ids: np.ndarray, offsets: np.ndarray,
@@ -351,13 +387,8 @@ def _write_batch(builder: DatasetBuilder, ids: np.ndarray, offsets: np.ndarray,
     lengths = np.diff(offsets)
     n = lengths.size
     if eod is not None:
-        out = np.empty(ids.size + n, dtype=ids.dtype)
-        ends = offsets[1:] + np.arange(1, n + 1)  # exclusive end of each doc incl. its EOD
-        mask = np.ones(out.size, dtype=bool)
-        mask[ends - 1] = False
-        out[mask] = ids
-        out[ends - 1] = eod
-        ids, lengths = out, lengths + 1
+        ids = np.insert(ids, offsets[1:], np.asarray(eod, dtype=ids.dtype))
+        lengths = lengths + 1
     if n and int(lengths.min()) == 0:
         # preprocess_data.py ends a document without adding a sequence when the tokenizer
         # returns nothing (not possible for byte-level BPE; other normalizers may strip)
@@ -389,17 +420,24 @@ def tokenize_documents(documents: Iterable, tokenizer, prefix: str | os.PathLike
         try:
             for batch in batches:
                 texts = [d.text if isinstance(d, Document) else d for d in batch]
+                n_texts = len(texts)
                 kept = [t for t in texts if t]
-                skipped += len(texts) - len(kept)
-                size = 0
+                batch = texts = None  # a huge document is held by ``kept`` alone
+                skipped += n_texts - len(kept)
+                size = n_kept = 0
                 if kept:
-                    size = len("".join(kept).encode("utf-8", errors="surrogatepass"))
+                    size = sum(len(t) if not isinstance(t, str) else
+                               len(t.encode("utf-8", errors="surrogatepass")) for t in kept)
                     ids, offsets = tokenizer.encode_flat(kept)
+                    n_kept = len(kept)
+                    kept = None
+                    ids = ids.astype(dtype, copy=False)  # the int32 ids are freed here
                     tokens += _write_batch(builder, ids, offsets, eod)
-                docs += len(kept)
+                    ids = None
+                docs += n_kept
                 nbytes += size
                 if progress is not None:
-                    progress(len(texts), size)
+                    progress(n_texts, size)
         finally:
             batches.close()
     warnings = []
@@ -432,6 +470,7 @@ def tokenize_files(inputs, prefix: str | os.PathLike, tokenizer, *, key: str = "
     files = expand_inputs(inputs)  # fail on a bad input before creating any output
     _check_errors(errors)
     out = output_prefix(prefix, key)
+    refuse_overlap([out + ".bin", out + ".idx"], [f for f in files if f != "-"])
     docs = read_documents(files, key=key, errors=errors, stdin=stdin)
     summary = tokenize_documents(docs, tokenizer, out, append_eod=append_eod,
                                  overwrite=overwrite, progress=progress, **kwargs)
@@ -509,6 +548,7 @@ def detokenize(data, tokenizer, output, *, stream=None, overwrite: bool = True,
     with contextlib.ExitStack() as stack:
         ds = data if isinstance(data, IndexedDataset) else stack.enter_context(
             IndexedDataset(data))
+        refuse_overlap([output], [*map(str, ds.bin_paths), ds.idx_path])
         out = AtomicOutput(output, overwrite=overwrite, stream=stream)
         try:
             for batch in dataset_documents(ds):
@@ -559,6 +599,8 @@ def retokenize(data, old, new, prefix: str | os.PathLike, *, overwrite: bool = T
             IndexedDataset(data))
         if os.path.abspath(ds.prefix) == os.path.abspath(prefix):
             raise UsageError(f"output {prefix} is also the input")
+        refuse_overlap([prefix + ".bin", prefix + ".idx"],
+                       [*map(str, ds.bin_paths), ds.idx_path])
         if eod_id is None and old_eod is not None and ds.num_documents:
             first = next(dataset_documents(ds, batch_documents=1))[0]
             if _body(first, old_eod)[1]:

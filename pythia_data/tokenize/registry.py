@@ -1,4 +1,5 @@
-"""Backend registry: name -> "module:Class" (imported only when used)."""
+"""Backend registry: name -> "module:Class" (imported only when used), and the names of the
+invalid-text policies. Import-light: the CLI builds its choices from here."""
 
 from __future__ import annotations
 
@@ -7,3 +8,6 @@ BACKENDS: dict[str, str] = {
     "hf": "pythia_data.tokenize.hf:HFTokenizer",
     "cuda": "pythia_data.tokenize.cuda:CudaTokenizer",
 }
+
+#: What to do with invalid UTF-8 or lone surrogates (see :mod:`pythia_data.tokenize.base`).
+ERRORS_POLICIES = ("strict", "replace")

@@ -20,7 +20,7 @@ __all__ = ["TokenizerConfig", "bundled_path", "resolve_spec", "read_config"]
 
 _DATA = Path(__file__).resolve().parent.parent / "data"
 BUNDLED_NAME = "EleutherAI/gpt-neox-20b"
-_EOD_CANDIDATES = ("<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>", "<|eos|>", "[SEP]")
+EOD_CANDIDATES = ("<|endoftext|>", "</s>", "<|end_of_text|>", "<eos>", "<|eos|>", "[SEP]")
 
 
 def bundled_path() -> Path:
@@ -43,20 +43,25 @@ class TokenizerConfig:
     def added_tokens(self) -> list[dict]:
         return list(self.raw.get("added_tokens") or [])
 
-    def _vocab_ids(self) -> dict:
-        """The model's ``token -> id``: a BPE/WordPiece/WordLevel ``vocab`` object, or a
-        Unigram's list of ``[piece, score]`` pairs (id = position); anything else is empty."""
-        vocab = self.model.get("vocab") or {}
+    @property
+    def vocab(self) -> dict[str, int]:
+        """token -> id of the model's vocabulary (a Unigram list gives positions)."""
+        vocab = self.model.get("vocab")
         if isinstance(vocab, dict):
             return {k: v for k, v in vocab.items() if isinstance(v, int)}
-        if isinstance(vocab, list):
-            return {e[0]: i for i, e in enumerate(vocab)
-                    if isinstance(e, (list, tuple)) and e and isinstance(e[0], str)}
+        if isinstance(vocab, list):  # Unigram: [[piece, score], ...], id = position
+            out: dict[str, int] = {}
+            for i, entry in enumerate(vocab):
+                if isinstance(entry, list | tuple) and entry and isinstance(entry[0], str):
+                    out.setdefault(entry[0], i)
+            return out
         return {}
 
     @property
     def vocab_size(self) -> int:
-        ids = list(self._vocab_ids().values())
+        """Largest id + 1 as stored in the file (the engines use the ids HF assigns, see
+        :mod:`pythia_data.tokenize.model`)."""
+        ids = list(self.vocab.values())
         ids += [t["id"] for t in self.added_tokens
                 if isinstance(t, dict) and isinstance(t.get("id"), int)]
         return (max(ids) + 1) if ids else 0
@@ -64,13 +69,12 @@ class TokenizerConfig:
     @property
     def eod_id(self) -> int | None:
         by_content = {t.get("content"): t.get("id") for t in self.added_tokens
-                      if isinstance(t, dict) and t.get("special")
-                      and isinstance(t.get("id"), int)}
-        vocab = self._vocab_ids()
-        for cand in _EOD_CANDIDATES:
-            if cand in by_content:
+                      if isinstance(t, dict) and t.get("special")}
+        vocab = self.vocab
+        for cand in EOD_CANDIDATES:
+            if isinstance(by_content.get(cand), int):
                 return int(by_content[cand])
-        for cand in _EOD_CANDIDATES:
+        for cand in EOD_CANDIDATES:
             if cand in vocab:
                 return int(vocab[cand])
         return None

@@ -24,7 +24,7 @@ from pythia_data.batches.sinks.npy import NpySink
 from pythia_data.batches.sinks.parquet import ParquetFolderSink, ParquetSink
 from pythia_data.batches.sinks.raw import RawSink
 from pythia_data.batches.sinks.text import TextSink
-from pythia_data.errors import OutputError, UsageError
+from pythia_data.errors import OutputExistsError, UsageError
 from pythia_data.format.header import strip_suffix
 from pythia_data.io.atomic import is_stream_target
 
@@ -41,6 +41,7 @@ __all__ = [
     "SinkKind",
     "StreamSink",
     "TextSink",
+    "check_options",
     "check_output",
     "infer_format",
     "known_suffixes",
@@ -51,11 +52,21 @@ __all__ = [
 
 @dataclass(frozen=True)
 class SinkKind:
-    """One output format: ``open(target, dtype=, shape=, stream=, overwrite=, **options)``.
+    """One output format.
+
+    ``open(target, *, dtype, shape, stream, overwrite, iterations, **options)`` makes the
+    sink: every format gets the common arguments (``shape`` is the final ``(rows, width)``,
+    ``iterations`` the inclusive range being written) and only the ``options`` it declares
+    (``decode=`` for text, ``steps_per_file=`` for parquet ...); an undeclared option is an
+    error, never silently dropped. ``required``: options that must be given (the CLI asks
+    for them up front).
 
     ``suffixes`` pick the format from an output's name; ``binary`` formats are refused on a
-    terminal; ``stdout`` says whether ``-`` is allowed; ``columns`` whether the sink wants
-    the per-row columns (iteration, index_in_batch, sample)."""
+    terminal; ``stdout`` says whether ``-`` and other streams are allowed (``stream_note``
+    says why not); ``columns`` whether the sink wants the per-row columns (iteration,
+    index_in_batch, sample); ``byte_copy`` whether the sink's body is the tokens' bytes back
+    to back, so that a contiguous range of the data file can be copied into it as is
+    (``sink.copy_from``)."""
 
     name: str
     open: Callable[..., Sink]
@@ -64,6 +75,15 @@ class SinkKind:
     stdout: bool = True
     columns: bool = False
     description: str = ""
+    options: tuple[str, ...] = ()
+    required: tuple[str, ...] = ()
+    stream_note: str = "cannot be streamed"
+    byte_copy: bool = False
+
+    @property
+    def decodes(self) -> bool:
+        """Whether the format can show rows as text (takes ``decode=``)."""
+        return "decode" in self.options
 
 
 SINKS: dict[str, SinkKind] = {}
@@ -80,32 +100,30 @@ def register(kind: SinkKind) -> SinkKind:
     return kind
 
 
-register(SinkKind("npy", lambda target, *, dtype, shape, stream=None, overwrite=True, **_:
-                  NpySink(target, dtype, shape, stream, overwrite=overwrite),
-                  (".npy",), description="one (rows, width) array, as np.save writes it"))
-register(SinkKind("bin", lambda target, *, dtype, stream=None, overwrite=True, **_:
-                  BinSink(target, dtype, overwrite=overwrite),
-                  (".bin", ".idx"), stdout=False,
-                  description="an MMIDIDX dataset, one document per row (preshuffled style)"))
-register(SinkKind("jsonl", lambda target, *, stream=None, overwrite=True, decode=None, **_:
-                  JsonlSink(target, stream, overwrite=overwrite, decode=decode),
-                  (".jsonl",), binary=False, columns=True,
-                  description="one JSON object per row: iteration, index_in_batch, sample, "
-                              "[text,] tokens"))
-register(SinkKind("raw", lambda target, *, stream=None, overwrite=True, **_:
-                  RawSink(target, stream, overwrite=overwrite),
-                  (".raw", ".tokens"),
-                  description="the tokens little-endian back to back"))
-
-register(SinkKind("text", lambda target, *, stream=None, overwrite=True, decode=None, **_:
-                  TextSink(target, stream, overwrite=overwrite, decode=decode),
-                  (".txt",), binary=False, columns=True,
-                  description="each row decoded (option decode=callable), under a line "
-                              "'# iteration I row R'"))
+def _open_npy(target, *, dtype, shape, stream, overwrite, iterations):
+    if shape is None:
+        raise UsageError("the npy format needs the array shape in advance")
+    return NpySink(target, dtype, shape, stream, overwrite=overwrite)
 
 
-def _open_parquet(target, *, dtype, stream=None, overwrite=True, decode=None,
-                  steps_per_file=None, iterations=None, row_group_tokens=1 << 20, **_):
+def _open_bin(target, *, dtype, shape, stream, overwrite, iterations):
+    return BinSink(target, dtype, overwrite=overwrite)
+
+
+def _open_jsonl(target, *, dtype, shape, stream, overwrite, iterations, decode=None):
+    return JsonlSink(target, stream, overwrite=overwrite, decode=decode)
+
+
+def _open_raw(target, *, dtype, shape, stream, overwrite, iterations):
+    return RawSink(target, stream, overwrite=overwrite)
+
+
+def _open_text(target, *, dtype, shape, stream, overwrite, iterations, decode=None):
+    return TextSink(target, stream, overwrite=overwrite, decode=decode)
+
+
+def _open_parquet(target, *, dtype, shape, stream, overwrite, iterations, decode=None,
+                  steps_per_file=None, row_group_tokens=1 << 20):
     if steps_per_file is not None:
         return ParquetFolderSink(target, dtype, steps_per_file, iterations,
                                  overwrite=overwrite, decode=decode,
@@ -114,7 +132,26 @@ def _open_parquet(target, *, dtype, stream=None, overwrite=True, decode=None,
                        row_group_tokens=row_group_tokens)
 
 
+register(SinkKind("npy", _open_npy, (".npy",), byte_copy=True,
+                  description="one (rows, width) array, as np.save writes it"))
+register(SinkKind("bin", _open_bin, (".bin", ".idx"), stdout=False,
+                  stream_note="writes two files (PREFIX.bin and PREFIX.idx) and cannot be "
+                              "streamed",
+                  description="an MMIDIDX dataset, one document per row (preshuffled style)"))
+register(SinkKind("jsonl", _open_jsonl, (".jsonl",), binary=False, columns=True,
+                  options=("decode",),
+                  description="one JSON object per row: iteration, index_in_batch, sample, "
+                              "[text,] tokens"))
+register(SinkKind("raw", _open_raw, (".raw", ".tokens"), byte_copy=True,
+                  description="the tokens little-endian back to back"))
+register(SinkKind("text", _open_text, (".txt",), binary=False, columns=True,
+                  options=("decode",), required=("decode",),
+                  description="each row decoded (option decode=callable), under a line "
+                              "'# iteration I row R'"))
 register(SinkKind("parquet", _open_parquet, (".parquet",), stdout=False, columns=True,
+                  options=("decode", "steps_per_file", "row_group_tokens"),
+                  stream_note="ends with a footer that points back into the file and cannot "
+                              "be streamed",
                   description="Parquet rows uid, batch_idx, token_ids, index_in_batch[, text]; "
                               "steps_per_file=K: a folder of train-{E:06d}.parquet (needs "
                               "pyarrow)"))
@@ -154,45 +191,67 @@ def infer_format(target: str | os.PathLike, explicit: str | None = None) -> str:
     )
 
 
+def check_options(kind: SinkKind, options) -> None:
+    """UsageError for an option ``kind`` does not declare (a required one left out is
+    refused by the sink itself, in its own words)."""
+    unknown = sorted(set(options) - set(kind.options))
+    if unknown:
+        takes = f"its options: {', '.join(kind.options)}" if kind.options else "it takes none"
+        raise UsageError(f"the {kind.name} format has no option {', '.join(unknown)} ({takes})")
+
+
 def check_output(fmt: str | None, target: str | os.PathLike, *, stream: BinaryIO | None = None,
-                 overwrite: bool = True, allow_terminal: bool = False) -> str:
+                 overwrite: bool = True, allow_terminal: bool = False, **options) -> str:
     """Check, before any work, that ``target`` can take format ``fmt`` (default: from the
-    suffix) and return the format: a two-file format is refused on a stream, a binary one
-    on a terminal (as ``zstd`` does) unless ``allow_terminal``, an existing regular file
-    unless ``overwrite``."""
+    suffix) with ``options`` and return the format: an option the format does not declare
+    is refused, a format that cannot stream on a stream, a binary one on a terminal (as
+    ``zstd`` does) unless ``allow_terminal``, an existing regular file unless
+    ``overwrite``, a file name as the folder of ``steps_per_file``."""
     kind = SINKS[infer_format(target, fmt)]
     text = os.fspath(target)
+    check_options(kind, options)
     if not kind.stdout and is_stream_target(text):
         where = "stdout" if text == "-" else text
         raise UsageError(
-            f"the {kind.name} format writes two files (PREFIX.bin and PREFIX.idx) and cannot "
-            f"be streamed into {where}; give a file name")
+            f"the {kind.name} format {kind.stream_note} into {where}; give a file name")
+    if options.get("steps_per_file") is not None and not os.path.isdir(text):
+        suffix = os.path.splitext(text)[1].lower()
+        if suffix in known_suffixes():
+            raise UsageError(
+                f"{text} names a file (*{suffix}) but --steps-per-file writes a folder of "
+                "files: give a folder name")
     if kind.binary and not allow_terminal and _is_terminal_target(text, stream):
         raise UsageError(_terminal_message(kind.name, "stdout" if text == "-" else text))
     if not overwrite and not is_stream_target(text) and not os.path.isdir(text):
         # (a folder: a file sink refuses it when opening, a folder sink checks its files)
-        names = [text]
-        if kind.name == "bin":
-            prefix = strip_suffix(text)
-            names = [prefix + ".bin", prefix + ".idx"]
-        for name in names:
+        for name in output_names(kind.name, text):
             if os.path.lexists(name):
-                raise OutputError(f"{name} already exists (remove it or pass --force)")
+                raise OutputExistsError(name)
     return kind.name
+
+
+def output_names(fmt: str, target: str | os.PathLike) -> list[str]:
+    """The files a file sink of format ``fmt`` writes for ``target`` (``PREFIX.bin`` and
+    ``PREFIX.idx`` for bin; the target itself otherwise)."""
+    text = os.fspath(target)
+    if fmt == "bin":
+        prefix = strip_suffix(text)
+        return [prefix + ".bin", prefix + ".idx"]
+    return [text]
 
 
 def open_sink(fmt: str | None, target: str | os.PathLike, *, dtype, shape=None,
               stream: BinaryIO | None = None, overwrite: bool = True,
-              allow_terminal: bool = False, **options) -> Sink:
+              allow_terminal: bool = False, iterations=None, **options) -> Sink:
     """Open a sink of format ``fmt`` (default: from the suffix) on ``target`` (a path, or
-    ``-`` for ``stream``/stdout). ``npy`` needs the final ``shape`` (rows, width).
-    The target is checked first (:func:`check_output`)."""
+    ``-`` for ``stream``/stdout). ``npy`` needs the final ``shape`` (rows, width);
+    ``iterations`` is the inclusive range written (the parquet folder names its files by
+    it); ``options`` are the format's own (:attr:`SinkKind.options`), anything else is a
+    UsageError. The target is checked first (:func:`check_output`)."""
     name = check_output(fmt, target, stream=stream, overwrite=overwrite,
-                        allow_terminal=allow_terminal)
-    if name == "npy" and shape is None:
-        raise UsageError("the npy format needs the array shape in advance")
+                        allow_terminal=allow_terminal, **options)
     return SINKS[name].open(target, dtype=dtype, shape=shape, stream=stream,
-                            overwrite=overwrite, **options)
+                            overwrite=overwrite, iterations=iterations, **options)
 
 
 def _is_terminal_target(text: str, stream) -> bool:

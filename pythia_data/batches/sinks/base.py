@@ -39,6 +39,11 @@ class Sink:
     rows_written: int = 0
     _done: bool = False
 
+    @property
+    def outputs(self) -> list[str]:
+        """The files (or stream) this sink writes, as the user should be told."""
+        return []
+
     def write(self, tokens: np.ndarray, columns: Mapping[str, np.ndarray] | None = None) -> None:
         raise NotImplementedError
 
@@ -75,6 +80,10 @@ class StreamSink(Sink):
     def __init__(self, target, stream: BinaryIO | None = None, *, overwrite: bool = True):
         self._out = AtomicOutput(target, overwrite=overwrite, stream=stream)
         self.rows_written = 0
+
+    @property
+    def outputs(self) -> list[str]:
+        return ["stdout" if self._out.path == "-" else self._out.path]
 
     def _abort(self) -> None:
         self._out.abort()

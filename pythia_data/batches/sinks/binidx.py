@@ -25,6 +25,10 @@ class BinSink(Sink):
         self._builder = DatasetBuilder(self.prefix, dtype=self.dtype, overwrite=overwrite)
         self.rows_written = 0
 
+    @property
+    def outputs(self) -> list[str]:
+        return [self.prefix + ".bin", self.prefix + ".idx"]
+
     def write(self, tokens, columns=None) -> None:
         arr = as_rows(tokens)
         if arr.dtype != self.dtype:

@@ -25,7 +25,7 @@ import numpy as np
 
 from pythia_data.batches.sinks.base import Sink, as_rows
 from pythia_data.batches.sinks.text import decode_rows, row_columns
-from pythia_data.errors import OutputError, UsageError
+from pythia_data.errors import OutputError, OutputExistsError, UsageError
 from pythia_data.io.atomic import AtomicOutput, ensure_folder
 
 __all__ = ["ParquetFolderSink", "ParquetSink", "file_name", "require_pyarrow"]
@@ -145,6 +145,10 @@ class ParquetSink(Sink):
         self._file = _File(target, self._table, overwrite=overwrite, stream=stream)
         self.rows_written = 0
 
+    @property
+    def outputs(self) -> list[str]:
+        return [self._file._out.path]
+
     def write(self, tokens, columns=None) -> None:
         arr = as_rows(tokens)
         if arr.dtype != self._table.dtype:
@@ -188,12 +192,16 @@ class ParquetFolderSink(Sink):
             for g in range(self.start // self.steps, self.end // self.steps + 1):
                 path = self._path(g)
                 if os.path.lexists(path):
-                    raise OutputError(f"{path} already exists (remove it or pass --force)")
+                    raise OutputExistsError(path)
         ensure_folder(text)
         self._group: int | None = None
         self._file: _File | None = None
         self.files: list[str] = []
         self.rows_written = 0
+
+    @property
+    def outputs(self) -> list[str]:
+        return [self.folder]
 
     def _path(self, group: int) -> str:
         last = min((group + 1) * self.steps - 1, self.end)
