@@ -83,27 +83,24 @@ def test_positional_load_path_and_default_end(tmp_path, preshuffled):
     assert np.load(tmp_path / "s" / "indicies.npy").shape == (2 * BATCH, SEQ)
 
 
-def test_subprocess_errors_one_line(tmp_path, preshuffled):
-    for extra, needle in (
+def test_subprocess_errors_one_line(tmp_path, preshuffled, capsys):
+    cases = (
         (["--start_iteration", "0", "--end_iteration", "3"], "past the end"),
         (["--start_iteration", "2", "--end_iteration", "1"], "after end"),
         (["--start_iteration", "-1", "--end_iteration", "1"], ">= 0"),
-    ):
-        proc = subprocess.run(
-            [
-                sys.executable,
-                str(SCRIPT),
-                str(preshuffled),
-                "--save_path",
-                str(tmp_path / "e"),
-                *extra,
-            ],
-            capture_output=True,
-            text=True,
-            env=subprocess_env(),
-        )
-        assert proc.returncode == 2, proc.stderr
-        assert proc.stderr.count("\n") == 1 and needle in proc.stderr
+    )
+    argv = [str(preshuffled), "--save_path", str(tmp_path / "e")]
+    # one real process (what a user runs) ...
+    proc = subprocess.run([sys.executable, str(SCRIPT), *argv, *cases[0][0]],
+                          capture_output=True, text=True, env=subprocess_env())
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and cases[0][1] in proc.stderr
+    # ... and every case through the same entry point in this process
+    viewer = _load_viewer()
+    for extra, needle in cases:
+        assert viewer.main([*argv, *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and needle in err, err
         assert not (tmp_path / "e" / "indicies.npy").exists()
 
 

@@ -82,19 +82,27 @@ def _zst_blocks(parts):
 
 
 class _Html(BaseHTTPRequestHandler):
+    body = b"<html>captive portal</html>"
+    ctype = "text/html"
+
     def log_message(self, *args):
         pass
 
     def _answer(self):
-        body = b"<html>captive portal</html>"
+        body = self.body
         self.send_response(200)
-        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Type", self.ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
 
     do_GET = do_HEAD = do_POST = _answer
+
+
+class _OddJson(_Html):
+    body = json.dumps({"sha": 12, "siblings": "nope", "unexpected": [1]}).encode()
+    ctype = "application/json"
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +117,8 @@ def world(tmp_path_factory):
     hub = HubServer({PRESHUFFLED: Repo(preshuffled_files())}).start()
     html = ThreadingHTTPServer(("127.0.0.1", 0), _Html)
     threading.Thread(target=html.serve_forever, daemon=True).start()
+    odd = ThreadingHTTPServer(("127.0.0.1", 0), _OddJson)
+    threading.Thread(target=odd.serve_forever, daemon=True).start()
     env = dict(os.environ)
     for var in ("HF_TOKEN", "HF_HUB_OFFLINE", "HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY",
                 "https_proxy", "http_proxy", "all_proxy"):
@@ -120,11 +130,13 @@ def world(tmp_path_factory):
                 "HF_ENDPOINT": hub.endpoint, "PYTHIA_DATA_CACHE": str(root / "user-cache")})
     try:
         yield {"root": root, "docs": docs, "small": small, "hub": hub, "env": env,
-               "html": f"http://127.0.0.1:{html.server_address[1]}"}
+               "html": f"http://127.0.0.1:{html.server_address[1]}",
+               "odd": f"http://127.0.0.1:{odd.server_address[1]}"}
     finally:
         hub.stop()
-        html.shutdown()
-        html.server_close()
+        for srv in (html, odd):
+            srv.shutdown()
+            srv.server_close()
 
 
 # --------------------------------------------------------------------------- the cases
@@ -238,6 +250,15 @@ def _merge_symlink(w, d):
     return ["merge", d / "out", w["small"], w["docs"], "--force"], {}
 
 
+def _retokenize_symlink(w, d):
+    (d / "a.jsonl").write_bytes(jsonl(["x y", "z"]))
+    assert CliRunner().invoke(cli, ["tokenize", str(d / "a.jsonl"), "-o", str(d / "a"), "-q",
+                                    "--append-eod"]).exit_code == 0
+    (d / "out_text_document.idx").symlink_to(d / "a_text_document.idx")
+    return ["retokenize", d / "a_text_document", "-t", "bundled", "-o", d / "out",
+            "--force"], {}
+
+
 def _cache(w, d, mutate):
     data = write_dataset(d / "ds", position_docs([5, 17, 3, 40, 9]))
     assert CliRunner().invoke(cli, ["order", "build", data, "--index-dir", str(d / "idx"),
@@ -287,6 +308,10 @@ def _unshard_no_space(w, d):
     return ["unshard", first, "-o", d / "merged", "-q"], {"PYTHIA_FUZZ_FAULT": "no-space"}
 
 
+def _download_odd_json(w, d):
+    return ["download", PRESHUFFLED, "-d", d / "x"], {"HF_ENDPOINT": w["odd"]}
+
+
 def _download_html(w, d):
     return ["download", PRESHUFFLED, "-d", d / "x"], {"HF_ENDPOINT": w["html"]}
 
@@ -332,6 +357,8 @@ CASES = [
     Case("locate preshuffled on document data", _preshuffled_doc_data, 2,
          r"sequence 0 has 348 tokens, not seq_length \+ 1 = 9"),
     Case("merge --force into a link to an input", _merge_symlink, 2, r"is also the input"),
+    Case("retokenize --force into a link to its input", _retokenize_symlink, 2,
+         r"is also the input"),
     Case("sidecar arrays: [1]", _cache_arrays_list, 1, r"pythia_meta\.json: not a pythia-data"),
     Case("nested sidecar", _cache_nested, 1, r"pythia_meta\.json: unreadable sidecar"),
     Case("cache file linked to /dev/zero", _cache_dev_zero, 0, None),
@@ -339,6 +366,8 @@ CASES = [
     Case("unshard without space", _unshard_no_space, 2, r"not enough space in "),
     Case("hub answers HTML (download)", _download_html, 2, r"unexpected answer|hub answered"),
     Case("hub answers HTML (checksum --from-hub)", _from_hub_html, 2,
+         r"unexpected answer|hub answered"),
+    Case("hub answers unexpected JSON (download)", _download_odd_json, 2,
          r"unexpected answer|hub answered"),
     Case("full disk during download", _download_enospc, 2, r"out of space in "),
     Case("checksum --from-hub, a file missing", _from_hub_missing, 1,
@@ -443,3 +472,42 @@ def test_mutated_cache_sidecars(tmp_path):
         res = _invoke(["batches", data, "-s", "0", "-o", tmp_path / "x.npy", "--force",
                        "--order", "neox", "--index-dir", idx, *ORDER])
         _check_outcome(res, codes=(0, 1, 2))
+
+
+def test_ctrl_c_at_random_moments_of_tokenize(world, tmp_path):
+    """Issue 18 item 6: Ctrl-C at any moment leaves either the complete dataset or nothing
+    (no ``.partial``, no lock file) -- 25 tries spread over the whole run."""
+    import signal
+    import time
+
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(jsonl([f"document {i} " + "word " * (i % 200) for i in range(40_000)]))
+    argv = [sys.executable, "-m", "pythia_data", "tokenize", str(src), "--append-eod", "-q"]
+    started = time.monotonic()
+    ref = subprocess.run([*argv, "-o", str(tmp_path / "ref")], env=world["env"],
+                         capture_output=True, text=True, timeout=600)
+    assert ref.returncode == 0, ref.stderr
+    full = time.monotonic() - started
+    rng = random.Random(6)
+    outcomes = []
+    for k in range(25):
+        out = tmp_path / f"try{k}"
+        out.mkdir()
+        proc = subprocess.Popen([*argv, "-o", str(out / "o")], env=world["env"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(rng.uniform(0.2, full * 1.1))
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        outcomes.append(proc.returncode)
+        names = sorted(os.listdir(out))
+        assert proc.returncode in (0, 130, -signal.SIGINT), (proc.returncode, err)
+        # (a Ctrl-C landing after the commit, while the interpreter exits, may still end
+        # the process by the signal: the dataset is then complete)
+        if proc.returncode == 0 or names:
+            assert names == ["o_text_document.bin", "o_text_document.idx"], (names, err)
+            for suffix in (".bin", ".idx"):
+                assert (out / f"o_text_document{suffix}").read_bytes() == \
+                    (tmp_path / f"ref_text_document{suffix}").read_bytes()
+        else:
+            assert "Traceback" not in err or "KeyboardInterrupt" in err
+    assert 130 in outcomes  # some tries did land inside the run

@@ -69,8 +69,12 @@ class _OddJson(_Html):
     ctype = "application/json"
 
 
-@pytest.mark.parametrize("handler", [_Html, _OddJson], ids=["html", "odd-json"])
-@pytest.mark.parametrize("command", ["download", "checksum"])
+@pytest.mark.parametrize(("handler", "command"), [
+    (_Html, "download"),
+    pytest.param(_OddJson, "download", marks=pytest.mark.slow),
+    pytest.param(_Html, "checksum", marks=pytest.mark.slow),
+    (_OddJson, "checksum"),
+], ids=["html-download", "json-download", "html-checksum", "json-checksum"])
 def test_hub_answering_something_else_is_one_line(tmp_path, monkeypatch, handler, command):
     srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)

@@ -75,7 +75,9 @@ def test_bom_at_file_start_is_read_as_gpt_neox_does(tmp_path):
 # --------------------------------------------------------------------------- empty input
 
 
-@pytest.mark.parametrize("content", [b'{"text": ""}\n{"text": ""}\n', b"", b"\n\n"])
+@pytest.mark.parametrize("content", [b'{"text": ""}\n{"text": ""}\n',
+                                     pytest.param(b"", marks=pytest.mark.slow),
+                                     pytest.param(b"\n\n", marks=pytest.mark.slow)])
 def test_all_empty_input_writes_an_empty_dataset_like_gpt_neox(tmp_path, content):
     src = tmp_path / "empty.jsonl"
     src.write_bytes(content)

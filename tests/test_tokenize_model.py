@@ -340,6 +340,18 @@ def test_unigram_through_the_command_is_clean(tmp_path):
     assert "Traceback" not in res.output
 
 
+@pytest.mark.parametrize("field", ["id", "special", "normalized", "lstrip", "rstrip",
+                                   "single_word", "content"])
+def test_added_token_fields_are_required_as_hf_requires_them(tmp_path, field):
+    raw = raw20b()
+    del raw["added_tokens"][1][field]
+    path = write(tmp_path, raw)
+    with pytest.raises(Exception):  # noqa: B017 - HF's own error type
+        hf_ref(path)
+    with pytest.raises(FormatError, match="added token 1"):
+        compile_model(read_config(path))
+
+
 def test_a_file_hf_cannot_load_is_a_one_line_error(tmp_path):
     raw = raw20b()
     raw["model"]["type"] = "NoSuchModel"

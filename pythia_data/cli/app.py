@@ -128,6 +128,8 @@ class PythiaGroup(click.Group):
             _fail(f"error: {_one_line(exc.strerror or str(exc))}{where}", 2)
         except MemoryError:
             _fail("error: out of memory", 2)
+        except RecursionError:  # a safety net: readers turn deep nesting into InputError
+            _fail("error: input nested too deeply to read", 2)
         sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx):

@@ -12,8 +12,10 @@ from pythia_data.cli.app import cli
 from pythia_data.cli.options import (
     checked_params,
     force_option,
+    load_tokenizer_option,
     order_options,
     progress_factory,
+    tokenizer_options,
 )
 from pythia_data.errors import UsageError
 from pythia_data.order import ORDER_KINDS
@@ -27,9 +29,7 @@ def _tokenizer_factory(spec, backend):
 
     def get():
         if "t" not in cache:
-            from pythia_data.cli.tokenize_cmds import load
-
-            cache["t"] = load(spec, backend)
+            cache["t"] = load_tokenizer_option(spec, backend)
         return cache["t"]
 
     return get
@@ -91,8 +91,7 @@ def _order_params(train_iters, batch_size, seq_length, seed, configs):
 @click.option("--tokenizer", "spec", default=None,
               help="Tokenizer of the dataset for --text (tokenizer.json, folder or hub id) "
                    "[bundled GPT-NeoX-20B]; with --tokens, ids are checked against it.")
-@click.option("--backend", type=click.Choice(["cpu", "hf"]), default="cpu", show_default=True,
-              help="Tokenizer backend.")
+@tokenizer_options
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Scan threads [CPU count, at most 8].")
 def find_cmd(data, train_iters, batch_size, seq_length, seed, configs, index_dir, as_json,
@@ -175,8 +174,7 @@ def find_cmd(data, train_iters, batch_size, seq_length, seed, configs, index_dir
               default="auto", show_default=True, help=_ORDER_HELP)
 @click.option("--tokenizer", "spec", default=None,
               help="Tokenizer to decode the top tokens and --text [bundled GPT-NeoX-20B].")
-@click.option("--backend", type=click.Choice(["cpu", "hf"]), default="cpu", show_default=True,
-              help="Tokenizer backend.")
+@tokenizer_options
 @click.option("--no-decode", is_flag=True, help="List top tokens as ids only.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Scan threads [CPU count, at most 8].")

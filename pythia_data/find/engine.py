@@ -40,7 +40,7 @@ from pythia_data.find.inverse import OrderInverse
 from pythia_data.find.queries import Query, check_ids
 from pythia_data.kernels import find as KF
 from pythia_data.order import BatchReader, OrderParams, resolve_order
-from pythia_data.order.mappings import IndexMappings
+from pythia_data.order.mappings import IndexMappings, as_order
 from pythia_data.order.preshuffled import is_preshuffled
 
 __all__ = ["Hit", "HitArrays", "Finder", "find", "DEFAULT_MAX_HITS"]
@@ -154,7 +154,7 @@ class Finder:
             order = resolve_order(ds, order, params or OrderParams(), index_dir=index_dir,
                                   progress=progress)
         self.order = order
-        self.notes = [n for n in (getattr(order, "cache_note", None),) if n]
+        self.notes = list(as_order(order).report.notes)  # e.g. where the cache went
         self.reader = BatchReader(ds, order)
         self.batch_size = self.reader.batch_size
         self.seq_length = self.reader.seq_length

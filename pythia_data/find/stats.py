@@ -16,6 +16,7 @@ from pythia_data.errors import UsageError
 from pythia_data.find.engine import Finder
 from pythia_data.io.atomic import atomic_write_bytes
 from pythia_data.order import BatchReader, OrderParams, resolve_order
+from pythia_data.order.mappings import as_order
 
 __all__ = ["Stats", "stats", "write_plot", "log2_histogram"]
 
@@ -161,8 +162,7 @@ def stats(data, *, start_iteration: int | None = None, end_iteration: int | None
                                          index_dir=index_dir, progress=progress)
             else:
                 resolved = order
-            if getattr(resolved, "cache_note", None):
-                notes.append(resolved.cache_note)
+            notes.extend(as_order(resolved).report.notes)  # e.g. where the cache went
         if ranged:
             reader = BatchReader(ds, resolved)
             a = start_iteration if start_iteration is not None else 0

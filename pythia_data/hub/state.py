@@ -64,7 +64,7 @@ class DownloadState:
                 self.checks = dict(raw.get("checks") or {})
         except FileNotFoundError:
             pass
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             pass  # an unreadable record only costs re-hashing
 
     def is_verified(self, rel: str, digest: str | None, size: int) -> bool:

@@ -63,6 +63,7 @@ __all__ = [
     "is_stream_target",
     "lock_file",
     "lock_path",
+    "output_lock",
     "refuse_overlap",
     "same_file",
 ]
@@ -251,6 +252,22 @@ class OutputLock:
         self.fd = None
 
 
+def _key(final: str) -> str:
+    """One spelling per output file (``./x``, ``x`` and ``dir/../x`` alike; folders
+    resolved), so a lock this process holds is found again."""
+    folder, name = os.path.split(os.path.abspath(final))
+    return os.path.join(os.path.realpath(folder), name)
+def output_lock(final: str | os.PathLike) -> OutputLock | None:
+    """The lock of the output ``final`` for a writer with its own protocol (unshard's
+    resumable partial file): a new :class:`OutputLock` (release it when done), or None when
+    this process already holds it (:func:`claim_outputs`)."""
+    final = os.fspath(final)
+    with _REGISTRY:
+        if _key(final) in _HELD:
+            return None
+    return OutputLock(final)
+
+
 def _final_path(path: str) -> str:
     return os.path.realpath(path) if os.path.islink(path) else path
 
@@ -273,17 +290,17 @@ def claim_outputs(paths: Iterable[str | os.PathLike]):
                 if not os.path.isdir(folder):
                     continue  # created (and locked) when the output is opened
                 with _REGISTRY:
-                    if final in _HELD:
+                    if _key(final) in _HELD:
                         continue
                 lock = OutputLock(final)
                 taken.append(lock)
                 with _REGISTRY:
-                    _HELD[final] = lock
+                    _HELD[_key(final)] = lock
         yield
     finally:
         for lock in taken:
             with _REGISTRY:
-                _HELD.pop(lock.final, None)
+                _HELD.pop(_key(lock.final), None)
             lock.release()
 
 
@@ -361,7 +378,7 @@ class AtomicOutput:
     def _open(self, overwrite: bool) -> None:
         # the lock first: a second writer is refused before it creates or truncates anything
         with _REGISTRY:
-            held = _HELD.get(self.final)
+            held = _HELD.get(_key(self.final))
         if held is None:
             self._lock = OutputLock(self.final)
         if not overwrite and os.path.lexists(self.final):

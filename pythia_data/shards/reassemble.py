@@ -24,7 +24,7 @@ from pythia_data.format.header import expected_bin_bytes
 from pythia_data.format.shardset import ShardSet, find_shards
 from pythia_data.integrity.hashing import hash_file
 from pythia_data.integrity.manifest import Manifest, is_manifest_name, known_manifest
-from pythia_data.io.atomic import fsync_dir, lock_file
+from pythia_data.io.atomic import fsync_dir, output_lock
 from pythia_data.io.copy import (
     Cancelled,
     SequentialHasher,
@@ -47,6 +47,8 @@ from pythia_data.io.copy import (
 #                           partial file has been fsynced, so a shard listed there is on disk.
 #   BASE.bin                appears (rename of the partial) only once every shard is written
 #                           and verified, the size matches BASE.idx, and BASE.idx is in place.
+#   .BASE.bin.pythia-lock   the output's lock (pythia_data.io.atomic.OutputLock), held from
+#                           before the partial file is opened until after the rename.
 #
 # Resume: a rerun finds the state, re-hashes the already written shards *in the partial file*
 # (reading them, not rewriting them; this also catches a damaged partial) and copies only the
@@ -231,7 +233,7 @@ def _load_state(state_path: Path, ss: ShardSet) -> dict[int, dict] | None:
     """Completed shards by index from a valid state file for this shard set, else None."""
     try:
         state = json.loads(state_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     if (
         not isinstance(state, dict)
@@ -303,6 +305,381 @@ def manifests_beside(ss: ShardSet, exclude=()) -> tuple[list[Manifest], list[str
     return found, warnings
 
 
+# =======================================================================================
+# unshard = plan -> copy -> commit
+#
+# plan_unshard()   every check that needs no output: the shard set against BASE.idx, the
+#                  output's name, the digests to verify against (_Digests), the index's own
+#                  SHA256. Writes nothing.
+# _PartialFile     the output's lock (io.atomic.OutputLock, as every writer takes it), the
+#                  preallocated BASE.bin.partial and its resume state; free space checked.
+# _ShardCopier     copies (or, on resume, re-hashes) every shard at its offset, side by side
+#                  in a thread pool; finished shards go to the _Committer.
+# _commit()        the whole-file digest check, BASE.idx, the rename, the state file's removal.
+# =======================================================================================
+
+
+class _Digests:
+    """The expected SHA256 of a file by name, from the first manifest that lists it
+    (``--expected``, then manifests beside the shards, then the known Pythia ones);
+    remembers which manifests it used."""
+
+    def __init__(self, manifests: list[Manifest]) -> None:
+        self.manifests = manifests
+        self.used: list[str] = []
+
+    def get(self, name: str) -> str | None:
+        for m in self.manifests:
+            e = m.get(name, "sha256")
+            if e is not None:
+                if m.source not in self.used:
+                    self.used.append(m.source)
+                return e.digest
+        return None
+
+
+@dataclass
+class UnshardPlan:
+    """What an unshard run will do, decided before anything is written
+    (:func:`plan_unshard`)."""
+
+    ss: ShardSet
+    out_dir: Path
+    final: Path
+    verify: bool
+    shard_expected: list[str | None]
+    whole_expected: str | None
+    compute_whole: bool
+    idx_checked: bool
+    idx_status: str
+    digests: _Digests
+    warnings: list[str]
+    overwrite: bool
+    jobs: int
+
+    @property
+    def out_name(self) -> str:
+        return self.final.name
+
+    @property
+    def partial(self) -> Path:
+        return self.final.with_name(self.out_name + ".partial")
+
+    @property
+    def state_path(self) -> Path:
+        return self.final.with_name(self.out_name + ".partial.json")
+
+
+def _check_sizes(ss: ShardSet, warnings: list[str]) -> bool:
+    """Whether ``BASE.idx`` is there (then the shards must add up to what it expects)."""
+    idx_src = ss.idx_path
+    if not idx_src.is_file():
+        warnings.append(
+            f"no {idx_src.name} beside the shards: the total size of {ss.name}.bin could not "
+            "be checked (and no index was copied)"
+        )
+        return False
+    want = expected_bin_bytes(idx_src)
+    if want != ss.total_bytes:
+        raise ShardError(
+            f"the {ss.count} shards of {ss.name} hold {ss.total_bytes} bytes but "
+            f"{idx_src.name} expects {want}: a shard is missing, truncated or from another "
+            "dataset"
+        )
+    return True
+
+
+def _digest_sources(ss: ShardSet, expected, verify: bool, warnings: list[str]) -> _Digests:
+    """The manifests to verify against, ``expected`` first (it must list something)."""
+    covered = {*ss.names, ss.name + ".bin", ss.idx_path.name}
+    manifests: list[Manifest] = []
+    if expected is not None:
+        manifest = expected if isinstance(expected, Manifest) else Manifest.load(expected)
+        if not any(n in manifest.entries for n in covered):
+            raise InputError(
+                f"{manifest.source} lists none of the {ss.count} shards of {ss.name}, "
+                f"{ss.name}.bin or {ss.idx_path.name}: it cannot verify anything "
+                "(wrong manifest? pass --no-verify to copy unverified)"
+            )
+        manifests.append(manifest)
+    if verify:
+        own = [expected] if expected is not None and not isinstance(expected, Manifest) else []
+        beside, why = manifests_beside(ss, exclude=own)
+        manifests += beside
+        warnings += why
+        manifests.append(known_manifest())
+    return _Digests(manifests)
+
+
+def _check_index_digest(idx_src: Path, want: str | None) -> str:
+    """The index is checked against its SHA256 before any data is written."""
+    if want is None:
+        return "unknown"
+    try:
+        got = hash_file(idx_src, "sha256")
+    except OSError as exc:
+        raise InputError(f"cannot read {idx_src}: {exc.strerror or exc}") from exc
+    if got != want:
+        raise VerificationError(
+            f"{idx_src.name} does not match its SHA256 (expected {want}, got {got}); "
+            "download it again and rerun"
+        )
+    return "ok"
+
+
+def plan_unshard(shard, output_dir=None, *, expected=None, verify: bool = True,
+                 full_hash: bool = False, jobs: int | None = None,
+                 overwrite: bool = False) -> UnshardPlan:
+    """Every check :func:`unshard` makes before writing: see its arguments. Raises what it
+    raises before any output exists."""
+    ss = find_shards(shard)
+    out_dir = Path(os.fspath(output_dir)) if output_dir is not None else ss.directory
+    final = out_dir / (ss.name + ".bin")
+    warnings: list[str] = []
+    idx_checked = _check_sizes(ss, warnings)
+    if final.exists() and not overwrite:
+        raise OutputExistsError(final)
+    if final.resolve() in {p.resolve() for p in ss.paths}:
+        raise UsageError(f"the output {final} would overwrite a shard")
+    digests = _digest_sources(ss, expected, verify, warnings)
+    shard_expected = [digests.get(p.name) if verify else None for p in ss.paths]
+    whole_expected = digests.get(final.name) if verify else None
+    idx_expected = digests.get(ss.idx_path.name) if verify and idx_checked else None
+    compute_whole = verify and (full_hash or (
+        whole_expected is not None and any(e is None for e in shard_expected)))
+    if verify:
+        unknown = sum(e is None for e in shard_expected)
+        if unknown == ss.count and whole_expected is None:
+            warnings.append(
+                f"nothing could be verified: no SHA256 is known for {final.name} or any of "
+                f"its {ss.count} shards (no --expected manifest, none beside the shards lists "
+                "them, and they are not Pythia's published shards)"
+            )
+        elif unknown and whole_expected is None:
+            warnings.append(f"{unknown} of {ss.count} shards have no known SHA256 and were "
+                            "not verified")
+    idx_status = _check_index_digest(ss.idx_path, idx_expected)
+    njobs = 1 if compute_whole else (jobs or os.cpu_count() or 1)
+    if njobs < 1:
+        raise UsageError(f"jobs must be at least 1, got {njobs}")
+    return UnshardPlan(ss, out_dir, final, verify, shard_expected, whole_expected,
+                       compute_whole, idx_checked, idx_status, digests, warnings, overwrite,
+                       njobs)
+
+
+class _PartialFile:
+    """``BASE.bin.partial``, preallocated to the final size, under the output's lock, with
+    the shards an earlier run completed (``done``, from the resume state)."""
+
+    def __init__(self, plan: UnshardPlan) -> None:
+        self.plan = plan
+        self.fd = -1
+        self.created = False
+        self.done: dict[int, dict] = {}
+        try:
+            plan.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create {plan.out_dir}: {exc.strerror or exc}") from exc
+        # the lock first (io.atomic's, as every output takes it): nothing below runs twice
+        self._lock = output_lock(plan.final)
+        try:
+            if plan.final.exists() and not plan.overwrite:  # another run finished meanwhile
+                raise OutputExistsError(plan.final)
+            self._open()
+            self._resume_state()
+            self._reserve()
+        except BaseException:
+            # refused (no space, a finished output): leave nothing behind unless an earlier
+            # run's completed shards are there to resume
+            self.close(remove=not self.done)
+            raise
+
+    def _open(self) -> None:
+        partial = self.plan.partial
+        try:
+            try:
+                self.fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+                self.created = True
+            except FileExistsError:
+                self.fd = os.open(partial, os.O_RDWR)
+        except OSError as exc:
+            raise OutputError(f"cannot write {partial}: {exc.strerror or exc}") from exc
+
+    def _resume_state(self) -> None:
+        """Shards an earlier run recorded, unless the shard was replaced since (same name
+        and size, new mtime) or, with verification, has no digest on record."""
+        plan, ss = self.plan, self.plan.ss
+        if not self.created:
+            loaded = _load_state(plan.state_path, ss)
+            if loaded is not None and os.fstat(self.fd).st_size == ss.total_bytes:
+                self.done = loaded
+        if not self.done:
+            with contextlib.suppress(FileNotFoundError):
+                plan.state_path.unlink()
+        for i in list(self.done):
+            rec = self.done[i]
+            if rec.get("size") != ss.sizes[i] or rec.get(
+                    "mtime_ns") != ss.paths[i].stat().st_mtime_ns or (
+                    plan.verify and not rec.get("sha256")):
+                del self.done[i]
+
+    def _reserve(self) -> None:
+        """Check the free space, then preallocate (sparse) to the final size."""
+        plan, ss = self.plan, self.plan.ss
+        try:
+            free = shutil.disk_usage(plan.out_dir).free
+        except OSError:
+            free = None
+        need = ss.total_bytes - sum(ss.sizes[i] for i in self.done)
+        if self.done:
+            with contextlib.suppress(OSError):
+                need = max(0, ss.total_bytes - os.fstat(self.fd).st_blocks * 512)
+        if free is not None and need > free:
+            raise OutputError(f"not enough space in {plan.out_dir}: {plan.out_name} needs "
+                              f"{need} more bytes, {free} free")
+        try:
+            if not self.done:
+                os.ftruncate(self.fd, 0)
+            os.ftruncate(self.fd, ss.total_bytes)
+        except OSError as exc:
+            raise OutputError(f"cannot write {plan.partial}: {exc.strerror or exc}") from exc
+        if not self.done:
+            _save_state(plan.state_path, ss, self.done)
+
+    def discard(self) -> None:
+        """Nothing to resume from (e.g. the whole file failed its digest): remove both."""
+        for q in (self.plan.partial, self.plan.state_path):
+            with contextlib.suppress(OSError):
+                q.unlink()
+
+    def close(self, remove: bool = False) -> None:
+        if remove:
+            self.discard()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+
+class _ShardCopier:
+    """Copies every shard into the partial file at its offset (hashing it while writing),
+    or, for a shard an earlier run completed, re-reads it there; side by side in
+    ``plan.jobs`` threads. The first error stops the others."""
+
+    def __init__(self, plan: UnshardPlan, part: _PartialFile, committer: _Committer,
+                 progress, sync: bool) -> None:
+        self.plan, self.part, self.committer = plan, part, committer
+        self.progress, self.sync = progress, sync
+        self.outcomes: list[ShardOutcome | None] = [None] * plan.ss.count
+        self.whole = SequentialHasher() if plan.compute_whole else None
+        self.resumed = 0
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()
+
+    def run(self) -> str | None:
+        """Process every shard; the whole file's digest when it is computed."""
+        count = self.plan.ss.count
+        try:
+            if self.plan.jobs == 1 or count == 1:
+                for i in range(count):
+                    self._process(i)
+            else:
+                self._in_pool(min(self.plan.jobs, count))
+            return self.whole.hexdigest() if self.whole is not None else None
+        finally:
+            if self.whole is not None:
+                self.whole.close()
+                self.whole = None
+
+    def _in_pool(self, workers: int) -> None:
+        first_error: BaseException | None = None
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(self._process, i) for i in range(self.plan.ss.count)]
+            for fut in futures:
+                try:
+                    fut.result()
+                except Cancelled:
+                    pass
+                except BaseException as exc:  # stop the others, re-raise the first
+                    self._cancel.set()
+                    if first_error is None:
+                        first_error = exc
+        if first_error is not None:
+            raise first_error
+
+    def _finish(self, i: int, digest: str | None, status: str) -> None:
+        ss, exp = self.plan.ss, self.plan.shard_expected[i]
+        if digest is not None and exp is not None and digest != exp:
+            raise VerificationError(
+                f"shard {ss.paths[i].name} does not match its SHA256 "
+                f"(expected {exp}, got {digest}); download it again and rerun"
+            )
+        if self.plan.verify and exp is None:
+            status = "unknown"
+        self.outcomes[i] = ShardOutcome(ss.paths[i].name, ss.sizes[i], status, digest, exp)
+
+    def _resume(self, i: int, rec: dict) -> bool:
+        """A shard written by an earlier run: re-read it from the partial file (nothing is
+        written). False when the partial no longer holds it (then it is copied again)."""
+        plan, ss = self.plan, self.plan.ss
+        if not plan.verify and self.whole is None:
+            self.outcomes[i] = ShardOutcome(ss.paths[i].name, ss.sizes[i], "resumed")
+        else:
+            digest = hash_region(self.part.fd, ss.offsets[i], ss.sizes[i], self.whole,
+                                 self.progress)
+            if plan.verify and digest != rec.get("sha256"):
+                return False
+            self._finish(i, digest if plan.verify else None, "resumed")
+        with self._lock:
+            self.resumed += 1
+        return True
+
+    def _process(self, i: int) -> None:
+        if self._cancel.is_set():
+            raise Cancelled
+        plan, ss = self.plan, self.plan.ss
+        rec = self.part.done.get(i)
+        if rec is not None and self._resume(i, rec):
+            return
+        digest = copy_hashed(ss.paths[i], ss.sizes[i], self.part.fd, ss.offsets[i],
+                             plan.out_name, hash_it=plan.verify, whole=self.whole,
+                             progress=self.progress, cancel=self._cancel,
+                             writeback=self.sync)
+        self._finish(i, digest, "ok" if plan.verify else "unverified")
+        self.committer.submit(i, {"size": ss.sizes[i],
+                                  "mtime_ns": ss.paths[i].stat().st_mtime_ns,
+                                  "sha256": digest})
+
+
+def _commit(plan: UnshardPlan, part: _PartialFile, whole_digest: str | None) -> Path | None:
+    """Still under the lock: the whole file's digest, the index beside it, then the final
+    name. Returns the index copied (or left in place), if any."""
+    if (whole_digest is not None and plan.whole_expected is not None
+            and whole_digest != plan.whole_expected):
+        part.discard()  # the bytes are wrong: nothing to resume
+        raise VerificationError(
+            f"{plan.out_name} does not match its SHA256 (expected {plan.whole_expected}, got "
+            f"{whole_digest})" + ("" if all(plan.shard_expected) else
+                                  "; some shards have no known SHA256 to tell which")
+        )
+    idx_src, idx_out = plan.ss.idx_path, None
+    if idx_src.is_file():
+        idx_out = plan.out_dir / idx_src.name
+        if idx_out.resolve() != idx_src.resolve() and not same_bytes(idx_src, idx_out):
+            copy_file_atomic(idx_src, idx_out)
+    try:
+        os.replace(plan.partial, plan.final)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot rename {plan.partial} to {plan.final}: {exc.strerror or exc}") from exc
+    with contextlib.suppress(FileNotFoundError):
+        plan.state_path.unlink()
+    fsync_dir(plan.out_dir)
+    return idx_out
+
+
 def unshard(
     shard: str | os.PathLike[str],
     output_dir: str | os.PathLike[str] | None = None,
@@ -333,315 +710,54 @@ def unshard(
     that never reached the disk. ``commit_bytes``: resume state is recorded every this
     many bytes of completed shards (default :data:`COMMIT_BYTES`) and when a run fails.
 
-    The partial output is locked while written: a second run into the same folder fails at
-    once with "another pythia-data is writing ..." (:class:`OutputError`).
+    The output is locked while written (the lock of :mod:`pythia_data.io.atomic`): a
+    second run into the same folder fails at once with "another pythia-data is writing
+    ..." (:class:`OutputError`).
 
     Raises :class:`VerificationError` (naming the shard or ``.idx``) on a mismatch, leaving
     no ``BASE.bin``; :class:`ShardError` before writing anything if the shard set or its
     size against ``BASE.idx`` is wrong; :class:`OutputError` if the output cannot be
     written (rerun to resume).
     """
-    ss = find_shards(shard)
-    out_dir = Path(os.fspath(output_dir)) if output_dir is not None else ss.directory
-    out_name = ss.name + ".bin"
-    final = out_dir / out_name
-    partial = out_dir / (out_name + ".partial")
-    state_path = out_dir / (out_name + ".partial.json")
-    total = ss.total_bytes
-    warnings: list[str] = []
-
-    # -- checks before writing anything
-    idx_src = ss.idx_path
-    idx_checked = False
-    if idx_src.is_file():
-        want = expected_bin_bytes(idx_src)
-        if want != total:
-            raise ShardError(
-                f"the {ss.count} shards of {ss.name} hold {total} bytes but {idx_src.name} "
-                f"expects {want}: a shard is missing, truncated or from another dataset"
-            )
-        idx_checked = True
-    else:
-        warnings.append(
-            f"no {idx_src.name} beside the shards: the total size of {out_name} could not "
-            "be checked (and no index was copied)"
-        )
-    if final.exists() and not overwrite:
-        raise OutputExistsError(final)
-    if final.resolve() in {p.resolve() for p in ss.paths}:
-        raise UsageError(f"the output {final} would overwrite a shard")
-
-    covered = {*ss.names, out_name, idx_src.name}
-    manifest = None
-    if expected is not None:
-        manifest = expected if isinstance(expected, Manifest) else Manifest.load(expected)
-        if not any(n in manifest.entries for n in covered):
-            raise InputError(
-                f"{manifest.source} lists none of the {ss.count} shards of {ss.name}, "
-                f"{out_name} or {idx_src.name}: it cannot verify anything "
-                "(wrong manifest? pass --no-verify to copy unverified)"
-            )
-    lookups: list[Manifest] = [manifest] if manifest is not None else []
-    if verify:
-        own = [expected] if expected is not None and not isinstance(expected, Manifest) else []
-        beside, why = manifests_beside(ss, exclude=own)
-        lookups += beside
-        warnings += why
-        lookups.append(known_manifest())
-    used: list[str] = []
-
-    def lookup(name: str) -> str | None:
-        for m in lookups:
-            e = m.get(name, "sha256")
-            if e is not None:
-                if m.source not in used:
-                    used.append(m.source)
-                return e.digest
-        return None
-
-    shard_expected = [lookup(p.name) if verify else None for p in ss.paths]
-    whole_expected = lookup(out_name) if verify else None
-    idx_expected = lookup(idx_src.name) if verify and idx_checked else None
-    compute_whole = verify and (full_hash or (
-        whole_expected is not None and any(e is None for e in shard_expected)))
-    if verify:
-        unknown = sum(e is None for e in shard_expected)
-        if unknown == ss.count and whole_expected is None:
-            warnings.append(
-                f"nothing could be verified: no SHA256 is known for {out_name} or any of its "
-                f"{ss.count} shards (no --expected manifest, none beside the shards lists "
-                "them, and they are not Pythia's published shards)"
-            )
-        elif unknown and whole_expected is None:
-            warnings.append(f"{unknown} of {ss.count} shards have no known SHA256 and were "
-                            "not verified")
-
-    # the index is checked against its SHA256 before any data is written
-    idx_status = "unknown"
-    if idx_expected is not None:
-        try:
-            got = hash_file(idx_src, "sha256")
-        except OSError as exc:
-            raise InputError(f"cannot read {idx_src}: {exc.strerror or exc}") from exc
-        if got != idx_expected:
-            raise VerificationError(
-                f"{idx_src.name} does not match its SHA256 (expected {idx_expected}, got "
-                f"{got}); download it again and rerun"
-            )
-        idx_status = "ok"
-
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create {out_dir}: {exc.strerror or exc}") from exc
-
-    # -- take the partial file and its lock first: nothing below runs twice at once
-    created = False
-    try:
-        try:
-            fd = os.open(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
-            created = True
-        except FileExistsError:
-            fd = os.open(partial, os.O_RDWR)
-    except OSError as exc:
-        raise OutputError(f"cannot write {partial}: {exc.strerror or exc}") from exc
-    try:
-        lock_file(fd, str(final))
-        # the file we locked must still be the partial (not one another run just renamed)
-        st = os.fstat(fd)
-        try:
-            cur = os.stat(partial)
-        except FileNotFoundError:
-            cur = None
-        if cur is None or (cur.st_dev, cur.st_ino) != (st.st_dev, st.st_ino):
-            raise OutputError(f"another pythia-data is writing {final}")
-    except BaseException:
-        os.close(fd)
-        raise
-    if final.exists() and not overwrite:  # another run finished while we waited
-        if created:
-            with contextlib.suppress(OSError):
-                partial.unlink()
-        os.close(fd)
-        raise OutputExistsError(final)
-
-    outcomes: list[ShardOutcome | None] = [None] * ss.count
-    whole: SequentialHasher | None = None
+    plan = plan_unshard(shard, output_dir, expected=expected, verify=verify,
+                        full_hash=full_hash, jobs=jobs, overwrite=overwrite)
+    part = _PartialFile(plan)
     committer: _Committer | None = None
-    offsets = ss.offsets
-    resumed = 0
-    whole_digest = None
     failed = True
     try:
-        done: dict[int, dict] = {}
-        if not created:
-            loaded = _load_state(state_path, ss)
-            if loaded is not None and os.fstat(fd).st_size == total:
-                done = loaded
-        if not done:
-            with contextlib.suppress(FileNotFoundError):
-                state_path.unlink()
-
-        # A shard replaced since it was copied (same name and size, new mtime) is copied again.
-        for i in list(done):
-            st = ss.paths[i].stat()
-            rec = done[i]
-            if rec.get("size") != ss.sizes[i] or rec.get("mtime_ns") != st.st_mtime_ns or (
-                verify and not rec.get("sha256")
-            ):
-                del done[i]
-
-        try:
-            free = shutil.disk_usage(out_dir).free
-        except OSError:
-            free = None
-        need = total - sum(ss.sizes[i] for i in done)
-        if done:
-            with contextlib.suppress(OSError):
-                need = max(0, total - os.fstat(fd).st_blocks * 512)
-        if free is not None and need > free:
-            if not done:  # nothing to resume: leave no empty partial file behind
-                with contextlib.suppress(OSError):
-                    partial.unlink()
-                with contextlib.suppress(OSError):
-                    state_path.unlink()
-            raise OutputError(
-                f"not enough space in {out_dir}: {out_name} needs {need} more bytes, {free} free"
-            )
-
-        try:
-            if not done:
-                os.ftruncate(fd, 0)
-            os.ftruncate(fd, total)
-        except OSError as exc:
-            if not done:
-                with contextlib.suppress(OSError):
-                    partial.unlink()
-            raise OutputError(f"cannot write {partial}: {exc.strerror or exc}") from exc
-        if not done:
-            _save_state(state_path, ss, done)
-        if compute_whole:
-            whole = SequentialHasher()
         # With verification, a resumed run re-hashes every recorded shard from the partial
         # file, so the partial need not be fsynced per commit (only before the final
         # rename); without it, the partial is fsynced before shards are recorded.
-        committer = _Committer(fd, out_name, state_path, ss, done, sync=sync and not verify,
+        committer = _Committer(part.fd, plan.out_name, plan.state_path, plan.ss, part.done,
+                               sync=sync and not verify,
                                commit_bytes=commit_bytes or COMMIT_BYTES)
-        lock = threading.Lock()
-        cancel = threading.Event()
-
-        def finish(i: int, digest: str | None, status: str) -> None:
-            exp = shard_expected[i]
-            if digest is not None and exp is not None and digest != exp:
-                raise VerificationError(
-                    f"shard {ss.paths[i].name} does not match its SHA256 "
-                    f"(expected {exp}, got {digest}); download it again and rerun"
-                )
-            if verify and exp is None:
-                status = "unknown"
-            outcomes[i] = ShardOutcome(ss.paths[i].name, ss.sizes[i], status, digest, exp)
-
-        def process(i: int) -> None:
-            nonlocal resumed
-            if cancel.is_set():
-                raise Cancelled
-            rec = done.get(i)
-            if rec is not None:
-                # written by an earlier run: re-read it from the partial, write nothing
-                if not verify and whole is None:
-                    outcomes[i] = ShardOutcome(ss.paths[i].name, ss.sizes[i], "resumed")
-                    with lock:
-                        resumed += 1
-                    return
-                digest = hash_region(fd, offsets[i], ss.sizes[i], whole, progress)
-                if not verify or digest == rec.get("sha256"):
-                    finish(i, digest if verify else None, "resumed")
-                    with lock:
-                        resumed += 1
-                    return
-                # the partial no longer holds what was written there: copy the shard again
-            digest = copy_hashed(ss.paths[i], ss.sizes[i], fd, offsets[i], out_name,
-                                 hash_it=verify, whole=whole, progress=progress, cancel=cancel,
-                                 writeback=sync)
-            finish(i, digest, "ok" if verify else "unverified")
-            rec = {"size": ss.sizes[i], "mtime_ns": ss.paths[i].stat().st_mtime_ns,
-                   "sha256": digest}
-            committer.submit(i, rec)
-
-        njobs = 1 if whole is not None else (jobs or os.cpu_count() or 1)
-        if njobs < 1:
-            raise UsageError(f"jobs must be at least 1, got {njobs}")
-        if njobs == 1 or ss.count == 1:
-            for i in range(ss.count):
-                process(i)
-        else:
-            first_error: BaseException | None = None
-            with ThreadPoolExecutor(max_workers=min(njobs, ss.count)) as pool:
-                futures = [pool.submit(process, i) for i in range(ss.count)]
-                for fut in futures:
-                    try:
-                        fut.result()
-                    except Cancelled:
-                        pass
-                    except BaseException as exc:  # stop the others, re-raise the first
-                        cancel.set()
-                        if first_error is None:
-                            first_error = exc
-            if first_error is not None:
-                raise first_error
-
-        if whole is not None:
-            whole_digest = whole.hexdigest()
-            whole = None
+        copier = _ShardCopier(plan, part, committer, progress, sync)
+        whole_digest = copier.run()
         committer.close()
         if sync:
-            fsync_fd(fd, out_name)
-
-        if (whole_digest is not None and whole_expected is not None
-                and whole_digest != whole_expected):
-            for q in (partial, state_path):
-                with contextlib.suppress(FileNotFoundError):
-                    q.unlink()
-            failed = False  # nothing to resume
-            raise VerificationError(
-                f"{out_name} does not match its SHA256 (expected {whole_expected}, got "
-                f"{whole_digest})" + ("" if all(shard_expected) else
-                                      "; some shards have no known SHA256 to tell which")
-            )
-
-        # the index, then the final name (still under the lock)
-        idx_out = None
-        if idx_src.is_file():
-            idx_out = out_dir / idx_src.name
-            if idx_out.resolve() != idx_src.resolve() and not same_bytes(idx_src, idx_out):
-                copy_file_atomic(idx_src, idx_out)
+            fsync_fd(part.fd, plan.out_name)
         try:
-            os.replace(partial, final)
-        except OSError as exc:
-            raise OutputError(
-                f"cannot rename {partial} to {final}: {exc.strerror or exc}") from exc
+            idx_out = _commit(plan, part, whole_digest)
+        except VerificationError:
+            failed = False  # discarded: nothing to resume
+            raise
         failed = False
-        with contextlib.suppress(FileNotFoundError):
-            state_path.unlink()
-        fsync_dir(out_dir)
     finally:
-        if whole is not None:
-            whole.close()
         if committer is not None:
             committer.close(raise_error=False, flush=failed)
-        os.close(fd)
+        part.close()
 
     return UnshardResult(
-        output=final,
+        output=plan.final,
         idx_output=idx_out,
-        total_bytes=total,
-        shards=[o for o in outcomes if o is not None],
+        total_bytes=plan.ss.total_bytes,
+        shards=[o for o in copier.outcomes if o is not None],
         whole_digest=whole_digest,
-        whole_expected=whole_expected,
-        resumed_shards=resumed,
-        verified=verify and all(e is not None for e in shard_expected),
-        idx_checked=idx_checked,
-        idx_status=idx_status,
-        manifests=used,
-        warnings=warnings,
+        whole_expected=plan.whole_expected,
+        resumed_shards=copier.resumed,
+        verified=verify and all(e is not None for e in plan.shard_expected),
+        idx_checked=plan.idx_checked,
+        idx_status=plan.idx_status,
+        manifests=plan.digests.used,
+        warnings=plan.warnings,
     )

@@ -69,7 +69,7 @@ def _state_path(out_dir: Path, base: str) -> Path:
 def _load_state(path: Path, want: dict) -> dict[int, dict]:
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     if not isinstance(state, dict) or any(state.get(k) != v for k, v in want.items()):
         return {}

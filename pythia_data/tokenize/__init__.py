@@ -14,13 +14,26 @@ from __future__ import annotations
 
 import importlib
 import warnings
+from typing import TYPE_CHECKING
 
 from pythia_data.errors import UsageError
-from pythia_data.tokenize.base import Tokenizer
 from pythia_data.tokenize.registry import BACKENDS
 from pythia_data.tokenize.spec import TokenizerConfig, read_config
 
+if TYPE_CHECKING:
+    from pythia_data.tokenize.base import Tokenizer
+
 __all__ = ["Tokenizer", "TokenizerConfig", "load_tokenizer", "BACKENDS", "backend_class"]
+
+
+def __getattr__(name: str):
+    # Tokenizer (numpy) on first use, so that importing pythia_data.tokenize.registry (the
+    # CLI's choices) stays light: `checksum` must start without numpy or numba
+    if name == "Tokenizer":
+        from pythia_data.tokenize.base import Tokenizer
+
+        return Tokenizer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def backend_class(name: str):
@@ -47,13 +60,12 @@ def load_tokenizer(spec=None, backend: str = "cpu", **options) -> Tokenizer:
     """
     cls = backend_class(backend)
     config = read_config(spec)
-    unsupported = getattr(cls, "unsupported_reason", None)
-    if unsupported is None:
+    if cls.unsupported_reason is None:  # takes any tokenizer.json as it is (hf)
         return cls(config, **options)
     from pythia_data.tokenize.model import compile_model
 
     model = compile_model(config)
-    reason = unsupported(model)
+    reason = cls.unsupported_reason(model)
     if reason is not None:
         from pythia_data.tokenize.hf import HFTokenizer, hf_available
 

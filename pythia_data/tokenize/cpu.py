@@ -36,6 +36,7 @@ from pythia_data.kernels.bpe import (
     encode_kernel,
 )
 from pythia_data.tokenize.base import Tokenizer, _check_errors, as_id_list, encode_utf8
+from pythia_data.tokenize.families import Family, kernel_family
 from pythia_data.tokenize.model import (
     GPT2_FAMILY,
     N_CP,
@@ -57,27 +58,35 @@ _PARALLEL_MIN_BYTES = 1 << 18
 
 
 class _Cache:
-    """One worker's pre-token cache (see :mod:`pythia_data.kernels.bpe`). ``seed`` (keys
-    concatenated, int64 key offsets, int32 ids): entries put in at creation and after every
-    clear (ignore_merges: the vocabulary tokens BPE would split)."""
+    """One worker's pre-token cache (see :mod:`pythia_data.kernels.bpe`), seeded at creation
+    and after every clear: ``required`` (keys, key offsets, ids: ignore_merges words BPE
+    would split; must fit) then as much of ``optional`` (other known words, in order) as an
+    eighth of the slots holds. (Seeding every one-token vocabulary word was tried: on the
+    benchmark corpus it removed 1.5 % of first-pass misses and cost 0.24 s of start-up.)"""
 
-    def __init__(self, slots: int = 1 << 20, seed=None):
+    def __init__(self, slots: int = 1 << 20, required=None, optional=None):
         entries = slots // 2
         self.slots = np.full(slots, -1, dtype=np.int64)
         self.rec = np.zeros(4 * entries, dtype=np.int64)
         self.keys = np.zeros(entries * 16, dtype=np.uint8)
         self.vals = np.zeros(entries * 4, dtype=np.int32)
         self.state = np.zeros(6, dtype=np.int64)
-        self.seed = seed
+        self.required = required
+        if optional is not None:
+            keys, offs, ids = optional
+            n = min(ids.size, slots // 8)
+            optional = (keys[:offs[n]], offs[:n + 1], ids[:n])
+        self.optional = optional
         self.hits = 0
         self.misses = 0
         self._reseed()
 
     def _reseed(self):
-        if self.seed is not None:
-            if not cache_seed(*self.seed, *self.args()):
-                raise UsageError("cache_slots is too small for this tokenizer's "
-                                 "ignore_merges words")
+        if self.required is not None and not cache_seed(*self.required, *self.args()):
+            raise UsageError("cache_slots is too small for this tokenizer's ignore_merges "
+                             "words")
+        if self.optional is not None:
+            cache_seed(*self.optional, *self.args())
 
     def args(self):
         return self.slots, self.rec, self.keys, self.vals, self.state
@@ -112,7 +121,7 @@ def _seed_arrays(words: list[tuple[bytes, int]]):
 class CpuTokenizer(Tokenizer):
     backend = "cpu"
     #: the pre-tokenizer families this engine's kernels run
-    families = (GPT2_FAMILY,)
+    families = (GPT2_FAMILY, Family.CL100K, Family.O200K, Family.QWEN2, Family.DEEPSEEK_V3)
 
     @classmethod
     def unsupported_reason(cls, spec: TokenizerConfig | TokenizerModel) -> str | None:
@@ -147,6 +156,8 @@ class CpuTokenizer(Tokenizer):
         do_nfc = model.normalizer.family == "nfc"
         self.unicode_eff = self.unicode if do_nfc else self.unicode.without_nfc()
         self.tables = model.tables
+        #: the kernels' pre-tokenizer id (0: GPT-2's regex; else a Split family's id)
+        self.family = kernel_family(model.pre_tokenizer.family)
         self.vocab_size = model.vocab_size
         self._eod_id = model.eod_id
         self._cache_slots = cache_slots
@@ -177,7 +188,7 @@ class CpuTokenizer(Tokenizer):
                 t.strie_next, t.strie_tok, t.ntrie_next, t.ntrie_tok,
                 t.byte_id, t.merge_keys, t.merge_rank, t.merge_new,
                 *cache.args(),
-                out, out_offsets[d - d0:], w,
+                out, out_offsets[d - d0:], w, self.family,
             )
             cache.after_call()
             if status == 0:

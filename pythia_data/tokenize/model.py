@@ -310,6 +310,9 @@ def _merge_pair(merge, i: int, name: str) -> tuple[str, str]:
     raise FormatError(f"{name}: merge {i} ({merge!r}) is not a pair of tokens")
 
 
+_ADDED_FLAGS = ("special", "normalized", "lstrip", "rstrip", "single_word")
+
+
 def _hf_added_tokens(entries: list[dict], token_id, model_size: int):
     """Replay how HF's added vocabulary takes the file's ``added_tokens`` list: each token
     gets the id its content already has (an earlier added token, then the model's
@@ -426,13 +429,20 @@ class TokenizerModel:
         clean = []
         reason = None
         for i, tok in enumerate(entries):
+            # every field is required, as HF requires it (it cannot load the file otherwise)
             if not isinstance(tok, dict) or not isinstance(tok.get("content"), str):
                 raise FormatError(f"{self.name}: added token {i} has no string 'content'")
-            special = bool(tok.get("special", False))
+            if not isinstance(tok.get("id"), int) or isinstance(tok.get("id"), bool) or \
+                    tok["id"] < 0:
+                raise FormatError(f"{self.name}: added token {i} has no non-negative 'id'")
+            for key in _ADDED_FLAGS:
+                if not isinstance(tok.get(key), bool):
+                    raise FormatError(f"{self.name}: added token {i} ({tok['content']!r}) has "
+                                      f"no true/false {key!r}")
+            special = tok["special"]
             clean.append({"content": tok["content"], "special": special,
-                          "normalized": bool(tok.get("normalized", not special)),
-                          "lstrip": bool(tok.get("lstrip")), "rstrip": bool(tok.get("rstrip")),
-                          "single_word": bool(tok.get("single_word"))})
+                          "normalized": tok["normalized"], "lstrip": tok["lstrip"],
+                          "rstrip": tok["rstrip"], "single_word": tok["single_word"]})
             if reason is None and (tok.get("lstrip") or tok.get("rstrip")
                                    or tok.get("single_word")):
                 reason = "added tokens with lstrip/rstrip/single_word"
@@ -578,20 +588,19 @@ class EngineTables:
 
 
 def _whole_words(model: TokenizerModel, t: EngineTables) -> list[tuple[bytes, int]]:
-    """ignore_merges: the vocabulary tokens whose BPE is not the token itself."""
-    from pythia_data.kernels.bpe import bpe_word_heap
+    """ignore_merges: (bytes, id) of the vocabulary tokens whose BPE is not the token
+    itself (one kernel call over the whole vocabulary)."""
+    from pythia_data.kernels.bpe import bpe_single_ids
 
     u2b = {u: b for b, u in bytes_to_unicode().items()}
-    out = []
-    syms = np.empty(1024, dtype=np.int32)
+    words, ids = [], []
     for text, i in model.vocab.items():
         if len(text) < 2 or not all(ch in u2b for ch in text):
-            continue
-        word = np.frombuffer(bytes(u2b[ch] for ch in text), dtype=np.uint8)
-        if word.size > syms.size:
-            syms = np.empty(word.size, dtype=np.int32)
-        n = bpe_word_heap(word, 0, word.size, t.byte_id, t.merge_keys, t.merge_rank,
-                          t.merge_new, syms)
-        if n != 1 or syms[0] != i:
-            out.append((word.tobytes(), i))
-    return out
+            continue  # one byte, or not a byte-level token (never a pre-token's bytes)
+        words.append(bytes(u2b[ch] for ch in text))
+        ids.append(i)
+    keys = np.frombuffer(b"".join(words), dtype=np.uint8).copy()
+    offs = np.zeros(len(words) + 1, dtype=np.int64)
+    np.cumsum([len(w) for w in words], out=offs[1:])
+    single = bpe_single_ids(keys, offs, t.byte_id, t.merge_keys, t.merge_rank, t.merge_new)
+    return [(words[k], ids[k]) for k in range(len(words)) if single[k] != ids[k]]
