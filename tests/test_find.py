@@ -204,6 +204,48 @@ def test_neox_int32_tokens_above_65535_equal_the_oracle(tmp_path_factory, case):
     _run_neox(tmp_path_factory.mktemp("w"), big, params, draw, dtype=np.int32)
 
 
+def _write_noncanonical(prefix, docs):
+    """Documents 0..n-2 stored in reverse order with a gap of 3 tokens after each, then
+    document n-1 (the index requires the file to end with the last one): the pointers are
+    not the running sum of the sizes (the scan reads through them)."""
+    from pythia_data.format.mmidx import write_index
+
+    sizes = np.array([len(d) for d in docs], dtype=np.int32)
+    pointers = np.zeros(len(docs), dtype=np.int64)
+    data = bytearray()
+    for k in [*reversed(range(len(docs) - 1)), len(docs) - 1]:
+        pointers[k] = len(data)
+        data += np.asarray(docs[k], dtype=np.uint16).tobytes()
+        if k != len(docs) - 1:
+            data += b"\xff\xff" * 3
+    with open(f"{prefix}.bin", "wb") as f:
+        f.write(bytes(data))
+    with open(f"{prefix}.idx", "wb") as f:
+        write_index(f, np.dtype(np.uint16), sizes, np.arange(len(docs) + 1, dtype=np.int64))
+    raw = bytearray(open(f"{prefix}.idx", "rb").read())
+    at = 9 + 8 + 1 + 8 + 8 + 4 * len(docs)
+    raw[at:at + 8 * len(docs)] = pointers.astype("<i8").tobytes()
+    open(f"{prefix}.idx", "wb").write(bytes(raw))
+    return str(prefix)
+
+
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(case=neox_case())
+def test_neox_non_canonical_layout_equals_the_oracle(tmp_path_factory, case):
+    docs, params, draw = case
+    tmp = tmp_path_factory.mktemp("nc")
+    prefix = _write_noncanonical(tmp / "nc", docs)
+    with IndexedDataset(prefix) as ds:
+        assert not ds.is_canonical or len(docs) == 1
+        order = TrainingOrder.build(ds, params, index_dir=tmp / "idx")
+        queries = _queries(_draw_queries(draw, _stream_pool(ds, order), 4,
+                                         2 * params.seq_length + 3))
+        want = oracle(ds, order, queries)
+        got, _ = got_set(ds, order, queries, chunk_tokens=draw(st.sampled_from([1, 5, 4096])))
+    assert got == want
+
+
 @st.composite
 def preshuffled_case(draw):
     seq = draw(st.integers(1, 10))
@@ -313,3 +355,25 @@ def test_limit_keeps_the_first_hits_by_iteration(tmp_path):
                      limit=10**18)) == every
     assert list(find(prefix, tokens=[1, 2], params=params, index_dir=tmp_path,
                      limit=0)) == []
+
+
+def test_a_second_writer_of_the_inverse_builds_in_memory(tmp_path):
+    """Two finds over one order at once: the second does not wait, fail or corrupt."""
+    from pythia_data.io.atomic import OutputLock
+
+    docs = [np.arange(1, 1 + n, dtype=np.uint16) for n in (5, 9, 3, 12, 7)]
+    prefix = write_dataset(tmp_path / "c", docs)
+    params = OrderParams(train_iters=5, batch_size=2, seq_length=6, seed=3)
+    with IndexedDataset(prefix) as ds:
+        order = TrainingOrder.build(ds, params)
+        paths = inverse_paths(order)
+        held = OutputLock(paths["doc_pos"])  # as another process writing it would
+        try:
+            inv = OrderInverse.for_order(order)
+        finally:
+            held.release()
+        assert inv.source == "memory" and "another" in inv.note
+        assert not os.path.exists(paths["meta"])
+        assert np.array_equal(np.asarray(inv.row_sample)[np.asarray(order.shuffle_idx)],
+                              np.arange(order.total_samples))
+        assert OrderInverse.for_order(order).source == "built"

@@ -76,6 +76,15 @@ def test_careless_find_gets_one_line_and_exit_2(data, args, message):
     assert "Traceback" not in out
 
 
+def test_ids_outside_the_tokenizers_vocabulary(data):
+    pytest.importorskip("tokenizers")
+    prefix, tmp = data
+    code, out = run("find", prefix, *ORDER, "--index-dir", tmp, "--tokens", "1,50300",
+                    "--tokenizer", "bundled", "--backend", "hf")
+    assert code == 2 and "outside the tokenizer's vocabulary" in out, out
+    assert len(out.strip().splitlines()) == 1
+
+
 def test_careless_find_missing_data_and_empty_queries_file(tmp_path, data):
     prefix, tmp = data
     code, out = run("find", tmp_path / "nothing", "--tokens", "1")
@@ -136,7 +145,22 @@ def test_stats_of_iterations_equal_numpy_over_the_rows(data):
     assert [t["count"] for t in s.top_tokens] == sorted(counts, reverse=True)[:3]
     per_row = (rows == 0).sum(axis=1)
     assert s.eod_per_row["max"] == per_row.max() and s.eod_per_row["min"] == per_row.min()
-    assert sum(h["count"] for h in s.doc_length_histogram) >= s.eod_tokens
+    # pieces: runs ending at an EOD (inclusive) or at the row's end, by plain Python
+    pieces = []
+    for row in rows.tolist():
+        run = 0
+        for t in row:
+            run += 1
+            if t == 0:
+                pieces.append(run)
+                run = 0
+        if run:
+            pieces.append(run)
+    want = {}
+    for n in pieces:
+        lo = 1 << (n.bit_length() - 1)
+        want[lo] = want.get(lo, 0) + 1
+    assert {h["lo"]: h["count"] for h in s.doc_length_histogram} == want
     assert sum(b["count"] * 1 for b in s.eod_per_row["histogram"]) == 6
 
 

@@ -30,7 +30,12 @@ def hf_matches(pattern: str) -> np.ndarray:
     return hit
 
 
-@pytest.mark.parametrize("bit,pattern", [(1, r"\p{L}"), (2, r"\p{N}"), (4, r"\s")])
+@pytest.mark.parametrize("bit,pattern", [
+    (1, r"\p{L}"), (2, r"\p{N}"), (4, r"\s"),
+    # the Split-regex families' classes (pythia_data/kernels/pretokenize_split.py)
+    (8, r"[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]"), (16, r"[\p{Ll}\p{Lm}\p{Lo}\p{M}]"),
+    (32, r"\p{M}"), (64, r"[\p{P}\p{S}]"),
+])
 def test_class_table_equals_oniguruma_for_every_code_point(bit, pattern):
     ours = (unicode_tables().cls[ALL] & bit) != 0
     theirs = hf_matches(pattern)
@@ -69,6 +74,7 @@ def test_nfc_of_every_code_point_alone():
     _compare_nfc(_chars())
 
 
+@pytest.mark.slow  # four sweeps of every code point (each alone: the test above, by default)
 def test_nfc_every_code_point_after_a_letter_and_before_marks():
     # composition with a preceding starter; reordering against classes 1, 230 and 240
     chars = _chars()

@@ -14,6 +14,7 @@ from numba.cuda import compile_ptx
 
 from pythia_data.kernels import cuda_bpe as kb
 from pythia_data.kernels import cuda_pretokenize as kp
+from pythia_data.kernels import cuda_pretokenize_split as ks
 
 u8 = types.Array(types.uint8, 1, "C")
 i32 = types.Array(types.int32, 1, "C")
@@ -27,6 +28,7 @@ SIGNATURES = [
     (kp.classify_kernel, (u8, n, i64, n, u8, u8, i32, i32, i32, i32, u8, u8)),
     (kp.wsrun_kernel, (u8, n, u8, u8, i32, n, u8, u8, i32)),
     (kp.boundary_kernel, (u8, n, u8, u8, u8, u8)),
+    (ks.split_boundary_kernel, (u8, n, i64, n, u8, u8, u8, n, u8)),
     (kb.chunk_sum_kernel, (u8, n, n, i64)),
     (kb.chunk_sum_kernel, (i64, n, n, i64)),
     (kb.chunk_scan_kernel, (u8, i64, n, n, i64)),

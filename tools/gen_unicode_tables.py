@@ -10,7 +10,10 @@ are then confirmed by probing).
 
 Arrays written (all code points 0..0x10FFFF; surrogates are never probed and stay 0):
 
-  cls          uint8[0x110000]  bit 1: \\p{L}, bit 2: \\p{N}, bit 4: \\s (Oniguruma, as HF)
+  cls          uint8[0x110000]  bit 1: \\p{L}, bit 2: \\p{N}, bit 4: \\s (Oniguruma, as HF);
+                                bit 8: [\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}], bit 16:
+                                [\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}], bit 32: \\p{M},
+                                bit 64: [\\p{P}\\p{S}]
   ccc          uint8[0x110000]  canonical combining class as HF's NFD reorders by it
                                 (only for code points that HF does not decompose)
   decomp_cp    int32[K]         code points whose HF NFD is not themselves (sorted)
@@ -33,7 +36,16 @@ from pathlib import Path
 import numpy as np
 
 N_CP = 0x110000
-CLASS_BITS = {"L": (1, r"\p{L}"), "N": (2, r"\p{N}"), "WS": (4, r"\s")}
+CLASS_BITS = {
+    "L": (1, r"\p{L}"),
+    "N": (2, r"\p{N}"),
+    "WS": (4, r"\s"),
+    # the classes of the Split-regex families (pythia_data/kernels/pretokenize_split.py)
+    "UPPER": (8, r"[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]"),  # o200k's first letter class
+    "LOWER": (16, r"[\p{Ll}\p{Lm}\p{Lo}\p{M}]"),  # o200k's second letter class
+    "M": (32, r"\p{M}"),
+    "PS": (64, r"[\p{P}\p{S}]"),  # DeepSeek V3
+}
 
 
 def all_code_points() -> np.ndarray:

@@ -105,6 +105,8 @@ def find_cmd(data, train_iters, batch_size, seq_length, seed, configs, index_dir
     variant column says which matched. An occurrence that crosses the end of a row is
     listed once per row that holds part of it, with the part (query tokens a:b). The
     neox order's inverse is built on first use and cached beside the order's cache.
+    With --json: one JSON object per hit (JSON lines; keys iteration, index_in_batch,
+    offset, document, query, ...).
 
     \b
     Examples:
@@ -142,7 +144,7 @@ def find_cmd(data, train_iters, batch_size, seq_length, seed, configs, index_dir
                            f"{hit.doc_offset} {hit.query_index} {hit.variant.replace(' ', '-')} "
                            f"{part} {json.dumps(hit.query, ensure_ascii=False)}{mark}")
     if not quiet:
-        more = " (--limit reached)" if limit is not None and n == limit else ""
+        more = " (--limit reached)" if limit and n == limit else ""
         click.echo(f"{n} hit{'s' if n != 1 else ''} for {len(queries)} token "
                    f"sequence{'s' if len(queries) != 1 else ''}{more}", err=True)
 

@@ -165,7 +165,15 @@ class OrderInverse:
             inv = cls(a["doc_pos"], a["row_sample"], a["pos_ckpt"], "memory")
             inv.note = f"{folder} is not writable: the find index is kept in memory"
             return inv
-        cls._write(paths, order, fingerprint, progress)
+        try:
+            cls._write(paths, order, fingerprint, progress)
+        except OutputError as exc:
+            if "another pythia-data is writing" not in str(exc):
+                raise
+            # a second find over the same order at the same time: do not wait for it
+            inv = cls.build(order, progress)
+            inv.note = "another pythia-data is writing the find index: built in memory"
+            return inv
         inv = cls(*(np.load(paths[n], mmap_mode="r") for n in NAMES), "built", paths)
         inv.note = note
         return inv

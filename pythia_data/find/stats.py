@@ -52,30 +52,28 @@ class Stats:
         return asdict(self)
 
 
+def _log2_bins(values: np.ndarray) -> np.ndarray:
+    """Bin of each value: 0 for 0, k + 1 for [2**k, 2**(k+1)) (exact: frexp, no log2)."""
+    values = np.asarray(values, dtype=np.int64)
+    _, exp = np.frexp(values.astype(np.float64))  # v = m * 2**exp, m in [0.5, 1)
+    return np.where(values > 0, exp, 0).astype(np.int64)
+
+
+def _bins_to_list(counts: np.ndarray) -> list[dict]:
+    out = []
+    for b, c in enumerate(np.asarray(counts).tolist()):
+        if c:
+            out.append({"lo": 0 if b == 0 else 1 << (b - 1), "hi": 1 if b == 0 else 1 << b,
+                        "count": int(c)})
+    return out
+
+
 def log2_histogram(values: np.ndarray) -> list[dict]:
-    """Counts in bins [0, 1), [1, 2), [2, 4), [4, 8) ... (empty bins at the ends dropped)."""
+    """Counts in bins [0, 1), [1, 2), [2, 4), [4, 8) ... (empty bins left out)."""
     values = np.asarray(values, dtype=np.int64)
     if values.size == 0:
         return []
-    bins = np.zeros(values.shape[0], dtype=np.int64)
-    pos = values > 0
-    bins[pos] = np.floor(np.log2(values[pos])).astype(np.int64) + 1
-    # float log2 can be off by one at exact powers of two: fix with integer checks
-    lo = np.where(bins > 0, np.left_shift(1, np.maximum(bins - 1, 0)), 0)
-    bins = np.where((bins > 0) & (values < lo), bins - 1, bins)
-    hi = np.where(bins > 0, np.left_shift(1, bins), 1)
-    bins = np.where(values >= hi, bins + 1, bins)
-    counts = np.bincount(bins)
-    out = []
-    for b, c in enumerate(counts.tolist()):
-        lo_b = 0 if b == 0 else 1 << (b - 1)
-        hi_b = 1 if b == 0 else 1 << b
-        out.append({"lo": lo_b, "hi": hi_b, "count": int(c)})
-    while out and out[-1]["count"] == 0:
-        out.pop()
-    while out and out[0]["count"] == 0:
-        out.pop(0)
-    return out
+    return _bins_to_list(np.bincount(_log2_bins(values)))
 
 
 def _small_histogram(values: np.ndarray) -> list[dict]:
@@ -216,23 +214,16 @@ def _iteration_stats(reader: BatchReader, a: int, b: int, top, eod_id, decode) -
         if eod_id is not None:
             is_eod = tok == eod_id
             eod_rows.append(is_eod.sum(axis=1))
-            # pieces: runs ending at an EOD (inclusive) or at the row's end
-            width = tok.shape[1]
-            for r in range(tok.shape[0]):
-                ends = np.flatnonzero(is_eod[r]) + 1
-                if ends.size == 0 or ends[-1] != width:
-                    ends = np.append(ends, width)
-                lengths = np.diff(np.concatenate(([0], ends)))
-                lengths = lengths[lengths > 0]
-                piece_hist += np.bincount(np.floor(np.log2(lengths)).astype(np.int64) + 1,
-                                          minlength=64)[:64]
+            # pieces: runs ending at an EOD (inclusive) or at the row's end; marking every
+            # row's last token makes each piece end inside its row
+            mark = is_eod.copy()
+            mark[:, -1] = True
+            ends = np.flatnonzero(mark.reshape(-1)) + 1
+            lengths = np.diff(ends, prepend=0)
+            piece_hist += np.bincount(_log2_bins(lengths), minlength=64)[:64]
     per_row = np.concatenate(eod_rows) if eod_rows else np.zeros(0, dtype=np.int64)
     eod = int(counts[eod_id]) if eod_id is not None and eod_id < counts.shape[0] else 0
-    hist = []
-    for k, c in enumerate(piece_hist.tolist()):
-        if c:
-            hist.append({"lo": 0 if k == 0 else 1 << (k - 1), "hi": 1 if k == 0 else 1 << k,
-                         "count": int(c)})
+    hist = _bins_to_list(piece_hist)
     eod_per_row = None
     if eod_id is not None and per_row.size:
         eod_per_row = {"mean": float(per_row.mean()), "min": int(per_row.min()),

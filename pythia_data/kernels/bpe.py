@@ -30,6 +30,7 @@ from pythia_data.kernels.pretokenize import (
     utf8_decode,
     utf8_encode,
 )
+from pythia_data.kernels.pretokenize_split import split_family
 
 __all__ = [
     "build_merge_table",
@@ -404,10 +405,12 @@ def bpe_single_ids(keys, key_off, byte_id, merge_keys, merge_rank, merge_new):  
 
 
 @njit(cache=True, nogil=True)
-def _split_piece(src, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb):  # pragma: no cover
+def _split_piece(src, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb,
+                 family):  # pragma: no cover
     """Split the normalized UTF-8 piece ``src[lo:hi]`` into normalized added tokens
-    (leftmost-longest; kind 1, id in ``pa``) and GPT-2 regex pre-tokens between them (kind 0,
-    bytes ``[pa, pb)``). Returns the number of entries."""
+    (leftmost-longest; kind 1, id in ``pa``) and pre-tokens between them (kind 0, bytes
+    ``[pa, pb)``): the GPT-2 regex (``family`` 0) or a Split-regex family (see
+    :mod:`pythia_data.kernels.pretokenize_split`). Returns the number of entries."""
     has_trie = ntrie_tok.shape[0] > 1
     seg = lo
     p = lo
@@ -426,6 +429,9 @@ def _split_piece(src, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb):  # pra
                 p += 1
                 continue
         q = seg
+        if family != 0:
+            m = split_family(src, q, p, cls, family, kinds, pa, pb, m)
+            q = p
         while q < p:
             r = next_pretoken(src, q, p, cls)
             kinds[m] = 0
@@ -462,17 +468,17 @@ def _needs_nfc(data, lo, hi, nfc_flag):  # pragma: no cover - jit
 def _piece_core(data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data, comp_keys,
                 comp_vals, ntrie_next, ntrie_tok, byte_id, merge_keys, merge_rank, merge_new,
                 slots, crec, ckeys, cvals, cstate, out, w, cps, boff, cps2, boff2, nbuf,
-                syms, ranks, mslots, kinds, pa, pb):  # pragma: no cover - jit
+                syms, ranks, mslots, kinds, pa, pb, family):  # pragma: no cover - jit
     """Ids of the raw piece ``data[lo:hi]`` (between special tokens): NFC if it has work,
     then added tokens / regex / cache / BPE. Scratch arrays hold >= 4 x (hi - lo) items."""
     if _needs_nfc(data, lo, hi, nfc_flag):
         n, _needs = utf8_decode(data, lo, hi, cps, boff, nfc_flag)
         m = nfc(cps, n, cps2, ccc, dec_index, dec_off, dec_data, comp_keys, comp_vals)
         nb = utf8_encode(cps2, m, nbuf, boff2)
-        k = _split_piece(nbuf, 0, nb, cls, ntrie_next, ntrie_tok, kinds, pa, pb)
+        k = _split_piece(nbuf, 0, nb, cls, ntrie_next, ntrie_tok, kinds, pa, pb, family)
         return _emit(nbuf, kinds, pa, pb, k, out, w, byte_id, merge_keys, merge_rank,
                      merge_new, syms, ranks, mslots, slots, crec, ckeys, cvals, cstate)
-    k = _split_piece(data, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb)
+    k = _split_piece(data, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb, family)
     return _emit(data, kinds, pa, pb, k, out, w, byte_id, merge_keys, merge_rank, merge_new,
                  syms, ranks, mslots, slots, crec, ckeys, cvals, cstate)
 
@@ -480,7 +486,7 @@ def _piece_core(data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data, 
 @njit(cache=True, nogil=True)
 def _piece_alloc(data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data, comp_keys,
                  comp_vals, ntrie_next, ntrie_tok, byte_id, merge_keys, merge_rank, merge_new,
-                 slots, crec, ckeys, cvals, cstate, out, w):  # pragma: no cover - jit
+                 slots, crec, ckeys, cvals, cstate, out, w, family):  # pragma: no cover - jit
     """:func:`_piece_core` with scratch arrays sized for this (large) piece."""
     size = hi - lo
     return _piece_core(
@@ -492,7 +498,7 @@ def _piece_alloc(data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data,
         np.empty(4 * size + 16, dtype=np.uint8), np.empty(4 * size + 4, dtype=np.int32),
         np.empty(4 * size + 4, dtype=np.int32), np.empty(4 * size + 4, dtype=np.uint64),
         np.empty(4 * size + 4, dtype=np.int8), np.empty(4 * size + 4, dtype=np.int64),
-        np.empty(4 * size + 4, dtype=np.int64),
+        np.empty(4 * size + 4, dtype=np.int64), family,
     )
 
 
@@ -528,15 +534,19 @@ def _added_pairs(ntrie_next, ntrie_tok):  # pragma: no cover - jit
 
 
 @njit(cache=True, nogil=True)
-def _safe_cut(data, lo, hi, end, cls, pairs):  # pragma: no cover - jit
+def _safe_cut(data, lo, hi, end, cls, pairs, family):  # pragma: no cover - jit
     """The first byte position c in [lo, hi) (c < end) where the raw piece may be cut in two
     without changing its ids, or -1. GPT-2 regex: c holds an ASCII whitespace byte and the
     character before it is not whitespace, so a pre-token ends at c and the next starts
     there whatever follows; NFC never acts across an ASCII character; no normalized added
-    token holds the two bytes around c."""
+    token holds the two bytes around c. The Split families (``family`` > 0) also let a run
+    of punctuation take the CR/LF after it (``[^\\s\\p{L}\\p{N}]+[\\r\\n]*``): there c
+    must not hold CR or LF."""
     for c in range(max(lo, 1), min(hi, end)):
         b = data[c]
         if b >= 0x80 or not (cls[b] & CLS_WS):
+            continue
+        if family != 0 and (b == 10 or b == 13):
             continue
         if pairs[np.int64(data[c - 1]) * 256 + b]:
             continue
@@ -557,13 +567,14 @@ def encode_kernel(
     strie_next, strie_tok, ntrie_next, ntrie_tok,
     byte_id, merge_keys, merge_rank, merge_new,
     slots, crec, ckeys, cvals, cstate,
-    out, out_offsets, out_pos,
+    out, out_offsets, out_pos, family=0,
 ):  # pragma: no cover - jit
     """Encode documents ``doc_start..doc_end`` (UTF-8 ``data[offsets[i]:offsets[i+1]]``).
 
     Ids go to ``out`` from ``out_pos``; ``out_offsets[i - doc_start + 1]`` gets the end of
     document i. Returns (next document, out position, status): status ST_NEED_ROOM when
-    ``out`` filled up before document ``next`` (nothing of it is kept)."""
+    ``out`` filled up before document ``next`` (nothing of it is kept). ``family``: the
+    pre-tokenizer (:class:`pythia_data.tokenize.families.Family`; 0 = GPT-2's regex)."""
     small = 16
     for i in range(doc_start, doc_end):
         small = max(small, offsets[i + 1] - offsets[i])
@@ -599,9 +610,9 @@ def encode_kernel(
                     if not have_pairs:
                         pairs = _added_pairs(ntrie_next, ntrie_tok)
                         have_pairs = True
-                    c = _safe_cut(data, q + small // 2, q + small, p, cls, pairs)
+                    c = _safe_cut(data, q + small // 2, q + small, p, cls, pairs, family)
                     if c < 0:
-                        c = _safe_cut(data, q + small, p, p, cls, pairs)
+                        c = _safe_cut(data, q + small, p, p, cls, pairs, family)
                     if c > q:
                         e = c
                 # worst case one id per normalized byte (<= 4 per byte)
@@ -612,13 +623,14 @@ def encode_kernel(
                         data, q, e, cls, ccc, nfc_flag, dec_index, dec_off, dec_data,
                         comp_keys, comp_vals, ntrie_next, ntrie_tok, byte_id, merge_keys,
                         merge_rank, merge_new, slots, crec, ckeys, cvals, cstate, out, w,
-                        cps, boff, cps2, boff2, nbuf, syms, ranks, mslots, kinds, pa, pb)
+                        cps, boff, cps2, boff2, nbuf, syms, ranks, mslots, kinds, pa, pb,
+                        family)
                 else:
                     w = _piece_alloc(
                         data, q, e, cls, ccc, nfc_flag, dec_index, dec_off, dec_data,
                         comp_keys, comp_vals, ntrie_next, ntrie_tok, byte_id, merge_keys,
                         merge_rank, merge_new, slots, crec, ckeys, cvals, cstate, out,
-                        w)
+                        w, family)
                 q = e
             if tok < 0:
                 break

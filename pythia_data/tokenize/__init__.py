@@ -60,13 +60,12 @@ def load_tokenizer(spec=None, backend: str = "cpu", **options) -> Tokenizer:
     """
     cls = backend_class(backend)
     config = read_config(spec)
-    unsupported = getattr(cls, "unsupported_reason", None)
-    if unsupported is None:
+    if cls.unsupported_reason is None:  # takes any tokenizer.json as it is (hf)
         return cls(config, **options)
     from pythia_data.tokenize.model import compile_model
 
     model = compile_model(config)
-    reason = unsupported(model)
+    reason = cls.unsupported_reason(model)
     if reason is not None:
         from pythia_data.tokenize.hf import HFTokenizer, hf_available
 

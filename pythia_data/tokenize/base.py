@@ -97,11 +97,11 @@ class Tokenizer(abc.ABC):
     vocab_size: int
     _eod_id: int | None
 
-    @staticmethod
-    def unsupported_reason(config) -> str | None:
-        """Why this backend cannot run the tokenizer ``config`` exactly, or None (then
-        :func:`pythia_data.tokenize.load_tokenizer` falls back to the ``hf`` backend)."""
-        return None
+    #: Backends that execute the compiled model (cpu, cuda) define a classmethod
+    #: ``unsupported_reason(model) -> str | None``: why they cannot run a tokenizer exactly
+    #: (:func:`pythia_data.tokenize.load_tokenizer` then falls back to ``hf``). None: the
+    #: backend takes any tokenizer.json as it is (hf), and gets the config itself.
+    unsupported_reason = None
 
     @property
     def eod_id(self) -> int:

@@ -36,6 +36,7 @@ from pythia_data.kernels.bpe import (
     encode_kernel,
 )
 from pythia_data.tokenize.base import Tokenizer, _check_errors, as_id_list, encode_utf8
+from pythia_data.tokenize.families import Family, kernel_family
 from pythia_data.tokenize.model import (
     GPT2_FAMILY,
     N_CP,
@@ -120,7 +121,7 @@ def _seed_arrays(words: list[tuple[bytes, int]]):
 class CpuTokenizer(Tokenizer):
     backend = "cpu"
     #: the pre-tokenizer families this engine's kernels run
-    families = (GPT2_FAMILY,)
+    families = (GPT2_FAMILY, Family.CL100K, Family.O200K, Family.QWEN2, Family.DEEPSEEK_V3)
 
     @classmethod
     def unsupported_reason(cls, spec: TokenizerConfig | TokenizerModel) -> str | None:
@@ -155,6 +156,8 @@ class CpuTokenizer(Tokenizer):
         do_nfc = model.normalizer.family == "nfc"
         self.unicode_eff = self.unicode if do_nfc else self.unicode.without_nfc()
         self.tables = model.tables
+        #: the kernels' pre-tokenizer id (0: GPT-2's regex; else a Split family's id)
+        self.family = kernel_family(model.pre_tokenizer.family)
         self.vocab_size = model.vocab_size
         self._eod_id = model.eod_id
         self._cache_slots = cache_slots
@@ -185,7 +188,7 @@ class CpuTokenizer(Tokenizer):
                 t.strie_next, t.strie_tok, t.ntrie_next, t.ntrie_tok,
                 t.byte_id, t.merge_keys, t.merge_rank, t.merge_new,
                 *cache.args(),
-                out, out_offsets[d - d0:], w,
+                out, out_offsets[d - d0:], w, self.family,
             )
             cache.after_call()
             if status == 0:

@@ -248,7 +248,7 @@ class CudaTokenizer(Tokenizer):
             raise UsageError(f"batch_docs must be a positive integer, not {batch_docs!r}")
         from numba import cuda
 
-        from pythia_data.kernels import cuda_bpe, cuda_pretokenize
+        from pythia_data.kernels import cuda_bpe, cuda_pretokenize, cuda_pretokenize_split
 
         self._cuda, self._kp, self._kbpe = cuda, cuda_pretokenize, cuda_bpe
         self.simulator = simulator
@@ -258,6 +258,8 @@ class CudaTokenizer(Tokenizer):
         if reason is not None:
             raise UsageError(f"{model.name}: the cuda backend does not support {reason}")
         self.cpu = CpuTokenizer(model, errors=errors, workers=workers, **options)
+        self._ksplit = cuda_pretokenize_split
+        self.family = self.cpu.family  # 0: GPT-2's regex kernels; else the sync-point kernel
         self.model = model
         self.name = model.name
         self.config = model.config
@@ -276,7 +278,7 @@ class CudaTokenizer(Tokenizer):
         for tok in model.added:  # HF's ids and matching order, normalized contents
             if not tok.normalized:
                 continue
-            if set(tok.match) == {0x20}:
+            if set(tok.match) == {0x20} and self.family == 0:
                 if len(tok.match) >= space_tok.size:
                     space_tok = np.concatenate(
                         [space_tok, np.full(len(tok.match) + 1 - space_tok.size, -1, np.int32)])
@@ -294,7 +296,9 @@ class CudaTokenizer(Tokenizer):
         self.route_cp = route_table(self.cpu)
         to = cuda.to_device
         self._d = {
-            "cls": to(self.cpu.unicode.cls), "route_cp": to(self.route_cp),
+            # GPT-2's boundary kernels compare class bytes: only its three class bits
+            "cls": to(self.cpu.unicode.cls & 7 if self.family == 0 else self.cpu.unicode.cls),
+            "route_cp": to(self.route_cp),
             "strie_next": to(t.strie_next), "strie_tok": to(t.strie_tok),
             "otrie_next": to(otrie_next), "otrie_tok": to(otrie_tok),
             "space_tok": to(space_tok), "byte_id": to(t.byte_id),
@@ -339,9 +343,15 @@ class CudaTokenizer(Tokenizer):
         kp.classify_kernel[L(n), tpb, s](
             ws.data, n, ws.offsets, n_docs, d["cls"], d["route_cp"], d["strie_next"],
             d["strie_tok"], d["otrie_next"], d["otrie_tok"], ws.kb, ws.doc_route)
-        kp.wsrun_kernel[L(n), tpb, s](ws.data, n, ws.kb, ws.docstart, d["space_tok"],
-                                      self.max_space, ws.flag, ws.kind, ws.tokid)
-        kp.boundary_kernel[L(n), tpb, s](ws.data, n, ws.kb, ws.docstart, ws.kind, ws.flag)
+        if self.family == 0:  # GPT-2's regex
+            kp.wsrun_kernel[L(n), tpb, s](ws.data, n, ws.kb, ws.docstart, d["space_tok"],
+                                          self.max_space, ws.flag, ws.kind, ws.tokid)
+            kp.boundary_kernel[L(n), tpb, s](ws.data, n, ws.kb, ws.docstart, ws.kind,
+                                             ws.flag)
+        else:  # a Split family: one thread per sync point
+            self._ksplit.split_boundary_kernel[L(n), tpb, s](
+                ws.data, n, ws.offsets, n_docs, ws.kb, ws.docstart, d["cls"], self.family,
+                ws.flag)
         self._scan(ws, ws.flag, ws.pidx, n)
         kb.compact_kernel[L(n), tpb, s](ws.flag, ws.pidx, n, ws.pstart)
         kb.dedupe_kernel[L(n), tpb, s](ws.data, n, ws.kind, ws.pidx, ws.pstart, table, ws.rep)

@@ -179,7 +179,7 @@ def _next_pretoken(text, p, end, cls):
 def cpu_pieces(tok, texts):
     """(global start byte, kind, token id) of every pre-token: a plain-Python oracle (space-run
     added tokens leftmost-longest, then the GPT-2 regex on the pieces between them)."""
-    cls = tok.cpu.unicode.cls
+    cls = tok.cpu.unicode.cls & 7  # the GPT-2 regex reads only the L, N and whitespace bits
     space_tok = {len(t["content"]): t["id"] for t in tok.config.added_tokens
                  if set(t["content"]) == {" "}}
     out = []
