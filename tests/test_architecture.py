@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("format",),
     ("io",),
     ("dataset", "integrity"),
+    ("jobs",),
     ("shards",),
     ("order",),
     ("batches",),

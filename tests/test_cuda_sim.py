@@ -28,6 +28,7 @@ def test_no_gpu_backend_error_is_one_line():
     assert "pythia-data[cuda]" in message
 
 
+@pytest.mark.slow  # a whole pytest run in a subprocess (~6 s of CPU): .ci/run runs it
 def test_cuda_kernels_under_the_simulator():
     pytest.importorskip("tokenizers")
     env = subprocess_env()

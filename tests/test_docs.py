@@ -3,8 +3,9 @@
 Blocks are fenced with a language: ``python`` blocks of one page run in order in one
 namespace, ``bash``/``sh`` blocks run in bash with ``set -euo pipefail`` (the package's
 ``pythia-data`` on PATH), ``console`` blocks (a session: ``$ `` commands and their output)
-have their commands run, all the page's sessions in one bash, in order; all in a folder
-where ``pythia-data demo`` has been run (so ``pythia-demo/...`` paths exist). ``text`` marks what is not code (command synopses,
+have their commands run, all the page's sessions in one bash, in order (a slow test: .ci/run
+runs it); all in a folder where ``pythia-data demo`` has been run (so ``pythia-demo/...``
+paths exist). ``text`` marks what is not code (command synopses,
 diagrams, file-name patterns). A block that cannot run here says why on the line before
 it: ``<!-- not run: REASON -->`` (a GPU, a package install, the test suite itself); that
 list is kept small (:data:`MAX_NOT_RUN`).
@@ -154,24 +155,32 @@ def test_python_blocks_run(page, demo_dir, tmp_path):
     assert [dict(r) for r in (SINKS, ORDER_KINDS, BACKENDS)] == registries  # undone
 
 
-@pytest.mark.parametrize("page", SHELL_PAGES, ids=lambda p: p.name)
-def test_shell_blocks_run(page, demo_dir):
+def _run_bash(where: str, code: str, folder) -> None:
     from tests.conftest import subprocess_env
 
     env = subprocess_env()
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    scripts = [(b["where"], b["code"]) for b in _runnable(page, {"bash", "sh"})]
-    session = [b for b in _runnable(page, {"console"})]
-    if session:
-        commands = [line[2:] for b in session for line in b["code"].splitlines()
-                    if line.startswith("$ ")]
-        assert commands, f"{session[0]['where']}: a console block without '$ ' commands"
-        scripts.append((session[0]["where"], "\n".join(commands)))
-    for where, code in scripts:
-        proc = subprocess.run(["bash", "-c", "set -euo pipefail\n" + code],
-                              cwd=demo_dir, env=env, capture_output=True, text=True,
-                              timeout=300)
-        assert proc.returncode == 0, f"{where}:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+    proc = subprocess.run(["bash", "-c", "set -euo pipefail\n" + code], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"{where}:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+
+
+@pytest.mark.parametrize("page", [p for p in SHELL_PAGES if _runnable(p, {"bash", "sh"})],
+                         ids=lambda p: p.name)
+def test_shell_blocks_run(page, demo_dir):
+    for b in _runnable(page, {"bash", "sh"}):
+        _run_bash(b["where"], b["code"], demo_dir)
+
+
+@pytest.mark.slow  # whole sessions of commands (several seconds of CPU): .ci/run runs them
+@pytest.mark.parametrize("page", [p for p in SHELL_PAGES if _runnable(p, {"console"})],
+                         ids=lambda p: p.name)
+def test_console_sessions_run(page, demo_dir):
+    session = _runnable(page, {"console"})
+    commands = [line[2:] for b in session for line in b["code"].splitlines()
+                if line.startswith("$ ")]
+    assert commands, f"{session[0]['where']}: a console block without '$ ' commands"
+    _run_bash(session[0]["where"], "\n".join(commands), demo_dir)
 
 
 def _main(argv) -> int:

@@ -76,6 +76,15 @@ def test_careless_find_gets_one_line_and_exit_2(data, args, message):
     assert "Traceback" not in out
 
 
+def test_ids_outside_the_tokenizers_vocabulary(data):
+    pytest.importorskip("tokenizers")
+    prefix, tmp = data
+    code, out = run("find", prefix, *ORDER, "--index-dir", tmp, "--tokens", "1,50300",
+                    "--tokenizer", "bundled", "--backend", "hf")
+    assert code == 2 and "outside the tokenizer's vocabulary" in out, out
+    assert len(out.strip().splitlines()) == 1
+
+
 def test_careless_find_missing_data_and_empty_queries_file(tmp_path, data):
     prefix, tmp = data
     code, out = run("find", tmp_path / "nothing", "--tokens", "1")

@@ -1,6 +1,6 @@
 """The worked example of docs/find.md runs as written (slow: it builds the demo).
 
-The commands are read from the document's first bash block and run with bash in a folder
+The commands are read from the document's first console session and run with bash in a folder
 where the demo was built. The demo's documents come from the running Python's standard library, so the
 printed iterations are compared exactly only on the Python version the document shows;
 on every version the first hit's iteration and row must show the sentence in `batches`.
@@ -22,10 +22,12 @@ DOC_PYTHON = (3, 11)
 
 
 def _example() -> tuple[str, list[str]]:
-    """The worked example's first bash block and the output shown after it."""
+    """The worked example's first console session: its commands (the ``$ `` lines) as one
+    bash script, and the output shown after them."""
     text = (REPO / "docs" / "find.md").read_text(encoding="utf-8")
-    bash, shown = re.findall(r"```bash\n(.*?)```\s*```text\n(.*?)```", text, flags=re.S)[0]
-    return bash, [x for x in shown.splitlines() if x.strip()]
+    session = re.findall(r"```console\n(.*?)```", text, flags=re.S)[0].splitlines()
+    bash = "\n".join(x[2:] for x in session if x.startswith("$ "))
+    return bash, [x for x in session if x.strip() and not x.startswith("$ ")]
 
 
 @pytest.mark.slow

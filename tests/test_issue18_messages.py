@@ -82,7 +82,6 @@ def test_demo_force_rebuilds_a_damaged_cache(tmp_path):
     assert fixed.exit_code == 0, fixed.output
     assert "training order (GPT-NeoX v1.0), built" in fixed.stdout
     assert "compiling" in fixed.stdout  # the first run's time includes the compile
-    assert run("demo", folder).exit_code == 0
 
 
 def test_quiet_hides_the_cache_note(data, monkeypatch, tmp_path):

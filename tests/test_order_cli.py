@@ -117,9 +117,8 @@ def test_bad_inputs_exit_2(tmp_path, data):
 
 def test_subprocess_verify_failure_one_line(data):
     env = subprocess_env()
-    build = subprocess.run([sys.executable, "-m", "pythia_data", "order", "build", data, *OPTS],
-                           capture_output=True, text=True, env=env)
-    assert build.returncode == 0, build.stderr
+    build = run("order", "build", data, *OPTS)  # (in this process: only verify needs a real one)
+    assert build.exit_code == 0, build.output
     paths = cache_paths(data, OrderParams(69, 1, 8, 3))
     arr = np.load(paths["doc_idx"])
     arr[:2] = arr[1::-1]
@@ -129,6 +128,5 @@ def test_subprocess_verify_failure_one_line(data):
     assert proc.returncode == 1
     assert proc.stderr.strip().count("\n") == 0 and "doc_idx" in proc.stderr
     assert "Traceback" not in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "pythia_data", "order", "build", data,
-                           "--seq-length", "0"], capture_output=True, text=True, env=env)
-    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
+    bad = run("order", "build", data, "--seq-length", "0")
+    assert bad.exit_code == 2 and bad.stderr.strip().count("\n") == 0

@@ -273,8 +273,8 @@ def test_empty_input_missing_input_and_existing_output(tmp_path):
 def test_interrupted_run_leaves_nothing_and_reruns_cleanly(tmp_path, hf, multi_ds):
     calls = []
 
-    def boom(docs, nbytes):
-        calls.append(docs)
+    def boom(nbytes):
+        calls.append(nbytes)
         if len(calls) == 2:
             raise KeyboardInterrupt
 
@@ -429,25 +429,30 @@ def test_stdlib_corpus_cpu_hf_oracle_and_round_trips(tmp_path):
 
 
 def test_progress_json_summary_and_bar(tmp_path, monkeypatch):
+    """The command's bar (the package's progress factory) counts the input bytes of the
+    work units as they finish; --json still prints the summary."""
+    import contextlib
+
     import pythia_data.cli.tokenize_cmds as cmds
 
-    seen = []
-    from pythia_data.tokenize.pipeline import tokenize_files as real
+    bars, seen = [], []
 
-    def spy(*args, progress=None, **kwargs):
-        def update(docs, nbytes):
-            seen.append((docs, nbytes))
-            progress(docs, nbytes)
-        return real(*args, progress=update, **kwargs)
+    def factory(quiet):
+        @contextlib.contextmanager
+        def bar(desc, total, unit="it"):
+            bars.append((desc, total, unit))
+            yield seen.append
+        return bar
 
-    monkeypatch.setattr("pythia_data.tokenize.pipeline.tokenize_files", spy)
-    monkeypatch.setattr(cmds, "show_progress", lambda quiet: not quiet)  # draw the tqdm bar
-    result = run("tokenize", MULTI, "-o", tmp_path / "o", "--backend", "hf", "--json")
+    monkeypatch.setattr(cmds, "progress_factory", factory)
+    result = run("tokenize", MULTI, "-o", tmp_path / "o", "--backend", "hf", "--json",
+                 "--unit-size", "1k")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["documents"] == 40 and summary["inputs"] == 1 and summary["eod"] is None
-    assert sum(d for d, _ in seen) == 40
-    assert sum(b for _, b in seen) == summary["input_bytes"] > 3000
+    assert summary["units"] > 1
+    assert bars == [("tokenize", os.path.getsize(MULTI), "B")]
+    assert sum(seen) == os.path.getsize(MULTI) and len(seen) == summary["units"]
 
 
 def test_cli_refusals(tmp_path, multi_ds):

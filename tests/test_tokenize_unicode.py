@@ -74,6 +74,7 @@ def test_nfc_of_every_code_point_alone():
     _compare_nfc(_chars())
 
 
+@pytest.mark.slow  # four sweeps of every code point (each alone: the test above, by default)
 def test_nfc_every_code_point_after_a_letter_and_before_marks():
     # composition with a preceding starter; reordering against classes 1, 230 and 240
     chars = _chars()

@@ -105,6 +105,8 @@ def find_cmd(data, train_iters, batch_size, seq_length, seed, configs, index_dir
     variant column says which matched. An occurrence that crosses the end of a row is
     listed once per row that holds part of it, with the part (query tokens a:b). The
     neox order's inverse is built on first use and cached beside the order's cache.
+    With --json: one JSON object per hit (JSON lines; keys iteration, index_in_batch,
+    offset, document, query, ...).
 
     \b
     Examples:

@@ -23,8 +23,10 @@ __all__ = [
     "emit_summary",
     "force_option",
     "format_info",
+    "job_options",
     "json_option",
     "load_tokenizer_option",
+    "make_job_executor",
     "order_options",
     "progress_factory",
     "quiet_option",
@@ -220,3 +222,42 @@ def order_options(func):
         return func(*args, **kwargs)
 
     return wrapper
+
+
+def job_options(func):
+    """``--workers/--executor/--ray-address/--unit-size/--job-dir/--keep-job``: how a
+    command that runs as work units (docs/scale.md) spreads them out."""
+    options = [
+        click.option("--workers", type=click.IntRange(min=1), default=None,
+                     help="Units run side by side: local worker processes [all CPUs; 1 "
+                          "with --backend cuda], or Ray CPUs of a local Ray cluster."),
+        click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
+                     show_default=True,
+                     help="local: processes of this machine; ray: Ray tasks "
+                          "(pip install 'pythia-data[ray]')."),
+        click.option("--ray-address", default=None, metavar="ADDR",
+                     help="A running Ray cluster (e.g. 10.0.0.1:6379, or auto); without it "
+                          "--executor ray starts and stops a local one. Inputs and outputs "
+                          "must be on storage every node sees under the same path."),
+        click.option("--unit-size", default="64M", show_default=True, metavar="SIZE",
+                     help="Input bytes per work unit (64M, 1G, ...). A resumed job must use "
+                          "the size it was started with."),
+        click.option("--job-dir", default=None, metavar="DIR",
+                     help="Where the plan, parts and completion records go "
+                          "[OUTPUT.job, removed when the job is done]."),
+        click.option("--keep-job", is_flag=True,
+                     help="Keep the job folder after the merge (parts and records)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def make_job_executor(executor: str, workers, ray_address, *, gpu: bool = False):
+    """The executor for :func:`job_options` values (``gpu``: --backend cuda)."""
+    from pythia_data.jobs import make_executor
+
+    if executor == "local" and workers is None and gpu:
+        workers = 1
+    return make_executor(executor, workers, ray_address=ray_address,
+                         gpus_per_unit=1 if gpu else 0)

@@ -9,7 +9,13 @@ import os
 import click
 
 from pythia_data.cli.app import cli
-from pythia_data.cli.options import byte_progress, force_option, json_option, quiet_option
+from pythia_data.cli.options import (
+    byte_progress,
+    force_option,
+    json_option,
+    progress_factory,
+    quiet_option,
+)
 from pythia_data.errors import OutputExistsError, PythiaDataError
 from pythia_data.format.shardset import DEFAULT_SHARD_SIZE, find_shards
 from pythia_data.integrity.hashing import ALGORITHMS
@@ -52,10 +58,19 @@ def _positive(ctx, param, value):
               help="Check against the digests the Hugging Face hub states for this dataset "
                    "repository (or known name; see 'download --list').")
 @click.option("--revision", default=None, help="With --from-hub: branch, tag or commit [main].")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True,
+              help="local: --jobs threads here; ray: one Ray task per file (files on storage "
+                   "every node sees; pip install 'pythia-data[ray]').")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="A running Ray cluster [a local one started for this command].")
+@click.option("--job-dir", default=None, metavar="DIR",
+              help="Record each file's digest here as it finishes; a rerun after an "
+                   "interruption hashes only the files not recorded (same size and mtime).")
 @json_option
 @quiet_option
 def checksum(paths, expected, algorithm, jobs, write_manifest, force, from_hub, revision,
-             as_json, quiet) -> None:
+             executor, ray_address, job_dir, as_json, quiet) -> None:
     """Hash files (or every file in folders) and check them against expected digests.
 
     Exit status: 0 when every file with an expected digest matches, 1 when any mismatches
@@ -80,8 +95,22 @@ def checksum(paths, expected, algorithm, jobs, write_manifest, force, from_hub, 
 
         files, _, _ = expand_paths(list(paths))
         refuse_overlap([write_manifest], files)
-    with byte_progress(_paths_bytes(paths), quiet, "checksum") as progress:
-        report = checksum_files(list(paths), expected, algorithm, jobs=jobs, progress=progress)
+    hash_many = None
+    if executor != "local" or ray_address or job_dir:
+        from pythia_data.jobs import make_executor
+        from pythia_data.jobs.checksum import hash_files
+
+        runner = make_executor(executor, jobs, ray_address=ray_address, mode="thread")
+
+        def hash_many(files, algo):
+            return hash_files(files, algo, runner, job_dir=job_dir,
+                              progress=progress_factory(quiet))
+
+    # the units draw their own bar (by file) when they hash
+    with byte_progress(_paths_bytes(paths), quiet or hash_many is not None,
+                       "checksum") as progress:
+        report = checksum_files(list(paths), expected, algorithm, jobs=jobs, progress=progress,
+                                hash_many=hash_many)
     if write_manifest:
         atomic_write_text(write_manifest, report.manifest_text())
     if as_json:

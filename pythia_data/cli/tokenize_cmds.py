@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
-import time
 
 import click
 
 from pythia_data.cli.app import cli
 from pythia_data.cli.options import (
+    byte_progress,
     emit_summary,
     force_option,
+    job_options,
     json_option,
     load_tokenizer_option,
+    make_job_executor,
+    progress_factory,
     quiet_option,
-    show_progress,
     tokenizer_options,
     writes_to_stdout,
 )
@@ -44,32 +45,6 @@ def dataset_name(prefix: str, key: str = "text") -> str:
     return output_prefix(text, key)
 
 
-@contextlib.contextmanager
-def doc_progress(quiet: bool, desc: str):
-    """``update(documents, bytes)`` drawing a tqdm bar (MB/s, docs/s) on stderr, or None."""
-    if not show_progress(quiet):
-        yield None
-        return
-    from tqdm import tqdm
-
-    bar = tqdm(unit="B", unit_scale=True, desc=desc, file=sys.stderr, dynamic_ncols=True,
-               leave=False)
-    started = time.monotonic()
-    docs = 0
-
-    def update(n_docs: int, n_bytes: int) -> None:
-        nonlocal docs
-        docs += n_docs
-        rate = docs / max(time.monotonic() - started, 1e-9)
-        bar.set_postfix_str(f"{docs:,} docs, {rate:,.0f} docs/s", refresh=False)
-        bar.update(n_bytes)
-
-    try:
-        yield update
-    finally:
-        bar.close()
-
-
 def _rate(summary: dict) -> str:
     secs = max(summary.get("seconds", 0.0), 1e-9)
     mb = summary.get("input_bytes", 0) / 1e6
@@ -87,17 +62,16 @@ def _rate(summary: dict) -> str:
 @click.option("--append-eod", is_flag=True, help="End every document with the EOD token.")
 @click.option("--jsonl-key", "key", default="text", show_default=True,
               help="The JSON key holding the text.")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Tokenizer threads [min(CPUs, 8)].")
 @click.option("--errors", type=click.Choice(ERRORS_POLICIES), default="strict",
               show_default=True,
               help="Invalid UTF-8 or lone surrogates: strict = error naming FILE:LINE, "
                    "replace = U+FFFD.")
 @force_option("an existing output dataset")
+@job_options
 @json_option
 @quiet_option
-def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, workers, errors,
-                 force, as_json, quiet):
+def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, errors, force,
+                 workers, executor, ray_address, unit_size, job_dir, keep_job, as_json, quiet):
     """Tokenize text (.jsonl, .jsonl.zst, .txt, folders of them, - for JSON lines on
     stdin) into one MMIDIDX dataset, byte for byte as GPT-NeoX's preprocess_data.py:
     one document per JSON line (or .txt file), empty documents skipped, EOD appended
@@ -109,8 +83,16 @@ def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, workers,
       pythia-data tokenize corpus/ -o data/pile --append-eod --workers 8
       pythia-data tokenize - -o data/part --append-eod --json < part.jsonl
       pythia-data tokenize book.txt -o data/book -t ./tokenizer.json --backend hf
+      pythia-data tokenize pile/ -o data/pile --append-eod --executor ray --ray-address auto
+
+    The input is cut into work units (--unit-size bytes of JSON lines, whole .zst/.txt
+    files) run by --workers processes (or Ray tasks); parts and completion records go to
+    PREFIX_{KEY}_document.job/, so a rerun of an interrupted command does only the
+    units left. The output is the same bytes whatever the units and workers.
     """
+    from pythia_data.jobs import parse_size
     from pythia_data.tokenize.pipeline import expand_inputs, tokenize_files
+    from pythia_data.tokenize.units import tokenize_units
 
     target = dataset_name(output_prefix, key)
     files = expand_inputs(inputs)
@@ -118,16 +100,21 @@ def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, workers,
         for suffix in (".bin", ".idx"):
             if os.path.lexists(target + suffix):
                 raise OutputExistsError(target + suffix)
-    options = {"errors": errors}
-    if workers:
-        options["workers"] = workers
+    unit_bytes = parse_size(unit_size)
+    runner = make_job_executor(executor, workers, ray_address, gpu=backend == "cuda")
     # the outputs' locks first: a second run into them is refused before the slow start-up
     with claim_outputs([target + ".bin", target + ".idx"]):
-        tok = load(spec, backend, **options)
-        with doc_progress(quiet, "tokenize") as update:
-            summary = tokenize_files(files, output_prefix, tok, key=key,
+        tok = load(spec, backend, errors=errors)
+        if "-" in files:  # standard input cannot be cut into units or read twice: one stream
+            with byte_progress(None, quiet, "tokenize") as update:
+                summary = tokenize_files(files, output_prefix, tok, key=key,
+                                         append_eod=append_eod, errors=errors,
+                                         overwrite=force, progress=update)
+        else:
+            summary = tokenize_units(files, target, tok, runner, key=key,
                                      append_eod=append_eod, errors=errors, overwrite=force,
-                                     progress=update)
+                                     unit_bytes=unit_bytes, job_dir=job_dir,
+                                     keep_job=keep_job, progress=progress_factory(quiet))
     for warning in summary.get("warnings", ()):
         click.echo(f"pythia-data: warning: {warning}", err=True)
     if as_json:
@@ -150,9 +137,11 @@ def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, workers,
               help="Tokenizer the data was made with [bundled GPT-NeoX-20B].")
 @tokenizer_options
 @force_option("an existing output file")
+@job_options
 @json_option
 @quiet_option
-def detokenize_cmd(data, output, spec, backend, force, as_json, quiet):
+def detokenize_cmd(data, output, spec, backend, force, workers, executor, ray_address,
+                   unit_size, job_dir, keep_job, as_json, quiet):
     """Write DATA back as text: one {"text": ...} JSON line per document, the tokenizer's
     decode (special tokens kept) of the document without its final EOD.
 
@@ -161,14 +150,18 @@ def detokenize_cmd(data, output, spec, backend, force, as_json, quiet):
       pythia-data detokenize data/mine_text_document -o mine.jsonl
       pythia-data detokenize data/mine_text_document | head -n 3
     """
-    from pythia_data.tokenize.pipeline import detokenize
+    from pythia_data.jobs import parse_size
+    from pythia_data.tokenize.units import detokenize_units
 
+    unit_bytes = parse_size(unit_size)
+    runner = make_job_executor(executor, workers, ray_address, gpu=backend == "cuda")
     with claim_outputs([output]):
         tok = load(spec, backend)
         stream = sys.stdout.buffer if output == "-" else None
-        with doc_progress(quiet, "detokenize") as update:
-            summary = detokenize(data, tok, output, stream=stream,
-                                 overwrite=force or output == "-", progress=update)
+        summary = detokenize_units(data, tok, output, runner, stream=stream,
+                                   overwrite=force or output == "-", unit_bytes=unit_bytes,
+                                   job_dir=job_dir, keep_job=keep_job,
+                                   progress=progress_factory(quiet))
     emit_summary(summary, f"wrote {summary['documents']:,} documents ({summary['bytes']:,} "
                  f"bytes) to {'stdout' if output == '-' else output}",
                  as_json=as_json, data_on_stdout=writes_to_stdout(output))
@@ -187,10 +180,11 @@ def detokenize_cmd(data, output, spec, backend, force, as_json, quiet):
                    "tokenizer's end-of-document token; required when it has none].")
 @tokenizer_options
 @force_option("an existing output dataset")
+@job_options
 @json_option
 @quiet_option
-def retokenize_cmd(data, spec, output_prefix, from_spec, eod_id, backend, force, as_json,
-                   quiet):
+def retokenize_cmd(data, spec, output_prefix, from_spec, eod_id, backend, force, workers,
+                   executor, ray_address, unit_size, job_dir, keep_job, as_json, quiet):
     """Decode every document of DATA with the old tokenizer and encode it with the new
     one: same documents, same order, the new EOD where a document ended in the old one.
     Writes PREFIX_text_document.bin/.idx, the names tokenize gives.
@@ -200,15 +194,18 @@ def retokenize_cmd(data, spec, output_prefix, from_spec, eod_id, backend, force,
       pythia-data retokenize data/mine_text_document -t ./llama/tokenizer.json -o data/mine_llama
       pythia-data retokenize data/a -t bundled -o data/a_again --backend hf --json
     """
-    from pythia_data.tokenize.pipeline import retokenize
+    from pythia_data.jobs import parse_size
+    from pythia_data.tokenize.units import retokenize_units
 
+    unit_bytes = parse_size(unit_size)
+    runner = make_job_executor(executor, workers, ray_address, gpu=backend == "cuda")
     output_prefix = dataset_name(output_prefix)
     with claim_outputs([output_prefix + ".bin", output_prefix + ".idx"]):
         old = load(from_spec, backend)
         new = load(spec, backend)
-        with doc_progress(quiet, "retokenize") as update:
-            summary = retokenize(data, old, new, output_prefix, overwrite=force,
-                                 progress=update, eod_id=eod_id)
+        summary = retokenize_units(data, old, new, output_prefix, runner, overwrite=force,
+                                   eod_id=eod_id, unit_bytes=unit_bytes, job_dir=job_dir,
+                                   keep_job=keep_job, progress=progress_factory(quiet))
     if as_json:
         click.echo(json.dumps(summary))
         return

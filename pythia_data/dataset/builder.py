@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from array import array
 
@@ -28,7 +29,7 @@ class DatasetBuilder:
     """
 
     def __init__(self, prefix: str | os.PathLike, dtype=None, *, vocab_size: int | None = None,
-                 buffer_bytes: int = 8 << 20, overwrite: bool = True):
+                 buffer_bytes: int = 8 << 20, overwrite: bool = True, durable: bool = True):
         if dtype is None:
             dtype = best_dtype(vocab_size) if vocab_size is not None else np.uint16
         self.dtype = np.dtype(dtype)
@@ -39,6 +40,7 @@ class DatasetBuilder:
         self._sizes = array("i")
         self._doc_idx = array("q", [0])
         self._buffer_bytes = buffer_bytes
+        self._durable = durable  # False: no fsync (intermediate files checked by hash later)
         self._closed = False
         self._bin = AtomicOutput(self.prefix + ".bin", overwrite=overwrite)
         try:
@@ -104,15 +106,48 @@ class DatasetBuilder:
         if other.dtype != self.dtype:
             raise UsageError(f"cannot merge {other.dtype} data into a {self.dtype} dataset")
         offset = len(self._sizes)
-        chunk = self._buffer_bytes
-        for lo in range(0, other.bin_bytes, chunk):
-            n = min(chunk, other.bin_bytes - lo)
-            self._bin.write(other.read_bytes(lo, n).tobytes())
-            if progress is not None:
-                progress(n)
+        if not self._kernel_copy(other, progress):
+            chunk = self._buffer_bytes
+            for lo in range(0, other.bin_bytes, chunk):
+                n = min(chunk, other.bin_bytes - lo)
+                self._bin.write(other.read_bytes(lo, n).tobytes())
+                if progress is not None:
+                    progress(n)
         self._sizes.frombytes(np.ascontiguousarray(other.sizes, dtype=np.int32).tobytes())
         rest = np.asarray(other.doc_idx[1:], dtype=np.int64) + offset
         self._doc_idx.frombytes(rest.tobytes())
+
+    def _kernel_copy(self, other: IndexedDataset, progress) -> bool:
+        """Append ``other``'s single ``.bin`` file with ``copy_file_range`` (no copy through
+        user space; a reflink on filesystems that share blocks). False when not possible."""
+        if not hasattr(os, "copy_file_range") or len(other.bin_paths) != 1 \
+                or self._bin.final is None or other.bin_bytes == 0:
+            return False
+        try:
+            src = os.open(other.bin_paths[0], os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            self._bin.flush()
+            out = self._bin.fh.fileno()
+            done = 0
+            while done < other.bin_bytes:
+                try:
+                    n = os.copy_file_range(src, out, other.bin_bytes - done, done)
+                except OSError as exc:
+                    if done == 0 and exc.errno in (errno.EXDEV, errno.ENOSYS, errno.EINVAL,
+                                                   errno.EOPNOTSUPP):
+                        return False
+                    raise OutputError(f"cannot write {self._bin.name}: "
+                                      f"{exc.strerror or exc}") from None
+                if n == 0:
+                    raise OutputError(f"{other.bin_paths[0]} shrank while it was copied")
+                done += n
+                if progress is not None:
+                    progress(n)
+        finally:
+            os.close(src)
+        return True
 
     @property
     def num_sequences(self) -> int:
@@ -127,7 +162,7 @@ class DatasetBuilder:
             sizes = np.frombuffer(self._sizes, dtype=np.int32)
             doc_idx = np.frombuffer(self._doc_idx, dtype=np.int64)
             write_index(self._idx, self.dtype, sizes, doc_idx)
-            self._files.commit()
+            self._files.commit(sync=self._durable)
         except OSError as exc:
             self._files.abort()
             raise OutputError(f"cannot write {self.prefix}: {exc.strerror or exc}") from None

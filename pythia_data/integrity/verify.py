@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,6 +191,7 @@ def checksum_files(
     jobs: int | None = None,
     progress: Progress | None = None,
     use_known: bool = True,
+    hash_many: Callable[[list[Path], str], list[str]] | None = None,
 ) -> ChecksumReport:
     """Hash files (and the files in folders) in parallel and compare with expected digests.
 
@@ -204,7 +205,9 @@ def checksum_files(
     the known shards of a shard set of which some shard is present are expected too.
 
     ``jobs`` threads hash files side by side (default: all cores); ``progress(n)`` is called
-    with the bytes hashed, from any thread.
+    with the bytes hashed, from any thread. ``hash_many(files, algorithm) -> digests``
+    replaces that pool (``checksum --executor ray`` or ``--job-dir`` hash files as work
+    units, see :mod:`pythia_data.jobs.checksum`).
     """
     algorithm_given = algorithm
     manifest: Manifest | None
@@ -286,7 +289,9 @@ def checksum_files(
     # Biggest files first so the last worker does not finish alone with a large file.
     order = sorted(range(len(files)), key=lambda i: -sizes[i])
     digests: dict[int, str] = {}
-    if jobs == 1 or len(files) <= 1:
+    if hash_many is not None:
+        digests = dict(enumerate(hash_many(list(files), algorithm)))
+    elif jobs == 1 or len(files) <= 1:
         for i in order:
             digests[i] = work(files[i])
     else:

@@ -77,8 +77,10 @@ INPUT_SUFFIXES = (".jsonl.zst", ".jsonl", ".txt")
 BATCH_DOCUMENTS = 4096
 BATCH_CHARS = 16 << 20
 
-#: ``progress(documents, utf8_bytes)`` after each batch (the CLI draws it).
-Progress = Callable[[int, int], None]
+#: ``progress(n)`` after each batch: the package's ``update`` (:mod:`pythia_data.progress`);
+#: ``n`` is UTF-8 bytes of text encoded (tokenize), bytes written (detokenize) or bytes of
+#: tokens read (retokenize).
+Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -243,13 +245,14 @@ def _big_line_text(raw: bytes, key: bytes) -> bytearray | None:
     return out
 
 
-def _jsonl(fh, name: str, key: str, errors: str, zst: bool = False) -> Iterator[Document]:
+def _jsonl(fh, name: str, key: str, errors: str, zst: bool = False,
+           file_start: bool = True) -> Iterator[Document]:
     lineno = 0
     key_utf8 = key.encode("utf-8", "surrogatepass")
     try:
         for raw in fh:
             lineno += 1
-            if lineno == 1 and raw.startswith(_BOM) and not zst:
+            if lineno == 1 and file_start and raw.startswith(_BOM) and not zst:
                 raw = raw[len(_BOM):]  # jsonlines opens a .jsonl as "utf-8-sig"
             if len(raw) >= BIG_LINE:
                 text = _big_line_text(raw, key_utf8)
@@ -292,6 +295,14 @@ def _jsonl(fh, name: str, key: str, errors: str, zst: bool = False) -> Iterator[
             yield Document(clean_text(text, f"{name}:{lineno}", errors), name, lineno)
     except OSError as exc:  # e.g. a corrupt .zst frame
         raise InputError(f"{name}:{lineno + 1}: cannot read ({exc})") from None
+
+
+def jsonl_documents(fh, name: str, key: str = "text", errors: str = "strict", *,
+                    file_start: bool = True) -> Iterator[Document]:
+    """The documents of the JSON lines read from the binary line iterator ``fh`` (a whole
+    file, or a slice of one starting at a line boundary: ``file_start=False`` when the
+    slice does not start the file). Line numbers count from the slice's first line."""
+    return _jsonl(fh, name, key, _check_errors(errors), file_start=file_start)
 
 
 def read_documents(inputs: Iterable[str | os.PathLike], *, key: str = "text",
@@ -403,19 +414,19 @@ def _write_batch(builder: DatasetBuilder, ids: np.ndarray, offsets: np.ndarray,
     return int(ids.size)
 
 
-def tokenize_documents(documents: Iterable, tokenizer, prefix: str | os.PathLike, *,
-                       append_eod: bool = False, overwrite: bool = True,
-                       progress: Progress | None = None,
-                       batch_documents: int = BATCH_DOCUMENTS,
-                       batch_chars: int = BATCH_CHARS) -> dict:
-    """Tokenize ``documents`` (:class:`Document` objects or plain strings) into the dataset
-    ``prefix`` (``.bin``/``.idx``). Returns a summary dict."""
-    prefix = strip_suffix(prefix)
+def write_part(documents: Iterable, tokenizer, prefix: str, *, append_eod: bool = False,
+               overwrite: bool = True, durable: bool = True,
+               progress: Progress | None = None, batch_documents: int = BATCH_DOCUMENTS,
+               batch_chars: int = BATCH_CHARS) -> dict:
+    """Encode ``documents`` and write them as the dataset ``prefix``: one document and one
+    sequence each, empty ones skipped (as ``preprocess_data.py``), an empty dataset when
+    none is left. The seam between reading documents and the writers: the whole input of
+    one process, or one work unit's part (``durable=False``: not fsynced). Returns the
+    counts ``documents``, ``skipped_empty``, ``tokens``, ``input_bytes``."""
     eod = tokenizer.eod_id if append_eod else None
     dtype = np.dtype(tokenizer.dtype)
-    started = time.monotonic()
     docs = skipped = tokens = nbytes = 0
-    with DatasetBuilder(prefix, dtype, overwrite=overwrite) as builder:
+    with DatasetBuilder(prefix, dtype, overwrite=overwrite, durable=durable) as builder:
         batches = _prefetched(_batches(documents, batch_documents, batch_chars))
         try:
             for batch in batches:
@@ -437,9 +448,29 @@ def tokenize_documents(documents: Iterable, tokenizer, prefix: str | os.PathLike
                 docs += n_kept
                 nbytes += size
                 if progress is not None:
-                    progress(n_texts, size)
+                    progress(size)
         finally:
             batches.close()
+    return {"documents": docs, "skipped_empty": skipped, "tokens": tokens,
+            "input_bytes": nbytes}
+
+
+def tokenize_documents(documents: Iterable, tokenizer, prefix: str | os.PathLike, *,
+                       append_eod: bool = False, overwrite: bool = True,
+                       progress: Progress | None = None,
+                       batch_documents: int = BATCH_DOCUMENTS,
+                       batch_chars: int = BATCH_CHARS) -> dict:
+    """Tokenize ``documents`` (:class:`Document` objects or plain strings) into the dataset
+    ``prefix`` (``.bin``/``.idx``). Returns a summary dict."""
+    prefix = strip_suffix(prefix)
+    eod = tokenizer.eod_id if append_eod else None
+    dtype = np.dtype(tokenizer.dtype)
+    started = time.monotonic()
+    counts = write_part(documents, tokenizer, prefix, append_eod=append_eod,
+                        overwrite=overwrite, progress=progress,
+                        batch_documents=batch_documents, batch_chars=batch_chars)
+    docs, skipped = counts["documents"], counts["skipped_empty"]
+    tokens, nbytes = counts["tokens"], counts["input_bytes"]
     warnings = []
     if docs == 0:
         # preprocess_data.py writes an empty dataset (a 42-byte .idx, a 0-byte .bin)
@@ -482,15 +513,17 @@ def tokenize_files(inputs, prefix: str | os.PathLike, tokenizer, *, key: str = "
 
 
 def dataset_documents(ds: IndexedDataset, batch_documents: int = 1024,
-                      max_tokens: int = 1 << 22) -> Iterator[list[np.ndarray | None]]:
-    """Batches of documents of ``ds``: each document's tokens (its sequences concatenated),
-    or None for a document without any sequence. Memory bounded by ``max_tokens`` per batch
-    (one document larger than that is its own batch)."""
-    doc_idx = np.asarray(ds.doc_idx, dtype=np.int64)
+                      max_tokens: int = 1 << 22, start: int = 0,
+                      stop: int | None = None) -> Iterator[list[np.ndarray | None]]:
+    """Batches of documents ``start..stop`` of ``ds`` (default all): each document's tokens
+    (its sequences concatenated), or None for a document without any sequence. Memory
+    bounded by ``max_tokens`` per batch (one document larger than that is its own batch)."""
+    doc_idx = ds.doc_idx
     sizes = ds.sizes
-    starts = ds.token_starts
-    n = ds.num_documents
-    d = 0
+    starts = ds.pointers
+    itemsize = ds.dtype.itemsize
+    n = ds.num_documents if stop is None else min(int(stop), ds.num_documents)
+    d = max(int(start), 0)
     while d < n:
         e = min(d + batch_documents, n)
         s0, s1 = int(doc_idx[d]), int(doc_idx[e])
@@ -499,11 +532,12 @@ def dataset_documents(ds: IndexedDataset, batch_documents: int = 1024,
             # shrink to the documents that fit (at least one)
             cum = np.cumsum(lens)
             seq_fit = int(np.searchsorted(cum, max_tokens, side="right"))
-            fit = int(np.searchsorted(doc_idx[d:e + 1], s0 + seq_fit, side="right")) - 1
+            fit = int(np.searchsorted(np.asarray(doc_idx[d:e + 1], dtype=np.int64),
+                                      s0 + seq_fit, side="right")) - 1
             e = d + max(fit, 1)
             s1 = int(doc_idx[e])
             lens = lens[: s1 - s0]
-        flat = ds.gather(np.asarray(starts[s0:s1], dtype=np.int64), lens)
+        flat = ds.gather(np.asarray(starts[s0:s1], dtype=np.int64) // itemsize, lens)
         seq_ends = np.concatenate([[0], np.cumsum(lens)])
         out: list[np.ndarray | None] = []
         for k in range(d, e):
@@ -542,8 +576,6 @@ def detokenize(data, tokenizer, output, *, stream=None, overwrite: bool = True,
     """Write one ``{"text": ...}`` JSON line per document of ``data``: the tokenizer's
     ``decode`` (special tokens kept) of the document without its final EOD token (UTF-8,
     non-ASCII as is except U+0085/U+2028/U+2029, which are escaped)."""
-    eod = _eod_or_none(tokenizer)
-    docs = nbytes = 0
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         ds = data if isinstance(data, IndexedDataset) else stack.enter_context(
@@ -551,21 +583,34 @@ def detokenize(data, tokenizer, output, *, stream=None, overwrite: bool = True,
         refuse_overlap([output], [*map(str, ds.bin_paths), ds.idx_path])
         out = AtomicOutput(output, overwrite=overwrite, stream=stream)
         try:
-            for batch in dataset_documents(ds):
-                bodies = [_body(doc, eod)[0] for doc in batch]
-                texts = tokenizer.decode_batch(bodies)
-                data_out = "".join(_json_line(t) for t in texts).encode("utf-8")
-                out.write(data_out)
-                docs += len(texts)
-                nbytes += len(data_out)
-                if progress is not None:
-                    progress(len(texts), len(data_out))
+            counts = detokenize_range(ds, tokenizer, out, 0, ds.num_documents,
+                                      progress=progress)
         except BaseException:
             out.abort()
             raise
         out.commit()
-    return {"output": os.fspath(output), "documents": docs, "bytes": nbytes,
-            "tokenizer": tokenizer.name, "seconds": round(time.monotonic() - started, 3)}
+    return {"output": os.fspath(output), "documents": counts["documents"],
+            "bytes": counts["bytes"], "tokenizer": tokenizer.name,
+            "seconds": round(time.monotonic() - started, 3)}
+
+
+def detokenize_range(ds: IndexedDataset, tokenizer, out, start: int, stop: int, *,
+                     progress: Progress | None = None) -> dict:
+    """Write the JSON lines of documents ``start..stop`` of ``ds`` to ``out`` (anything
+    with ``write(bytes)``); returns ``{"documents", "bytes"}``. One range or many
+    consecutive ranges concatenated give the same bytes."""
+    eod = _eod_or_none(tokenizer)
+    docs = nbytes = 0
+    for batch in dataset_documents(ds, start=start, stop=stop):
+        bodies = [_body(doc, eod)[0] for doc in batch]
+        texts = tokenizer.decode_batch(bodies)
+        data_out = "".join(_json_line(t) for t in texts).encode("utf-8")
+        out.write(data_out)
+        docs += len(texts)
+        nbytes += len(data_out)
+        if progress is not None:
+            progress(len(data_out))
+    return {"documents": docs, "bytes": nbytes}
 
 
 def retokenize(data, old, new, prefix: str | os.PathLike, *, overwrite: bool = True,
@@ -576,23 +621,9 @@ def retokenize(data, old, new, prefix: str | os.PathLike, *, overwrite: bool = T
     A document ending in an EOD when ``new`` has none and no ``eod_id`` is given is an
     error (the EODs would be lost), raised before anything is written when the first
     document shows it."""
-    old_eod = _eod_or_none(old)
     prefix = strip_suffix(prefix)
     dtype = np.dtype(new.dtype)
-    if eod_id is not None:
-        eod_id = int(eod_id)
-        if eod_id < 0 or eod_id >= new.vocab_size:
-            raise UsageError(f"--eod-id {eod_id} is not a token of {new.name} "
-                             f"(0..{new.vocab_size - 1})")
-    else:
-        eod_id = _eod_or_none(new)
-
-    def no_eod() -> UsageError:
-        return UsageError(
-            f"tokenizer {new.name} has no end-of-document token, and the documents of "
-            f"{getattr(data, 'prefix', data)} end in {old.name}'s; pass --eod-id N to end "
-            "them with token N")
-    docs = tokens = 0
+    eod_id = resolve_eod_id(new, eod_id)
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         ds = data if isinstance(data, IndexedDataset) else stack.enter_context(
@@ -601,29 +632,70 @@ def retokenize(data, old, new, prefix: str | os.PathLike, *, overwrite: bool = T
             raise UsageError(f"output {prefix} is also the input")
         refuse_overlap([prefix + ".bin", prefix + ".idx"],
                        [*map(str, ds.bin_paths), ds.idx_path])
-        if eod_id is None and old_eod is not None and ds.num_documents:
-            first = next(dataset_documents(ds, batch_documents=1))[0]
-            if _body(first, old_eod)[1]:
-                raise no_eod()
-        with DatasetBuilder(prefix, dtype, overwrite=overwrite) as builder:
-            for batch in dataset_documents(ds):
-                parts = [_body(doc, old_eod) for doc in batch]
-                texts = old.decode_batch([p[0] for p in parts])
-                ids, offsets = new.encode_flat(texts)
-                for k, doc in enumerate(batch):
-                    if doc is None:
-                        builder.end_document()
-                        continue
-                    piece = ids[offsets[k] : offsets[k + 1]]
-                    if parts[k][1]:
-                        if eod_id is None:
-                            raise no_eod()
-                        piece = np.append(piece, eod_id)
-                    builder.add_document(piece)
-                    tokens += piece.size
-                docs += len(batch)
-                if progress is not None:
-                    progress(len(batch), sum(len(t) for t in texts))
+        check_first_eod(ds, old, new, eod_id)
+        counts = retokenize_range(ds, old, new, prefix, 0, ds.num_documents, eod_id=eod_id,
+                                  overwrite=overwrite, progress=progress)
+    docs, tokens = counts["documents"], counts["tokens"]
     return {"output": prefix, "documents": docs, "tokens": tokens, "dtype": dtype.name,
             "from_tokenizer": old.name, "tokenizer": new.name,
             "seconds": round(time.monotonic() - started, 3)}
+
+
+def resolve_eod_id(new, eod_id: int | None) -> int | None:
+    """The token that ends retokenized documents: ``eod_id`` (checked against ``new``'s
+    vocabulary) or ``new``'s EOD (None if it has none)."""
+    if eod_id is not None:
+        eod_id = int(eod_id)
+        if eod_id < 0 or eod_id >= new.vocab_size:
+            raise UsageError(f"--eod-id {eod_id} is not a token of {new.name} "
+                             f"(0..{new.vocab_size - 1})")
+        return eod_id
+    return _eod_or_none(new)
+
+
+def _no_eod(ds, old, new) -> UsageError:
+    return UsageError(
+        f"tokenizer {new.name} has no end-of-document token, and the documents of "
+        f"{ds.prefix} end in {old.name}'s; pass --eod-id N to end them with token N")
+
+
+def check_first_eod(ds: IndexedDataset, old, new, eod_id: int | None) -> None:
+    """Refuse before writing anything when the first document ends in ``old``'s EOD and
+    there is no token to end it with."""
+    old_eod = _eod_or_none(old)
+    if eod_id is None and old_eod is not None and ds.num_documents:
+        first = next(dataset_documents(ds, batch_documents=1))[0]
+        if _body(first, old_eod)[1]:
+            raise _no_eod(ds, old, new)
+
+
+def retokenize_range(ds: IndexedDataset, old, new, prefix: str, start: int, stop: int, *,
+                     eod_id: int | None = None, overwrite: bool = True,
+                     progress: Progress | None = None, durable: bool = True) -> dict:
+    """Retokenize documents ``start..stop`` of ``ds`` into the dataset ``prefix``, ending
+    the documents that ended in ``old``'s EOD with ``eod_id`` (see :func:`resolve_eod_id`);
+    returns ``{"documents", "tokens"}``. Consecutive ranges merged in order give the bytes
+    of one range over everything."""
+    old_eod = _eod_or_none(old)
+    dtype = np.dtype(new.dtype)
+    docs = tokens = 0
+    with DatasetBuilder(prefix, dtype, overwrite=overwrite, durable=durable) as builder:
+        for batch in dataset_documents(ds, start=start, stop=stop):
+            parts = [_body(doc, old_eod) for doc in batch]
+            texts = old.decode_batch([p[0] for p in parts])
+            ids, offsets = new.encode_flat(texts)
+            for k, doc in enumerate(batch):
+                if doc is None:
+                    builder.end_document()
+                    continue
+                piece = ids[offsets[k] : offsets[k + 1]]
+                if parts[k][1]:
+                    if eod_id is None:
+                        raise _no_eod(ds, old, new)
+                    piece = np.append(piece, eod_id)
+                builder.add_document(piece)
+                tokens += piece.size
+            docs += len(batch)
+            if progress is not None:
+                progress(sum(d.size for d in batch if d is not None) * ds.dtype.itemsize)
+    return {"documents": docs, "tokens": tokens}

@@ -1,0 +1,280 @@
+"""Executors: run work units somewhere and hand back their results, in unit order.
+
+The interface is one method, ``run(units, fn, progress=None) -> results``: ``fn(unit)``
+does a unit's whole work (reads its input, writes its part and completion record) and
+returns a small picklable result; ``run`` returns ``[fn(u) for u in units]``, calling
+``progress(unit.weight)`` in the calling process as each unit finishes (any order).
+Executors only schedule; they compute nothing themselves.
+
+* :class:`LocalExecutor`: ``workers`` processes (default) or threads of this machine;
+  ``workers=1`` runs the units in this process, one after the other.
+* :class:`RayExecutor`: units as Ray tasks (``pip install 'pythia-data[ray]'``) on the
+  cluster at ``address`` or on a local cluster started and stopped here.
+
+Failures: an error of the package (:class:`~pythia_data.errors.PythiaDataError`: bad
+input, a full disk) is deterministic and ends the run at once with that error; any other
+failure of a unit (a worker process killed, ``MemoryError``, a lost node) runs the unit
+again, up to ``retries`` times. Units are idempotent (atomic parts, records written last),
+so a unit run twice writes the same part.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from concurrent.futures.process import BrokenProcessPool
+
+from pythia_data.errors import OutputError, PythiaDataError, UsageError
+
+__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "make_executor"]
+
+EXECUTORS = ("local", "ray")
+DEFAULT_RETRIES = 3
+
+Update = Callable[[int], None]
+
+
+class Executor:
+    """Base of the executors: ``run(units, fn, progress=None) -> results``."""
+
+    name = "?"
+    workers = 1
+
+    def run(self, units: Sequence, fn: Callable, progress: Update | None = None) -> list:
+        raise NotImplementedError
+
+
+def _failed(unit, attempts: int, exc: BaseException) -> OutputError:
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return OutputError(f"unit {unit.id} ({unit.path}) failed {attempts} times; last: {what}")
+
+
+class LocalExecutor(Executor):
+    """``workers`` processes (``mode="process"``) or threads (``mode="thread"``) on this
+    machine. Processes start with ``forkserver`` (no inherited threads or locks); a
+    process killed mid-unit (OOM killer, ``kill -9``) breaks the pool, which is started
+    again and the units that were running are retried."""
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None, *, mode: str = "process",
+                 retries: int = DEFAULT_RETRIES):
+        if workers is None:
+            workers = os.cpu_count() or 1
+        if workers < 1:
+            raise UsageError(f"--workers must be at least 1, not {workers}")
+        if mode not in ("process", "thread"):
+            raise UsageError(f"unknown local executor mode {mode!r} (process or thread)")
+        self.workers = workers
+        self.mode = mode
+        self.retries = retries
+
+    def _pool(self, n: int, fn: Callable):
+        if self.mode == "thread":
+            return ThreadPoolExecutor(max_workers=n, thread_name_prefix="pythia-data-unit")
+        methods = multiprocessing.get_all_start_methods()
+        if "forkserver" in methods:
+            ctx = multiprocessing.get_context("forkserver")
+            # the unit function's module (numba, numpy, the package) is imported once in
+            # the fork server; every worker forks from it instead of importing it again
+            module = getattr(getattr(fn, "func", fn), "__module__", None)
+            if module and module != "__main__":
+                ctx.set_forkserver_preload([module])
+        else:  # pragma: no cover - not Linux
+            ctx = multiprocessing.get_context("spawn")
+        return ProcessPoolExecutor(max_workers=n, mp_context=ctx)
+
+    def run(self, units: Sequence, fn: Callable, progress: Update | None = None) -> list:
+        units = list(units)
+        results: list = [None] * len(units)
+        if not units:
+            return results
+        if self.workers == 1 or len(units) == 1:  # no pool to start for one unit
+            for k, unit in enumerate(units):
+                results[k] = self._inline(unit, fn)
+                if progress is not None:
+                    progress(unit.weight)
+            return results
+        attempts = [0] * len(units)
+        todo = list(range(len(units)))
+        n = min(self.workers, len(units))
+        while todo:
+            pool = self._pool(n, fn)
+            broken = False
+            finished = False
+            running: dict[Future, int] = {}
+            try:
+                queue = list(todo)
+                todo = []
+                # keep at most 2 units per worker queued: a broken pool loses little
+                while queue or running:
+                    while queue and len(running) < 2 * n:
+                        k = queue.pop(0)
+                        attempts[k] += 1
+                        running[pool.submit(fn, units[k])] = k
+                    done, _ = wait_futures(running, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        k = running.pop(fut)
+                        try:
+                            results[k] = fut.result()
+                        except PythiaDataError:
+                            raise
+                        except BrokenProcessPool as exc:
+                            broken = True
+                            if attempts[k] > self.retries:
+                                raise _failed(units[k], attempts[k], exc) from None
+                            todo.append(k)
+                            continue
+                        except Exception as exc:  # noqa: BLE001 - retried, then reported
+                            if attempts[k] > self.retries:
+                                raise _failed(units[k], attempts[k], exc) from None
+                            queue.append(k)
+                            continue
+                        if progress is not None:
+                            progress(units[k].weight)
+                    if broken:
+                        # every unit still in this pool is lost with it: run them again
+                        todo += list(running.values()) + queue
+                        running.clear()
+                        queue = []
+                finished = True
+            finally:
+                if not finished:  # an error ends the run: stop the units still running
+                    _terminate(pool)
+                pool.shutdown(wait=True, cancel_futures=True)
+            todo.sort()
+        return results
+
+    def _inline(self, unit, fn: Callable):
+        for attempt in range(1, self.retries + 2):
+            try:
+                return fn(unit)
+            except PythiaDataError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - retried, then reported
+                if attempt > self.retries:
+                    raise _failed(unit, attempt, exc) from None
+        raise AssertionError("unreachable")  # pragma: no cover  # noqa: S101
+
+
+def _terminate(pool) -> None:
+    """Stop a pool's worker processes now (the units they run are abandoned: their
+    partial files are removed or reused by a rerun)."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):
+            proc.terminate()
+
+
+def _call(fn: Callable, unit):
+    return fn(unit)
+
+
+def ray_module():
+    """``ray``, or UsageError saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--executor ray needs Ray (pip install 'pythia-data[ray]')") from None
+    return ray
+
+
+class RayExecutor(Executor):
+    """Units as Ray tasks. ``address``: a running cluster (``ray start --head`` prints
+    it; ``auto`` finds the local one); None starts a local cluster of ``workers`` CPUs
+    (default all) for this run and stops it afterwards. Each task asks for ``num_cpus``
+    CPUs and ``num_gpus`` GPUs. Ray itself retries a task whose worker or node died
+    (``max_retries``); errors raised by a unit are not retried when they are the
+    package's own (deterministic) and retried up to ``retries`` times otherwise.
+
+    Paths in the units must be visible under the same name on every node (a shared
+    filesystem): parts are written there and merged by the driver."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int | None = None, *,
+                 num_cpus: float = 1, num_gpus: float = 0, retries: int = DEFAULT_RETRIES):
+        self.address = address
+        self.workers = workers or (os.cpu_count() or 1)
+        self.num_cpus = num_cpus
+        self.num_gpus = num_gpus
+        self.retries = retries
+
+    @contextlib.contextmanager
+    def _cluster(self):
+        ray = ray_module()
+        started = False
+        if not ray.is_initialized():
+            options = {"logging_level": logging.WARNING, "log_to_driver": False,
+                       "configure_logging": True}
+            try:
+                if self.address:
+                    ray.init(address=self.address, **options)
+                else:
+                    ray.init(num_cpus=self.workers, include_dashboard=False, **options)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                where = self.address or "a local cluster"
+                raise UsageError(f"cannot start Ray on {where}: {exc}") from None
+            started = True
+        try:
+            yield ray
+        finally:
+            if started:
+                ray.shutdown()
+
+    def run(self, units: Sequence, fn: Callable, progress: Update | None = None) -> list:
+        units = list(units)
+        results: list = [None] * len(units)
+        if not units:
+            return results
+        with self._cluster() as ray:
+            from ray.exceptions import RayTaskError
+
+            task = ray.remote(_call).options(num_cpus=self.num_cpus, num_gpus=self.num_gpus,
+                                             max_retries=self.retries, retry_exceptions=False)
+            fn_ref = ray.put(fn)
+            attempts = [1] * len(units)
+            pending = {task.remote(fn_ref, u): k for k, u in enumerate(units)}
+            try:
+                while pending:
+                    ready, _ = ray.wait(list(pending), num_returns=1)
+                    for ref in ready:
+                        k = pending.pop(ref)
+                        try:
+                            results[k] = ray.get(ref)
+                        except RayTaskError as exc:
+                            cause = getattr(exc, "cause", None)
+                            if isinstance(cause, PythiaDataError):
+                                raise cause from None
+                            if attempts[k] > self.retries:
+                                raise _failed(units[k], attempts[k], cause or exc) from None
+                            attempts[k] += 1
+                            pending[task.remote(fn_ref, units[k])] = k
+                            continue
+                        except ray.exceptions.RayError as exc:  # worker/node lost for good
+                            raise _failed(units[k], attempts[k] + self.retries, exc) from None
+                        if progress is not None:
+                            progress(units[k].weight)
+            finally:
+                for ref in pending:
+                    with contextlib.suppress(Exception):
+                        ray.cancel(ref, force=True)
+        return results
+
+
+def make_executor(name: str = "local", workers: int | None = None, *,
+                  ray_address: str | None = None, gpus_per_unit: float = 0,
+                  mode: str = "process", retries: int = DEFAULT_RETRIES) -> Executor:
+    """The executor a command's ``--executor/--workers/--ray-address`` ask for."""
+    if name == "local":
+        if ray_address:
+            raise UsageError("--ray-address needs --executor ray")
+        return LocalExecutor(workers, mode=mode, retries=retries)
+    if name == "ray":
+        ray_module()
+        return RayExecutor(ray_address, workers, num_gpus=gpus_per_unit, retries=retries)
+    raise UsageError(f"unknown executor {name!r} (choose from {', '.join(EXECUTORS)})")

@@ -1,0 +1,467 @@
+"""Work units (issue 16): plan, completion records, resume, local executor, byte-identical
+merges. Ray runs are in tests/test_jobs_ray.py (marked ``ray``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from functools import partial
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pythia_data.cli import cli
+from pythia_data.dataset import IndexedDataset, write_dataset
+from pythia_data.errors import InputError, OutputError, UsageError
+from pythia_data.jobs import (
+    JobStore,
+    LocalExecutor,
+    parse_size,
+    plan_dataset,
+    plan_files,
+    record_unit,
+    run_units,
+)
+from pythia_data.jobs.plan import Unit
+from pythia_data.tokenize import load_tokenizer
+from pythia_data.tokenize.pipeline import detokenize, retokenize, tokenize_files
+from pythia_data.tokenize.units import (
+    detokenize_units,
+    retokenize_units,
+    tokenize_units,
+    unit_documents,
+)
+from tests.conftest import subprocess_env
+
+WORDS = ["hello", "world", "été", "中文", "12", "\n", " ", "naïve", "\u2028", "emoji😀"]
+
+
+def _corpus(path, n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    with open(path, "w", encoding="utf-8") as fh:
+        for _ in range(n):
+            k = int(rng.integers(0, 40))
+            text = " ".join(WORDS[int(i)] for i in rng.integers(0, len(WORDS), k))
+            fh.write(json.dumps({"text": text}, ensure_ascii=bool(rng.integers(0, 2))) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return load_tokenizer(None, workers=1)
+
+
+def _files(prefix):
+    return open(prefix + ".bin", "rb").read(), open(prefix + ".idx", "rb").read()
+
+
+# --------------------------------------------------------------------------- planning
+
+
+@settings(max_examples=60, deadline=None)
+@given(lines=st.lists(st.binary(max_size=30).map(lambda b: b.replace(b"\n", b"x")),
+                      max_size=40),
+       trailing=st.booleans(), unit=st.integers(1, 200))
+def test_line_units_cover_the_file_and_cut_after_newlines(tmp_path_factory, lines, trailing,
+                                                          unit):
+    data = b"\n".join(lines) + (b"\n" if trailing and lines else b"")
+    path = tmp_path_factory.mktemp("p") / "f.jsonl"
+    path.write_bytes(data)
+    inputs, units = plan_files([str(path)], unit)
+    assert inputs[0].size == len(data)
+    assert units[0].start == 0 and units[-1].end == len(data)
+    for a, b in zip(units, units[1:]):
+        assert a.end == b.start
+        assert data[a.end - 1 : a.end] == b"\n"  # every inner cut follows a newline
+    assert b"".join(data[u.start:u.end] for u in units) == data
+    assert [u.id for u in units] == list(range(len(units)))
+    assert plan_files([str(path)], unit)[1] == units  # deterministic
+
+
+def test_zst_and_txt_are_whole_units(tmp_path):
+    a = tmp_path / "a.txt"
+    a.write_text("x" * 1000)
+    b = tmp_path / "b.jsonl.zst"
+    b.write_bytes(b"\0" * 1000)
+    _, units = plan_files([str(a), str(b)], 10)
+    assert [(u.kind, u.start, u.end) for u in units] == [("file", 0, 1000), ("file", 0, 1000)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(sizes=st.lists(st.integers(0, 20), min_size=0, max_size=30), unit=st.integers(1, 80))
+def test_document_units_partition_the_documents(sizes, unit):
+    n_seq = [1 if s else int(s == 0 and len(sizes) % 2) for s in sizes]  # some docs empty
+    seq_sizes = [s for s, k in zip(sizes, n_seq) for _ in range(k)]
+    doc_idx = np.concatenate([[0], np.cumsum(n_seq)]).astype(np.int64)
+    pointers = (np.concatenate([[0], np.cumsum(seq_sizes)[:-1]]) * 2).astype(np.int64) \
+        if seq_sizes else np.zeros(0, np.int64)
+    units = plan_dataset("p", doc_idx, pointers, 2 * sum(seq_sizes), unit)
+    assert units[0].start == 0 and units[-1].end == max(len(sizes), 0)
+    for a, b in zip(units, units[1:]):
+        assert a.end == b.start and a.end > a.start
+    assert sum(u.weight for u in units) == 2 * sum(seq_sizes)
+
+
+def test_parse_size():
+    assert parse_size("64M") == 64 << 20
+    assert parse_size("1G") == 1 << 30
+    assert parse_size("1.5k") == 1536
+    assert parse_size("123") == 123
+    for bad in ("", "abc", "0", "-5M"):
+        with pytest.raises(UsageError):
+            parse_size(bad)
+
+
+# --------------------------------------------------------------------------- byte identity
+
+
+@pytest.mark.parametrize("unit_bytes", [1, 700, 5000, 10 << 20])
+def test_tokenize_units_match_one_process(tmp_path, tok, unit_bytes):
+    src = [str(_corpus(tmp_path / "a.jsonl", 120)), str(_corpus(tmp_path / "b.jsonl", 30, 1))]
+    (tmp_path / "c.txt").write_text("a whole\r\nfile")
+    src.append(str(tmp_path / "c.txt"))
+    one = tokenize_files(src, tmp_path / "one", tok, append_eod=True)["output"]
+    out = str(tmp_path / "many_text_document")
+    ex = LocalExecutor(2, mode="thread")
+    summary = tokenize_units(src, out, tok, ex, append_eod=True, unit_bytes=unit_bytes)
+    assert _files(out) == _files(one)
+    assert summary["documents"] == IndexedDataset(one).num_documents
+    assert not os.path.exists(out + ".job")  # removed after the merge
+    if unit_bytes == 1:
+        assert summary["units"] == 150 + 1  # one unit per line, one for the .txt
+
+
+def test_units_of_empty_inputs_and_empty_documents(tmp_path, tok):
+    (tmp_path / "e.jsonl").write_bytes(b"")
+    (tmp_path / "f.jsonl").write_text('{"text": ""}\n\n{"text": ""}\n')
+    files = [str(tmp_path / "e.jsonl"), str(tmp_path / "f.jsonl")]
+    out = str(tmp_path / "o")
+    s = tokenize_units(files, out, tok, LocalExecutor(1), unit_bytes=3)
+    assert s["documents"] == 0 and s["skipped_empty"] == 2 and s["warnings"]
+    ds = IndexedDataset(out)
+    assert ds.num_documents == 0 and ds.bin_bytes == 0
+
+
+def test_detokenize_and_retokenize_units_match_one_process(tmp_path, tok):
+    src = str(_corpus(tmp_path / "a.jsonl", 80))
+    data = tokenize_files([src], tmp_path / "d", tok, append_eod=True)["output"]
+    detokenize(data, tok, tmp_path / "one.jsonl")
+    retokenize(data, tok, tok, tmp_path / "re_one")
+    for unit_bytes in (200, 1 << 30):
+        ex = LocalExecutor(3, mode="thread")
+        detokenize_units(data, tok, tmp_path / "many.jsonl", ex, unit_bytes=unit_bytes)
+        assert (tmp_path / "many.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+        retokenize_units(data, tok, tok, tmp_path / "re_many", ex, unit_bytes=unit_bytes)
+        assert _files(str(tmp_path / "re_many")) == _files(str(tmp_path / "re_one"))
+
+
+def test_documents_units_keep_documents_without_sequences(tmp_path, tok):
+    from pythia_data.dataset import DatasetBuilder
+
+    with DatasetBuilder(tmp_path / "holes", np.uint16) as b:
+        for k in range(30):
+            if k % 4:
+                b.add_item(np.array([1000 + k, tok.eod_id], np.uint16))
+            b.end_document()
+    prefix = str(tmp_path / "holes")
+    retokenize(prefix, tok, tok, tmp_path / "one")
+    retokenize_units(prefix, tok, tok, tmp_path / "many", LocalExecutor(1), unit_bytes=8)
+    assert _files(str(tmp_path / "many")) == _files(str(tmp_path / "one"))
+
+
+def test_error_in_a_later_unit_names_the_files_line(tmp_path, tok):
+    path = tmp_path / "bad.jsonl"
+    lines = [json.dumps({"text": f"line {i}"}) for i in range(200)]
+    lines[150] = "{not json"
+    path.write_text("\n".join(lines) + "\n")
+    _, units = plan_files([str(path)], 500)
+    assert len(units) > 3
+    with pytest.raises(InputError, match=r"bad\.jsonl:151: not valid JSON"):
+        for unit in units:
+            list(unit_documents(unit))
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def _flaky(fail_ids, fn, unit):
+    if unit.id in fail_ids:
+        raise KeyboardInterrupt  # like Ctrl-C in the middle of the run
+    return fn(unit)
+
+
+def test_rerun_after_interruption_does_only_the_missing_units(tmp_path, tok, monkeypatch):
+    src = [str(_corpus(tmp_path / "a.jsonl", 300))]
+    one = tokenize_files(src, tmp_path / "one", tok)["output"]
+    out = str(tmp_path / "o")
+    import pythia_data.tokenize.units as tu
+
+    real = tu._tokenize_unit
+    monkeypatch.setattr(tu, "_tokenize_unit", lambda ctx, unit: _flaky({5}, partial(real, ctx),
+                                                                         unit))
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_units(src, out, tok, LocalExecutor(1), unit_bytes=1000)
+    done = sorted(os.listdir(out + ".job/done"))
+    assert done == [f"u{k:05d}.json" for k in range(5)]
+    assert not os.path.exists(out + ".bin")
+    monkeypatch.setattr(tu, "_tokenize_unit", real)
+    s = tokenize_units(src, out, tok, LocalExecutor(1), unit_bytes=1000)
+    assert s["units_resumed"] == 5 and s["units_run"] == s["units"] - 5
+    assert _files(out) == _files(one)
+
+
+def test_changed_input_unit_size_or_options_are_refused(tmp_path, tok, monkeypatch):
+    src = str(_corpus(tmp_path / "a.jsonl", 100))
+    out = str(tmp_path / "o")
+    import pythia_data.tokenize.units as tu
+
+    real = tu._tokenize_unit
+    monkeypatch.setattr(tu, "_tokenize_unit", lambda ctx, unit: _flaky({2}, partial(real, ctx),
+                                                                         unit))
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_units([src], out, tok, LocalExecutor(1), unit_bytes=1000)
+    monkeypatch.setattr(tu, "_tokenize_unit", real)
+    with pytest.raises(UsageError, match="planned as .* units, this run plans"):
+        tokenize_units([src], out, tok, LocalExecutor(1), unit_bytes=2000)
+    with pytest.raises(UsageError, match="other options \\(append_eod differ\\)"):
+        tokenize_units([src], out, tok, LocalExecutor(1), unit_bytes=1000, append_eod=True)
+    st_ = os.stat(src)
+    os.utime(src, ns=(st_.st_atime_ns, st_.st_mtime_ns + 1_000_000_000))
+    with pytest.raises(UsageError, match="a.jsonl changed since the job was planned"):
+        tokenize_units([src], out, tok, LocalExecutor(1), unit_bytes=1000)
+    # the CLI says it in one line, exit code 2
+    r = CliRunner().invoke(cli, ["tokenize", src, "-o", str(tmp_path / "o_"), "-q",
+                                 "--job-dir", out + ".job", "--unit-size", "1000"])
+    assert r.exit_code == 2 and "changed since the job was planned" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def test_a_damaged_part_is_caught_at_the_merge(tmp_path, tok):
+    src = [str(_corpus(tmp_path / "a.jsonl", 100))]
+    out = str(tmp_path / "o")
+    tokenize_units(src, out, tok, LocalExecutor(1), unit_bytes=1000, keep_job=True)
+    part = tmp_path / "o.job" / "parts" / "u00001.bin"
+    data = bytearray(part.read_bytes())
+    data[0] ^= 1
+    part.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="u00001.bin changed after unit 1 finished"):
+        tokenize_units(src, out, tok, LocalExecutor(1), unit_bytes=1000)
+
+
+def test_two_drivers_of_one_job_do_not_mix(tmp_path):
+    inputs, units = plan_files([str(_corpus(tmp_path / "a.jsonl", 10))], 100)
+    with JobStore(tmp_path / "j", "t", {}, inputs, units):
+        with pytest.raises(OutputError, match="another pythia-data"):
+            JobStore(tmp_path / "j", "t", {}, inputs, units)
+
+
+def test_driver_killed_then_rerun_does_only_missing_units(tmp_path, tok):
+    """kill -9 of the CLI mid-job; the rerun skips the units recorded as done."""
+    src = str(_corpus(tmp_path / "a.jsonl", 3000))
+    one = tokenize_files([src], tmp_path / "one", tok)["output"]
+    out = str(tmp_path / "o")
+    args = [sys.executable, "-m", "pythia_data", "tokenize", src, "-o", out, "-q",
+            "--workers", "1", "--unit-size", "2k", "--json"]
+    proc = subprocess.Popen(args, env=subprocess_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    done_dir = out + "_text_document.job/done"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if os.path.isdir(done_dir) and len([n for n in os.listdir(done_dir)
+                                            if n.endswith(".json")]) >= 3:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, proc.communicate()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # complete records only (a record being written at the kill is a .partial)
+    finished = len([n for n in os.listdir(done_dir) if n.endswith(".json")])
+    r = subprocess.run(args, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["units_resumed"] >= finished >= 3
+    assert s["units_run"] == s["units"] - s["units_resumed"]
+    assert _files(out + "_text_document") == _files(one)
+
+
+# --------------------------------------------------------------------------- local executor
+
+
+def _work(marker_dir, unit):
+    """A unit that kills its own worker process (kill -9) the first time it runs unit 1."""
+    marker = os.path.join(marker_dir, f"ran-{unit.id}")
+    first = not os.path.exists(marker)
+    with open(marker, "a") as fh:
+        fh.write("x")
+    if unit.id == 1 and first:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return unit.id * 10
+
+
+def _bad_input(unit):
+    raise InputError(f"unit {unit.id}: bad input")
+
+
+def _units(n):
+    return [Unit(k, "file", f"/x/{k}", 0, 1, 1) for k in range(n)]
+
+
+def test_process_worker_killed_mid_unit_is_retried(tmp_path):
+    seen = []
+    ex = LocalExecutor(2, mode="process")
+    out = ex.run(_units(6), partial(_work, str(tmp_path)), progress=seen.append)
+    assert out == [k * 10 for k in range(6)]
+    assert sum(seen) == 6
+    assert (tmp_path / "ran-1").read_text() == "xx"  # killed once, run again
+
+
+def test_package_errors_are_not_retried(tmp_path):
+    for ex in (LocalExecutor(1), LocalExecutor(2, mode="thread")):
+        with pytest.raises(InputError, match="bad input"):
+            ex.run(_units(3), _bad_input)
+
+
+def _always_fails(unit):
+    raise RuntimeError("flaky disk")
+
+
+def test_other_errors_are_retried_then_reported():
+    with pytest.raises(OutputError, match=r"unit 0 \(/x/0\) failed 3 times; last: RuntimeError"):
+        LocalExecutor(1, retries=2).run(_units(1), _always_fails)
+
+
+def test_run_units_records_and_progress(tmp_path):
+    files = [str(_corpus(tmp_path / "a.jsonl", 50))]
+    inputs, units = plan_files(files, 300)
+    calls = []
+
+    def progress(desc, total, unit):
+        import contextlib
+
+        @contextlib.contextmanager
+        def bar():
+            calls.append((desc, total, unit))
+            yield lambda n: calls.append(n)
+        return bar()
+
+    def fn(store, unit):
+        path = os.path.join(store.folder, "parts", unit.name + ".txt")
+        with open(path, "w") as fh:
+            fh.write(str(unit.id))
+        return record_unit(store.folder, unit, store.inputs_of(unit), [path], {"n": unit.id})
+
+    with JobStore(tmp_path / "j", "demo", {"a": 1}, inputs, units) as store:
+        recs = run_units(store, LocalExecutor(1), partial(fn, store), progress=progress)
+    assert [r["result"]["n"] for r in recs] == list(range(len(units)))
+    assert calls[0] == ("units", os.path.getsize(files[0]), "B")
+    assert sum(calls[1:]) == os.path.getsize(files[0])
+    rec = json.loads((tmp_path / "j" / "done" / "u00000.json").read_text())
+    assert rec["inputs"][0]["size"] == os.path.getsize(files[0])
+    assert len(rec["outputs"]["u00000.txt"]["xxh3"]) == 32
+
+
+def test_cli_tokenize_with_workers_and_units_matches_one_process(tmp_path, tok):
+    src = str(_corpus(tmp_path / "a.jsonl", 200))
+    one = tokenize_files([src], tmp_path / "one", tok, append_eod=True)["output"]
+    r = CliRunner().invoke(cli, ["tokenize", src, "-o", str(tmp_path / "cli"), "--append-eod",
+                                 "--unit-size", "3k", "--workers", "1", "--json", "-q"])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.output)
+    assert s["units"] > 3
+    assert _files(str(tmp_path / "cli_text_document")) == _files(one)
+    r = CliRunner().invoke(cli, ["tokenize", src, "-o", str(tmp_path / "x"), "--unit-size",
+                                 "zero"])
+    assert r.exit_code == 2 and "not a size" in r.output
+    r = CliRunner().invoke(cli, ["tokenize", src, "-o", str(tmp_path / "x"), "--ray-address",
+                                 "127.0.0.1:1"])
+    assert r.exit_code == 2 and "--ray-address needs --executor ray" in r.output
+
+
+def test_write_dataset_helper_still_works(tmp_path):
+    # the merge reads parts with IndexedDataset: a part of zero documents is valid
+    prefix = write_dataset(tmp_path / "z", [], dtype=np.uint16)
+    assert IndexedDataset(prefix).num_documents == 0
+
+
+# --------------------------------------------------------------------------- checksum
+
+
+def test_checksum_units_match_and_resume(tmp_path, monkeypatch):
+    import hashlib
+
+    from pythia_data.jobs import checksum as jc
+
+    files = []
+    for k in range(5):
+        p = tmp_path / f"f{k}.bin"
+        p.write_bytes(bytes([k]) * (1000 * k + 1))
+        files.append(str(p))
+    want = [hashlib.sha256(open(f, "rb").read()).hexdigest() for f in files]
+    real = jc._hash_unit
+    monkeypatch.setattr(jc, "_hash_unit", lambda *a: _flaky({3}, partial(real, *a[:-1]), a[-1]))
+    with pytest.raises(KeyboardInterrupt):
+        jc.hash_files(files, "sha256", LocalExecutor(1), job_dir=tmp_path / "job")
+    assert len(os.listdir(tmp_path / "job" / "done")) == 3
+    calls = []
+    monkeypatch.setattr(jc, "_hash_unit", lambda *a: calls.append(a[-1].id) or real(*a))
+    got = jc.hash_files(files, "sha256", LocalExecutor(2, mode="thread"),
+                        job_dir=tmp_path / "job")
+    assert got == want and sorted(calls) == [3, 4]
+    assert not (tmp_path / "job").exists()
+    assert jc.hash_files(files, "sha256", LocalExecutor(2, mode="thread")) == want
+
+
+def test_checksum_cli_with_a_job_dir_reports_the_same(tmp_path):
+    for k in range(3):
+        (tmp_path / f"f{k}.bin").write_bytes(bytes([k]) * 100)
+    plain = CliRunner().invoke(cli, ["checksum", str(tmp_path), "-q"])
+    units = CliRunner().invoke(cli, ["checksum", str(tmp_path), "-q", "--job-dir",
+                                     str(tmp_path / ".job")])
+    assert plain.exit_code == units.exit_code == 0, units.output
+    assert plain.output == units.output and plain.output.count("  ") == 3
+
+
+def test_a_bom_is_skipped_only_at_the_start_of_the_file(tmp_path, tok):
+    path = tmp_path / "bom.jsonl"
+    lines = [json.dumps({"text": f"doc {i} é"}) for i in range(60)]
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode() + b"\n")
+    one = tokenize_files([str(path)], tmp_path / "one", tok)["output"]
+    out = str(tmp_path / "many")
+    s = tokenize_units([str(path)], out, tok, LocalExecutor(1), unit_bytes=50)
+    assert s["units"] > 10 and s["documents"] == 60
+    assert _files(out) == _files(one)
+
+
+def test_an_existing_output_is_refused_before_any_work(tmp_path, tok):
+    src = [str(_corpus(tmp_path / "a.jsonl", 20))]
+    out = str(tmp_path / "o")
+    tokenize_units(src, out, tok, LocalExecutor(1))
+    with pytest.raises(OutputError, match="already exists"):
+        tokenize_units(src, out, tok, LocalExecutor(1), overwrite=False)
+    assert not os.path.exists(out + ".job")
+
+
+def test_executor_choice_and_resources(monkeypatch):
+    from pythia_data.cli.options import make_job_executor
+    from pythia_data.jobs import RayExecutor, make_executor
+
+    assert make_job_executor("local", None, None, gpu=True).workers == 1  # one GPU here
+    assert make_job_executor("local", 3, None).workers == 3
+    with pytest.raises(UsageError, match="unknown executor"):
+        make_executor("slurm")
+    with pytest.raises(UsageError, match="--ray-address needs --executor ray"):
+        make_executor("local", ray_address="127.0.0.1:6379")
+    monkeypatch.setitem(sys.modules, "ray", None)  # Ray not installed
+    with pytest.raises(UsageError, match=r"pip install 'pythia-data\[ray\]'"):
+        make_executor("ray")
+    r = CliRunner().invoke(cli, ["checksum", __file__, "--executor", "ray", "-q"])
+    assert r.exit_code == 2 and "pythia-data[ray]" in r.output
+    ex = RayExecutor("127.0.0.1:1", 2, num_gpus=1)  # what --backend cuda asks of each task
+    assert (ex.num_cpus, ex.num_gpus) == (1, 1)
