@@ -310,7 +310,7 @@ def _refuse_existing(prefix: str, overwrite: bool) -> None:
     if not overwrite:
         for suffix in (".bin", ".idx"):
             if os.path.lexists(prefix + suffix):
-                raise OutputExistsError(f"{prefix}{suffix}")
+                raise OutputExistsError(prefix + suffix)
 
 
 def _dataset_inputs(ds: IndexedDataset) -> list[InputFile]:
