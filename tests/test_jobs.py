@@ -274,7 +274,8 @@ def test_driver_killed_then_rerun_does_only_missing_units(tmp_path, tok):
     done_dir = out + "_text_document.job/done"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if os.path.isdir(done_dir) and len(os.listdir(done_dir)) >= 3:
+        if os.path.isdir(done_dir) and len([n for n in os.listdir(done_dir)
+                                            if n.endswith(".json")]) >= 3:
             break
         time.sleep(0.02)
     assert proc.poll() is None, proc.communicate()

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -80,25 +81,28 @@ def _ray_bin() -> str:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster():
     """``ray start --head`` + a second ``ray start --address``: two raylets on 127.0.0.1,
     one CPU each. Yields the address."""
     port = _free_port()
-    temp = tmp_path_factory.mktemp("ray")
+    # a short folder: Ray's socket paths under it must stay below 108 bytes (AF_UNIX), which
+    # pytest's (and xdist's) temporary folders exceed
+    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
     env = _env()
     head = [_ray_bin(), "start", "--head", "--node-ip-address=127.0.0.1",
             f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
             "--disable-usage-stats", f"--temp-dir={temp}"]
-    subprocess.run(head, env=env, check=True, capture_output=True, timeout=180)
     address = f"127.0.0.1:{port}"
     try:
-        subprocess.run([_ray_bin(), "start", f"--address={address}",
-                        "--node-ip-address=127.0.0.1", "--num-cpus=1",
-                        "--disable-usage-stats"],
-                       env=env, check=True, capture_output=True, timeout=180)
+        for cmd in (head, [_ray_bin(), "start", f"--address={address}",
+                           "--node-ip-address=127.0.0.1", "--num-cpus=1",
+                           "--disable-usage-stats"]):
+            r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+            assert r.returncode == 0, f"{' '.join(cmd[1:3])}: {r.stderr[-2000:]}"
         yield address
     finally:
         _stop(temp)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +170,8 @@ def test_driver_killed_then_rerun_does_only_missing_units(tmp_path, tok, cluster
     done_dir = out + "_text_document.job/done"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        if os.path.isdir(done_dir) and len(os.listdir(done_dir)) >= 3:
+        if os.path.isdir(done_dir) and len([n for n in os.listdir(done_dir)
+                                            if n.endswith(".json")]) >= 3:
             break
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()

@@ -1,5 +1,5 @@
 """The Split-regex pre-tokenizer families (cl100k / Llama 3 / OLMo 2, o200k, Qwen 2,
-DeepSeek V3): recognition, the boundary kernels against HF's own pre-tokenizer and against
+DeepSeek V3, Qwen 3.5): recognition, the boundary kernels against HF's own pre-tokenizer and against
 the ``regex`` module, and the whole cpu engine against HF ``tokenizers`` id for id.
 
 The tokenizers in ``tests/data/families/`` are small BPEs trained with each family's exact
@@ -23,7 +23,7 @@ from pythia_data.tokenize.families import PATTERNS, Family, recognise
 
 DATA = Path(__file__).resolve().parent / "data"
 NAMES = {Family.CL100K: "cl100k", Family.O200K: "o200k", Family.QWEN2: "qwen2",
-         Family.DEEPSEEK_V3: "deepseek_v3"}
+         Family.DEEPSEEK_V3: "deepseek_v3", Family.QWEN3_5: "qwen3_5"}
 FAMILIES = list(NAMES)
 
 
@@ -74,7 +74,7 @@ EDGE = [
 
 
 def test_family_ids_are_pinned():
-    assert [int(f) for f in Family] == [0, 1, 2, 3, 4]
+    assert [int(f) for f in Family] == [0, 1, 2, 3, 4, 5]
 
 
 @pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)

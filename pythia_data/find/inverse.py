@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
 import numpy as np
@@ -116,21 +117,26 @@ class OrderInverse:
 
     @classmethod
     def _arrays(cls, order, progress=None, sink=None) -> dict:
-        """Build the three arrays one after the other; ``sink(name, array)`` (when given)
-        takes each as soon as it is made, so only one is held at a time."""
+        """Build the three arrays (in threads: the kernels release the GIL, and the three
+        are independent); ``sink(name, array)`` (when given) takes each, in order, as soon
+        as it is made."""
         steps = cls._makers(order)
         out = {}
+        workers = min(len(steps), os.cpu_count() or 1)
 
         def run(update):
-            for name, make in steps:
-                arr = make()
-                if sink is None:
-                    out[name] = arr
-                else:
-                    sink(name, arr)
-                del arr
-                if update:
-                    update(1)
+            with ThreadPoolExecutor(workers, thread_name_prefix="inverse") as pool:
+                futures = [pool.submit(make) for _, make in steps]
+                for k, (name, _) in enumerate(steps):
+                    arr = futures[k].result()
+                    futures[k] = None  # the array goes once written
+                    if sink is None:
+                        out[name] = arr
+                    else:
+                        sink(name, arr)
+                    del arr
+                    if update:
+                        update(1)
 
         if progress is None:
             run(None)

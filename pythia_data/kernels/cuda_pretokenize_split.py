@@ -12,7 +12,7 @@ sync point, which its scan lands on exactly. Sync points (``prev`` the character
   alternative that holds a digit, and it stops there);
 * cl100k, Qwen 2: ``prev`` in ``\\p{L}`` and the character not: the only alternatives
   holding a letter (a contraction, ``[^\\r\\n\\p{L}\\p{N}]?\\p{L}+``) end at the first
-  non-letter;
+  non-letter; Qwen 3.5 the same with ``[\\p{L}\\p{M}]`` for ``\\p{L}``;
 * o200k: ``prev`` in ``\\p{L}`` and the character neither in ``\\p{L}``, ``\\p{M}`` nor a
   quote (the letter alternatives continue through marks and a trailing contraction);
 * DeepSeek V3: a change between digit and non-digit, between kana/CJK and the rest (the
@@ -39,6 +39,7 @@ from pythia_data.kernels.pretokenize_split import (
     FAMILY_DEEPSEEK_V3,
     FAMILY_O200K,
     FAMILY_QWEN2,
+    FAMILY_QWEN3_5,
 )
 
 __all__ = ["split_boundary_kernel"]
@@ -105,6 +106,8 @@ def is_sync(data, kb, docstart, p, family):  # pragma: no cover - device code
         return (kp & C_L) != 0 and not k & (C_L | C_M)
     if family == FAMILY_O200K:
         return (kp & C_L) != 0 and not k & (C_L | C_M) and data[p] != _QUOTE
+    if family == FAMILY_QWEN3_5:
+        return (kp & (C_L | C_M)) != 0 and not k & (C_L | C_M)
     return (kp & C_L) != 0 and not k & C_L
 
 
@@ -148,7 +151,7 @@ def _deepseek_scan(data, p, hi, kb, docstart, cls, flag):  # pragma: no cover - 
 @cuda.jit(cache=True)
 def split_boundary_kernel(data, n, offsets, n_docs, kb, docstart, cls, family,
                           flag):  # pragma: no cover - device code
-    """Pre-token starts of the Split-regex ``family`` (1..4) into ``flag``: one thread per
+    """Pre-token starts of the Split-regex ``family`` (1..5) into ``flag``: one thread per
     sync point, scanning to the next one."""
     p = cuda.grid(1)
     step = cuda.gridsize(1)
@@ -166,9 +169,11 @@ def split_boundary_kernel(data, n, offsets, n_docs, kb, docstart, cls, family,
                 if family == FAMILY_O200K:
                     q = match_o200k(data, q, hi, cls)
                 elif family == FAMILY_QWEN2:
-                    q = match_cl100k(data, q, hi, cls, 1)
+                    q = match_cl100k(data, q, hi, cls, 1, C_L)
+                elif family == FAMILY_QWEN3_5:
+                    q = match_cl100k(data, q, hi, cls, 1, C_L | C_M)
                 else:
-                    q = match_cl100k(data, q, hi, cls, 3)
+                    q = match_cl100k(data, q, hi, cls, 3, C_L)
                 if q < hi and is_sync(data, kb, docstart, q, family):
                     break
         p += step

@@ -16,6 +16,9 @@ after normalization) to the entry arrays the encoder uses (``kinds`` 0, bytes
     [^\\r\\n\\p{L}\\p{N}]?U*W+C?|[^\\r\\n\\p{L}\\p{N}]?U+W*C?|\\p{N}{1,3}
     | ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+
 
+* 5 Qwen 3.5 / 3.6: Qwen 2's with ``[\\p{L}\\p{M}]+`` for the letter runs and
+  ``[^\\s\\p{L}\\p{M}\\p{N}]+`` for the punctuation runs.
+
 * 4 DeepSeek V3: three isolating Splits in sequence, each on the pieces of the one before:
   ``\\p{N}{1,3}``, then ``[\\u4e00-\\u9fa5\\u3040-\\u309f\\u30a0-\\u30ff]+``, then::
 
@@ -51,7 +54,7 @@ from numba import njit
 
 from pythia_data.kernels.pretokenize import cp_at
 
-__all__ = ["FAMILY_CL100K", "FAMILY_O200K", "FAMILY_QWEN2", "FAMILY_DEEPSEEK_V3",
+__all__ = ["FAMILY_CL100K", "FAMILY_O200K", "FAMILY_QWEN2", "FAMILY_DEEPSEEK_V3", "FAMILY_QWEN3_5",
            "split_family", "split_family_kernel"]
 
 FAMILY_GPT2 = 0
@@ -59,6 +62,7 @@ FAMILY_CL100K = 1
 FAMILY_O200K = 2
 FAMILY_QWEN2 = 3
 FAMILY_DEEPSEEK_V3 = 4
+FAMILY_QWEN3_5 = 5
 
 C_L = 1
 C_N = 2
@@ -105,12 +109,13 @@ def _run(data, q, end, cls, bits):  # pragma: no cover - jit
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _other_run(data, q, end, cls, slash):  # pragma: no cover - jit
-    """``[^\\s\\p{L}\\p{N}]+`` from ``q`` (a match is known), then ``[\\r\\n]*`` (``slash``:
+def _other_run(data, q, end, cls, slash, not_other):  # pragma: no cover - jit
+    """``[^\\s\\p{L}\\p{N}]+`` from ``q`` (a match is known; ``not_other``: the class bits
+    that end it, 7, or 7 | 32 when marks are letters), then ``[\\r\\n]*`` (``slash``:
     ``[\\r\\n/]*``)."""
     while q < end:
         c, w = cp_at(data, q)
-        if cls[c] & 7:
+        if cls[c] & not_other:
             break
         q += w
     while q < end:
@@ -144,20 +149,22 @@ def _ws_match(data, p, end, cls):  # pragma: no cover - jit
 
 
 @njit(cache=True, nogil=True)
-def match_cl100k(data, p, end, cls, max_digits):  # pragma: no cover - jit
-    """End of the cl100k-family match at ``p`` (< end); Qwen 2 has ``max_digits`` 1."""
+def match_cl100k(data, p, end, cls, max_digits, letters):  # pragma: no cover - jit
+    """End of the cl100k-family match at ``p`` (< end); Qwen 2 and 3.5 have ``max_digits``
+    1; ``letters`` is the class of the letter runs: ``\\p{L}`` (C_L), or ``[\\p{L}\\p{M}]``
+    (C_L | C_M, Qwen 3.5, whose punctuation runs then exclude marks)."""
     c, w = cp_at(data, p)
     k = cls[c]
     if c == _QUOTE:
         r = _contraction(data, p, end)
         if r >= 0:
             return r
-    if k & C_L:
-        return _run(data, p + w, end, cls, C_L)
-    if c != _LF and c != _CR and not k & C_N and p + w < end:
+    if k & letters:
+        return _run(data, p + w, end, cls, letters)
+    if c != _LF and c != _CR and not k & C_N and p + w < end:  # [^\r\n\p{L}\p{N}]? first
         c1, w1 = cp_at(data, p + w)
-        if cls[c1] & C_L:
-            return _run(data, p + w + w1, end, cls, C_L)
+        if cls[c1] & letters:
+            return _run(data, p + w + w1, end, cls, letters)
     if k & C_N:
         q = p + w
         n = 1
@@ -168,12 +175,13 @@ def match_cl100k(data, p, end, cls, max_digits):  # pragma: no cover - jit
             q += w1
             n += 1
         return q
+    not_other = 7 | (letters & C_M)
     if not k & C_WS:
-        return _other_run(data, p, end, cls, False)
+        return _other_run(data, p, end, cls, False, not_other)
     if c == 32 and p + 1 < end:
         c1, _w1 = cp_at(data, p + 1)
-        if not cls[c1] & 7:
-            return _other_run(data, p + 1, end, cls, False)
+        if not cls[c1] & not_other:
+            return _other_run(data, p + 1, end, cls, False, not_other)
     return _ws_match(data, p, end, cls)
 
 
@@ -246,11 +254,11 @@ def match_o200k(data, p, end, cls):  # pragma: no cover - jit
             n += 1
         return q
     if not k & C_WS:
-        return _other_run(data, p, end, cls, True)
+        return _other_run(data, p, end, cls, True, 7)
     if c == 32 and p + 1 < end:
         c1, _w1 = cp_at(data, p + 1)
         if not cls[c1] & 7:
-            return _other_run(data, p + 1, end, cls, True)
+            return _other_run(data, p + 1, end, cls, True, 7)
     return _ws_match(data, p, end, cls)
 
 
@@ -359,7 +367,7 @@ def _split_deepseek(data, lo, hi, cls, kinds, pa, pb, m):  # pragma: no cover - 
 
 @njit(cache=True, nogil=True)
 def split_family(data, lo, hi, cls, family, kinds, pa, pb, m):  # pragma: no cover - jit
-    """Append the pre-tokens of the piece ``data[lo:hi]`` under ``family`` (1..4) as
+    """Append the pre-tokens of the piece ``data[lo:hi]`` under ``family`` (1..5) as
     entries ``m, m+1, ...`` (``kinds`` 0, bytes ``[pa, pb)``); returns the new count."""
     if family == FAMILY_DEEPSEEK_V3:
         return _split_deepseek(data, lo, hi, cls, kinds, pa, pb, m)
@@ -368,9 +376,11 @@ def split_family(data, lo, hi, cls, family, kinds, pa, pb, m):  # pragma: no cov
         if family == FAMILY_O200K:
             q = match_o200k(data, p, hi, cls)
         elif family == FAMILY_QWEN2:
-            q = match_cl100k(data, p, hi, cls, 1)
+            q = match_cl100k(data, p, hi, cls, 1, C_L)
+        elif family == FAMILY_QWEN3_5:
+            q = match_cl100k(data, p, hi, cls, 1, C_L | C_M)
         else:
-            q = match_cl100k(data, p, hi, cls, 3)
+            q = match_cl100k(data, p, hi, cls, 3, C_L)
         m = _put(kinds, pa, pb, m, p, q)
         p = q
     return m

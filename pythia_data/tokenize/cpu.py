@@ -121,7 +121,8 @@ def _seed_arrays(words: list[tuple[bytes, int]]):
 class CpuTokenizer(Tokenizer):
     backend = "cpu"
     #: the pre-tokenizer families this engine's kernels run
-    families = (GPT2_FAMILY, Family.CL100K, Family.O200K, Family.QWEN2, Family.DEEPSEEK_V3)
+    families = (GPT2_FAMILY, Family.CL100K, Family.O200K, Family.QWEN2, Family.DEEPSEEK_V3,
+                Family.QWEN3_5)
 
     @classmethod
     def unsupported_reason(cls, spec: TokenizerConfig | TokenizerModel) -> str | None:

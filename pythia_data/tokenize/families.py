@@ -22,6 +22,7 @@ caller falls back to HF ``tokenizers``): matching regex *meaning* is not attempt
 | ``O200K`` | GPT-4o / GPT-OSS (o200k_base) | Split(o200k regex) + ByteLevel |
 | ``QWEN2`` | Qwen 2 / 2.5 / 3 | Split(cl100k regex with single ``\\p{N}``) + ByteLevel |
 | ``DEEPSEEK_V3`` | DeepSeek V3 / R1 (and the V4 files seen) | Split(digits) + Split(kana/CJK) + Split(regex) + ByteLevel |
+| ``QWEN3_5`` | Qwen 3.5 / 3.6 | Qwen 2's regex with marks in the letter runs (``[\\p{L}\\p{M}]+``) + ByteLevel |
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Family(IntEnum):
     O200K = 2
     QWEN2 = 3
     DEEPSEEK_V3 = 4
+    QWEN3_5 = 5
 
     def __str__(self) -> str:
         return self.name.lower()
@@ -49,6 +51,8 @@ _CL100K = (_CONTRACTIONS + r"|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{
            r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 _QWEN2 = (_CONTRACTIONS + r"|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
           r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+_QWEN3_5 = (_CONTRACTIONS + r"|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}"
+            r"| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 _UPPER = r"[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]"
 _LOWER = r"[\p{Ll}\p{Lm}\p{Lo}\p{M}]"
 _O200K = "|".join([
@@ -75,6 +79,7 @@ PATTERNS: dict[Family, tuple[str, ...]] = {
     Family.O200K: (_O200K,),
     Family.QWEN2: (_QWEN2,),
     Family.DEEPSEEK_V3: _DEEPSEEK_V3,
+    Family.QWEN3_5: (_QWEN3_5,),
 }
 _BY_PATTERNS = {v: k for k, v in PATTERNS.items()}
 

@@ -28,7 +28,7 @@ from functools import partial
 import numpy as np
 
 from pythia_data.dataset import IndexedDataset
-from pythia_data.errors import InputError, OutputError, UsageError
+from pythia_data.errors import InputError, OutputExistsError, UsageError
 from pythia_data.format.header import strip_suffix
 from pythia_data.integrity.hashing import hash_file
 from pythia_data.io.atomic import AtomicOutput, refuse_overlap
@@ -310,7 +310,7 @@ def _refuse_existing(prefix: str, overwrite: bool) -> None:
     if not overwrite:
         for suffix in (".bin", ".idx"):
             if os.path.lexists(prefix + suffix):
-                raise OutputError(f"{prefix}{suffix} already exists (remove it or pass --force)")
+                raise OutputExistsError(prefix + suffix)
 
 
 def _dataset_inputs(ds: IndexedDataset) -> list[InputFile]:

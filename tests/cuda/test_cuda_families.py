@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(
 tokenizers = pytest.importorskip("tokenizers")
 
 DATA = Path(__file__).resolve().parent.parent / "data"
-NAMES = ["cl100k", "o200k", "qwen2", "deepseek_v3"]
+NAMES = ["cl100k", "o200k", "qwen2", "deepseek_v3", "qwen3_5"]
 ALPHABET = list(" \t\n\r'sStTlLdDmMreRExX0123.,!/()-") + [" "] * 6 + [
     "\u017f", "\u0301", "\u02b0", "\u01c5", "\u00e9", "\u00c9", "\u65e5", "\u3042", "\u30a0",
     "\u4e2d", "\uff21", "\u0663", "\u00a0", "\u3000", "\u2028", "\x00", "\U0001F600",
