@@ -47,7 +47,7 @@ def texts() -> tuple[str, ...]:
     try:
         from tokenize_corpus import corpus_documents
 
-        corpus = [t[:3000] for _s, t in corpus_documents(150_000)]
+        corpus = [t[:3000] for _s, t in corpus_documents(80_000)]
     finally:
         sys.path.pop(0)
     edge = ["", " ", "a  b", "x" * 300, "e\u0301 caf\u00e9", "<|endoftext|>hi  <|padding|>",
@@ -340,16 +340,16 @@ def test_unigram_through_the_command_is_clean(tmp_path):
     assert "Traceback" not in res.output
 
 
-@pytest.mark.parametrize("field", ["id", "special", "normalized", "lstrip", "rstrip",
-                                   "single_word", "content"])
-def test_added_token_fields_are_required_as_hf_requires_them(tmp_path, field):
-    raw = raw20b()
-    del raw["added_tokens"][1][field]
-    path = write(tmp_path, raw)
-    with pytest.raises(Exception):  # noqa: B017 - HF's own error type
-        hf_ref(path)
-    with pytest.raises(FormatError, match="added token 1"):
-        compile_model(read_config(path))
+def test_added_token_fields_are_required_as_hf_requires_them(tmp_path):
+    for field in ("id", "special", "normalized", "lstrip", "rstrip", "single_word", "content"):
+        raw = raw20b()
+        del raw["added_tokens"][1][field]
+        path = write(tmp_path, raw)
+        if field == "normalized":  # HF refuses such a file (checked once: it is slow)
+            with pytest.raises(Exception):  # noqa: B017 - HF's own error type
+                hf_ref(path)
+        with pytest.raises(FormatError, match="added token 1"):
+            compile_model(read_config(path))
 
 
 def test_a_file_hf_cannot_load_is_a_one_line_error(tmp_path):
@@ -436,8 +436,8 @@ def test_long_documents_are_cut_where_ids_cannot_change():
     hf = load_tokenizer(backend="hf")
     rng = random.Random(7)
     alpha = list("ab  \n\t\u3000\u00a0e\u0301x'\u00e9s") + ["  ", "<|endoftext|>"]
-    docs = ["".join(rng.choice(alpha) for _ in range(rng.randint(70_000, 150_000)))
-            for _ in range(4)]
+    docs = ["".join(rng.choice(alpha) for _ in range(rng.randint(70_000, 110_000)))
+            for _ in range(2)]
     docs.append("word " * 40_000)  # cuts everywhere
     docs.append("x" * 100_000 + " y" * 10)  # no cut in the first 64 KiB: one big part
     docs.append("\u4e2d\u6587" * 30_000 + "\n" + "\u4e2d" * 50_000)  # cuts only at newlines
