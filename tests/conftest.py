@@ -47,3 +47,23 @@ def _fsync_checked(fd):
 def _cheap_fsync(monkeypatch):
     if os.environ.get("PYTHIA_TEST_REAL_FSYNC") != "1":
         monkeypatch.setattr(os, "fsync", _fsync_checked)
+
+
+def run(*args, input=None):
+    """The CLI in-process (click's runner), every argument as a string."""
+    from click.testing import CliRunner
+
+    from pythia_data.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
+
+
+def one_line_error(result, code, *needles):
+    """``result`` failed with exit ``code`` and printed one ``pythia-data: error:`` line
+    holding every needle; returns that line."""
+    assert result.exit_code == code, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("pythia-data: error: "), result.output
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]

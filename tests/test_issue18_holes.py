@@ -9,27 +9,13 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from pythia_data.cli import cli
 from pythia_data.dataset import write_dataset
 from pythia_data.shards import shard
 from pythia_data.tokenize.pipeline import expand_inputs
-from tests.conftest import position_docs
+from tests.conftest import one_line_error, position_docs, run
 
 ORDER = ["--train-iters", "3", "--batch-size", "2", "--seq-length", "8"]
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def one_line_error(result, code, *needles):
-    assert result.exit_code == code, result.output
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("pythia-data: error: "), result.output
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 # --------------------------------------------------------------------------- item 1

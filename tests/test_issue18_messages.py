@@ -9,7 +9,6 @@ import os
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from pythia_data.batches import write_batches
 from pythia_data.batches.sinks import SINKS, open_sink
@@ -17,14 +16,10 @@ from pythia_data.cli.app import cli
 from pythia_data.dataset import DatasetBuilder, write_dataset
 from pythia_data.errors import OutputExistsError, UsageError
 from pythia_data.order import BuildReport, OrderParams, PreshuffledOrder, TrainingOrder
-from tests.conftest import REPO, position_docs
+from tests.conftest import REPO, position_docs, run
 
 SIZES = [5, 17, 3, 40, 1, 9, 26, 12, 7, 2, 31, 4, 15, 8, 22, 6, 11, 3, 19, 10]
 OPTS = ["--train-iters", "4", "--batch-size", "2", "--seq-length", "8", "--seed", "1"]
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 @pytest.fixture
