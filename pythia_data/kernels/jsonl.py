@@ -212,6 +212,21 @@ def _literal(data, p, hi, word):
 
 
 @njit(cache=True, nogil=True)
+def _member_key(data, p, hi, empty):  # pragma: no cover - jit
+    """An object member's ``"key" :`` at ``p`` (no leading whitespace): the position after
+    the colon, or -1."""
+    if p >= hi or data[p] != 34:
+        return -1
+    p, _w, _e = _string(data, p, hi, empty, 0)
+    if p < 0:
+        return -1
+    p = _ws(data, p, hi)
+    if p >= hi or data[p] != 58:
+        return -1
+    return p + 1
+
+
+@njit(cache=True, nogil=True)
 def _value(data, p, hi, stack):  # pragma: no cover - jit
     """End of the JSON value at ``p`` (nested objects and arrays through ``stack``), or -1."""
     empty = np.zeros(0, dtype=np.uint8)
@@ -235,15 +250,9 @@ def _value(data, p, hi, stack):  # pragma: no cover - jit
                 depth -= 1
                 p += 1
             elif c == 123:
-                if p >= hi or data[p] != 34:
-                    return -1
-                p, _w, _e = _string(data, p, hi, empty, 0)
+                p = _member_key(data, p, hi, empty)
                 if p < 0:
                     return -1
-                p = _ws(data, p, hi)
-                if p >= hi or data[p] != 58:
-                    return -1
-                p += 1
                 continue
             else:
                 continue
@@ -271,15 +280,9 @@ def _value(data, p, hi, stack):  # pragma: no cover - jit
             if c == 44:  # ,
                 p = _ws(data, p + 1, hi)
                 if top == 123:
-                    if p >= hi or data[p] != 34:
-                        return -1
-                    p, _w, _e = _string(data, p, hi, empty, 0)
+                    p = _member_key(data, p, hi, empty)
                     if p < 0:
                         return -1
-                    p = _ws(data, p, hi)
-                    if p >= hi or data[p] != 58:
-                        return -1
-                    p += 1
                 break
             if (top == 123 and c == 125) or (top == 91 and c == 93):
                 depth -= 1
