@@ -327,14 +327,29 @@ def read_documents(inputs: Iterable[str | os.PathLike], *, key: str = "text",
                 yield from _jsonl(fh, name, key, errors, zst=path.endswith(".zst"))
 
 
-def _batches(documents: Iterable, max_docs: int, max_chars: int) -> Iterator[list]:
+#: The first batch of a run is this fraction of the full size; each next one doubles.
+RAMP = 64
+
+
+def _batches(documents: Iterable, max_docs: int, max_chars: int,
+             ramp: int = RAMP) -> Iterator[list]:
+    """``documents`` in lists of at most ``max_docs`` documents or ``max_chars``
+    characters (a list ends with the document that reaches either). The first list is
+    ``1/ramp`` of those limits and each next one twice the last, up to the limits: the
+    encoder waits only for a small first batch while the reader thread reads the next,
+    bigger one (a 16 MiB work unit would otherwise be one batch, read then encoded, with
+    nothing overlapped). Batching never changes the output."""
+    docs_limit = max(1, max_docs // max(ramp, 1))
+    chars_limit = max(1, max_chars // max(ramp, 1))
     batch, chars = [], 0
     for doc in documents:
         batch.append(doc)
         chars += len(doc.text if isinstance(doc, Document) else doc)
-        if len(batch) >= max_docs or chars >= max_chars:
+        if len(batch) >= docs_limit or chars >= chars_limit:
             yield batch
             batch, chars = [], 0
+            docs_limit = min(max_docs, 2 * docs_limit)
+            chars_limit = min(max_chars, 2 * chars_limit)
     if batch:
         yield batch
 
