@@ -81,10 +81,13 @@ class LocalExecutor(Executor):
         if "forkserver" in methods:
             ctx = multiprocessing.get_context("forkserver")
             # the unit function's module (numba, numpy, the package) is imported once in
-            # the fork server; every worker forks from it instead of importing it again
+            # the fork server, and numba's per-process set-up done there (jobs.warm);
+            # every worker forks from it instead of doing both again
+            preload = ["pythia_data.jobs.warm"]
             module = getattr(getattr(fn, "func", fn), "__module__", None)
             if module and module != "__main__":
-                ctx.set_forkserver_preload([module])
+                preload.append(module)
+            ctx.set_forkserver_preload(preload)
         else:  # pragma: no cover - not Linux
             ctx = multiprocessing.get_context("spawn")
         return ProcessPoolExecutor(max_workers=n, mp_context=ctx)
@@ -215,7 +218,9 @@ class RayExecutor(Executor):
                 if self.address:
                     ray.init(address=self.address, **options)
                 else:
-                    ray.init(num_cpus=self.workers, include_dashboard=False, **options)
+                    # "local": always a new cluster, never one found on the machine
+                    ray.init(address="local", num_cpus=self.workers,
+                             include_dashboard=False, **options)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = self.address or "a local cluster"
                 raise UsageError(f"cannot start Ray on {where}: {exc}") from None

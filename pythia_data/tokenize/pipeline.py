@@ -332,15 +332,16 @@ RAMP = 64
 
 
 def _batches(documents: Iterable, max_docs: int, max_chars: int,
-             ramp: int = RAMP) -> Iterator[list]:
+             ramp: int | None = None) -> Iterator[list]:
     """``documents`` in lists of at most ``max_docs`` documents or ``max_chars``
     characters (a list ends with the document that reaches either). The first list is
     ``1/ramp`` of those limits and each next one twice the last, up to the limits: the
     encoder waits only for a small first batch while the reader thread reads the next,
     bigger one (a 16 MiB work unit would otherwise be one batch, read then encoded, with
     nothing overlapped). Batching never changes the output."""
-    docs_limit = max(1, max_docs // max(ramp, 1))
-    chars_limit = max(1, max_chars // max(ramp, 1))
+    ramp = max(RAMP if ramp is None else ramp, 1)
+    docs_limit = max(1, max_docs // ramp)
+    chars_limit = max(1, max_chars // ramp)
     batch, chars = [], 0
     for doc in documents:
         batch.append(doc)
