@@ -545,7 +545,10 @@ def _reader_threads():
     return [t for t in threading.enumerate() if t.name == "pythia-data-reader" and t.is_alive()]
 
 
-def test_ctrl_c_during_the_overlap_leaves_no_thread_and_resumes(tmp_path, tok):
+def test_ctrl_c_during_the_overlap_leaves_no_thread_and_resumes(tmp_path, tok, monkeypatch):
+    from pythia_data.tokenize import pipeline as pl
+
+    monkeypatch.setattr(pl, "RAMP", 1 << 20)  # first batches of 1 document, then doubling
     src = [str(_corpus(tmp_path / "a.jsonl", 600))]
     one = tokenize_files(src, tmp_path / "one", tok, append_eod=True)["output"]
     out = str(tmp_path / "o")
@@ -555,9 +558,7 @@ def test_ctrl_c_during_the_overlap_leaves_no_thread_and_resumes(tmp_path, tok):
     calls_per_unit = []
     for u in plan_files(src, 8000)[1][:4]:
         counter = _InterruptingTokenizer(tok, at=-1)
-        from pythia_data.tokenize.pipeline import write_part
-
-        write_part(unit_documents(u), counter, str(tmp_path / "probe"), durable=False)
+        pl.write_part(unit_documents(u), counter, str(tmp_path / "probe"), durable=False)
         calls_per_unit.append(counter.calls)
     assert calls_per_unit[3] >= 2  # the overlap is in use inside the unit
     at = sum(calls_per_unit[:3]) + 2
@@ -572,3 +573,53 @@ def test_ctrl_c_during_the_overlap_leaves_no_thread_and_resumes(tmp_path, tok):
     assert s["units_resumed"] == 3 and s["units_run"] == n_units - 3
     assert _files(out) == _files(one)
     assert _reader_threads() == []
+
+
+# --------------------------------------------------------------------------- workers started early
+
+
+def _pid_of_worker(unit):
+    return os.getpid()
+
+
+def test_workers_started_ahead_run_the_units_and_close_stops_them(tmp_path):
+    ex = LocalExecutor(2)
+    ex.start("pythia_data.tokenize.units")
+    procs = dict(ex._started._processes)
+    deadline = time.monotonic() + 60
+    while len(procs) < 2 and time.monotonic() < deadline:  # spawned as the no-ops arrive
+        time.sleep(0.02)
+        procs = dict(ex._started._processes)
+    assert len(procs) == 2
+    pids = ex.run(_units(6), _pid_of_worker)
+    assert set(pids) <= set(procs) and os.getpid() not in pids
+    assert ex._started is None  # run() took the pool (and shut it down)
+    assert all(not p.is_alive() for p in procs.values())
+    # started but never run: close() (leaving the with block) stops the processes
+    with LocalExecutor(2) as ex2:
+        ex2.start()
+        ex2._started.submit(os.getpid).result(timeout=60)
+        early = list(ex2._started._processes.values())
+    assert ex2._started is None and early
+    assert all(not p.is_alive() for p in early)
+    # threads and one worker start nothing; one worker runs the units in this process
+    threads = LocalExecutor(2, mode="thread")
+    threads.start("pythia_data.tokenize.units")
+    assert threads._started is None
+    one = LocalExecutor(1)
+    one.start("pythia_data.tokenize.units")
+    assert one._started is None
+    assert one.run(_units(2), _pid_of_worker) == [os.getpid()] * 2
+
+
+def test_cli_tokenize_with_two_workers_started_early_matches_one_process(tmp_path, tok):
+    src = str(_corpus(tmp_path / "a.jsonl", 300))
+    one = tokenize_files([src], tmp_path / "one", tok, append_eod=True)["output"]
+    r = subprocess.run([sys.executable, "-m", "pythia_data", "tokenize", src, "-o",
+                        str(tmp_path / "cli"), "-q", "--append-eod", "--workers", "2",
+                        "--unit-size", "3k", "--json"], env=subprocess_env(),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["units"] > 2 and s["workers"] == 2
+    assert _files(str(tmp_path / "cli_text_document")) == _files(one)
