@@ -30,7 +30,9 @@ no non-empty document gives an empty dataset and a warning in the summary), each
 document becomes one sequence and one document (``doc_idx = 0..N``), ``append_eod`` adds the
 tokenizer's ``eod_id``, tokens are ``tokenizer.dtype`` (uint16 below 65,500 ids). Documents
 are read in bounded batches by a helper thread while the previous batch is tokenized (the
-cpu backend tokenizes a batch on its own threads), so memory stays bounded and order is kept.
+cpu backend tokenizes a batch on its own threads), so memory stays bounded and order is kept;
+the first batch is small and each next one doubles, so encoding starts at once and a short
+input (a work unit) is overlapped too.
 Both files appear only when complete (:class:`~pythia_data.dataset.DatasetBuilder`); an
 interrupted run leaves at most ``*.partial`` files, which a rerun overwrites.
 
