@@ -20,6 +20,7 @@ naming the document and character of a lone surrogate; ``"replace"`` substitutes
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Sequence
@@ -66,9 +67,12 @@ class _Cache:
 
     def __init__(self, slots: int = 1 << 20, required=None, optional=None):
         entries = slots // 2
-        self.slots = np.full(slots, -1, dtype=np.int64)
-        self.rec = np.zeros(4 * entries, dtype=np.int64)
-        self.keys = np.zeros(entries * 16, dtype=np.uint8)
+        # four int64 words per slot, the table 64-byte aligned (two slots per cache line)
+        raw = np.zeros(4 * slots + 8, dtype=np.int64)
+        skip = (-raw.ctypes.data % 64) // 8
+        self._raw = raw
+        self.table = raw[skip:skip + 4 * slots]
+        self.keys = np.zeros(entries * 8, dtype=np.uint8)
         self.vals = np.zeros(entries * 4, dtype=np.int32)
         self.state = np.zeros(6, dtype=np.int64)
         self.required = required
@@ -89,7 +93,7 @@ class _Cache:
             cache_seed(*self.optional, *self.args())
 
     def args(self):
-        return self.slots, self.rec, self.keys, self.vals, self.state
+        return self.table, self.keys, self.vals, self.state
 
     def after_call(self):
         """A full cache is kept while it still serves most pre-tokens (the frequent ones
@@ -103,7 +107,7 @@ class _Cache:
             self.clear()
 
     def clear(self):
-        self.slots.fill(-1)
+        self.table.fill(0)
         self.state[:] = 0
         self._reseed()
 
@@ -155,7 +159,9 @@ class CpuTokenizer(Tokenizer):
         self.config = model.config
         self.unicode = unicode_tables()
         do_nfc = model.normalizer.family == "nfc"
-        self.unicode_eff = self.unicode if do_nfc else self.unicode.without_nfc()
+        # no normalizer: a one-element NFC flag tells the kernels to skip the NFC check
+        self.unicode_eff = self.unicode if do_nfc else dataclasses.replace(
+            self.unicode, nfc_flag=np.zeros(1, dtype=self.unicode.nfc_flag.dtype))
         self.tables = model.tables
         #: the kernels' pre-tokenizer id (0: GPT-2's regex; else a Split family's id)
         self.family = kernel_family(model.pre_tokenizer.family)
