@@ -38,6 +38,10 @@ __all__ = [
     "merge_lookup",
     "bpe_word",
     "bpe_word_heap",
+    "bpe_word_packed",
+    "bpe_word_heap_packed",
+    "pack_merge_table",
+    "merge_get",
     "encode_kernel",
     "decode_bytes_kernel",
     "cache_seed",
@@ -131,6 +135,63 @@ def bpe_word(data, a, b, byte_id, merge_keys, merge_rank, merge_new, syms, ranks
     return n
 
 
+NO_MERGE = np.int64(2**63 - 1)
+
+
+def pack_merge_table(merge_keys, merge_rank, merge_new):
+    """The merge table as one int64 array of (key, rank << 32 | merged id) pairs, the same
+    slots (one 16-byte entry: a lookup reads one cache line instead of three)."""
+    tab = np.empty(2 * merge_keys.shape[0], dtype=np.int64)
+    tab[0::2] = merge_keys
+    tab[1::2] = (merge_rank.astype(np.int64) << 32) | merge_new.astype(np.int64)
+    return tab
+
+
+@njit(cache=True, nogil=True, inline="always")
+def merge_get(merge_tab, a, b):  # pragma: no cover - jit
+    """``rank << 32 | merged id`` of the pair (a, b) in a packed table, or NO_MERGE."""
+    key = (np.int64(a) << np.int64(32)) | np.int64(b)
+    mask = np.uint64((merge_tab.shape[0] >> 1) - 1)
+    slot = _mix(key) & mask
+    while True:
+        k = merge_tab[2 * slot]
+        if k == key:
+            return merge_tab[2 * slot + 1]
+        if k == -1:
+            return NO_MERGE
+        slot = (slot + np.uint64(1)) & mask
+
+
+@njit(cache=True, nogil=True)
+def bpe_word_packed(data, a, b, byte_id, merge_tab, syms, vals):  # pragma: no cover - jit
+    """:func:`bpe_word` over a packed merge table (``vals``: scratch int64, room for
+    b - a): the lowest ``rank << 32 | id`` is the lowest rank, the leftmost on ties."""
+    n = b - a
+    for i in range(n):
+        syms[i] = byte_id[data[a + i]]
+    for i in range(n - 1):
+        vals[i] = merge_get(merge_tab, syms[i], syms[i + 1])
+    while n > 1:
+        best = NO_MERGE
+        at = -1
+        for i in range(n - 1):
+            if vals[i] < best:
+                best = vals[i]
+                at = i
+        if at < 0:
+            break
+        syms[at] = np.int32(best & np.int64(0xFFFFFFFF))
+        for i in range(at + 1, n - 1):
+            syms[i] = syms[i + 1]
+            vals[i] = vals[i + 1]
+        n -= 1
+        if at > 0:
+            vals[at - 1] = merge_get(merge_tab, syms[at - 1], syms[at])
+        if at < n - 1:
+            vals[at] = merge_get(merge_tab, syms[at], syms[at + 1])
+    return n
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _heap_push(heap, size, key):
     i = size
@@ -208,6 +269,58 @@ def bpe_word_heap(data, a, b, byte_id, merge_keys, merge_rank, merge_new, syms):
             rp, _s = merge_lookup(merge_keys, merge_rank, syms[p], syms[i])
             if rp != INF_RANK:
                 size = _heap_push(heap, size, (np.int64(rp) << np.int64(32)) | p)
+    m = 0
+    i = 0
+    while i >= 0:
+        syms[m] = syms[i]
+        m += 1
+        i = nxt[i]
+    return m
+
+
+@njit(cache=True, nogil=True)
+def bpe_word_heap_packed(data, a, b, byte_id, merge_tab, syms):  # pragma: no cover - jit
+    """:func:`bpe_word_heap` over a packed merge table."""
+    n = b - a
+    nxt = np.empty(n, dtype=np.int64)
+    prv = np.empty(n, dtype=np.int64)
+    alive = np.ones(n, dtype=np.bool_)
+    heap = np.empty(3 * n + 3, dtype=np.int64)
+    size = 0
+    for i in range(n):
+        syms[i] = byte_id[data[a + i]]
+        nxt[i] = i + 1 if i + 1 < n else -1
+        prv[i] = i - 1
+    for i in range(n - 1):
+        v = merge_get(merge_tab, syms[i], syms[i + 1])
+        if v != NO_MERGE:
+            size = _heap_push(heap, size, (v >> np.int64(32) << np.int64(32)) | i)
+    while size > 0:
+        key, size = _heap_pop(heap, size)
+        r = key >> np.int64(32)
+        i = key & np.int64(0xFFFFFFFF)
+        if not alive[i]:
+            continue
+        j = nxt[i]
+        if j < 0:
+            continue
+        v = merge_get(merge_tab, syms[i], syms[j])
+        if v == NO_MERGE or (v >> np.int64(32)) != r:
+            continue
+        syms[i] = np.int32(v & np.int64(0xFFFFFFFF))
+        alive[j] = False
+        k = nxt[j]
+        nxt[i] = k
+        if k >= 0:
+            prv[k] = i
+            vn = merge_get(merge_tab, syms[i], syms[k])
+            if vn != NO_MERGE:
+                size = _heap_push(heap, size, (vn >> np.int64(32) << np.int64(32)) | i)
+        p = prv[i]
+        if p >= 0:
+            vp = merge_get(merge_tab, syms[p], syms[i])
+            if vp != NO_MERGE:
+                size = _heap_push(heap, size, (vp >> np.int64(32) << np.int64(32)) | p)
     m = 0
     i = 0
     while i >= 0:
@@ -338,8 +451,8 @@ def _cache_put(data, a, b, h, p0, p1, slot, ids, nids, ctab, ckeys, cvals,
 
 
 @njit(cache=True, nogil=True)
-def _emit(src, kinds, pa, pb, k, out, w, byte_id, merge_keys, merge_rank, merge_new, syms,
-          ranks, mslots, ctab, ckeys, cvals, cstate):  # pragma: no cover - jit
+def _emit(src, kinds, pa, pb, k, out, w, byte_id, merge_tab, syms,
+          mvals, ctab, ckeys, cvals, cstate):  # pragma: no cover - jit
     """Write the ids of the ``k`` entries (kind 1: added token id ``pa``; kind 0: pre-token
     ``src[pa:pb]``, from the cache or BPE then cached) to ``out`` from ``w``; returns the new
     position.
@@ -380,10 +493,9 @@ def _emit(src, kinds, pa, pb, k, out, w, byte_id, merge_keys, merge_rank, merge_
                 w += nv
                 continue
         if b - a <= LONG_WORD:
-            nsym = bpe_word(src, a, b, byte_id, merge_keys, merge_rank, merge_new, syms, ranks,
-                            mslots)
+            nsym = bpe_word_packed(src, a, b, byte_id, merge_tab, syms, mvals)
         else:
-            nsym = bpe_word_heap(src, a, b, byte_id, merge_keys, merge_rank, merge_new, syms)
+            nsym = bpe_word_heap_packed(src, a, b, byte_id, merge_tab, syms)
         for t in range(nsym):
             out[w + t] = syms[t]
         cstate[5] += 1
@@ -513,9 +625,9 @@ def _needs_nfc(data, lo, hi, nfc_flag):  # pragma: no cover - jit
 
 @njit(cache=True, nogil=True)
 def _piece_core(data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data, comp_keys,
-                comp_vals, ntrie_next, ntrie_tok, byte_id, merge_keys, merge_rank, merge_new,
+                comp_vals, ntrie_next, ntrie_tok, byte_id, merge_tab,
                 ctab, ckeys, cvals, cstate, out, w, cps, boff, cps2, boff2, nbuf,
-                syms, ranks, mslots, kinds, pa, pb, family):  # pragma: no cover - jit
+                syms, mvals, kinds, pa, pb, family):  # pragma: no cover - jit
     """Ids of the raw piece ``data[lo:hi]`` (between special tokens): NFC if it has work,
     then added tokens / regex / cache / BPE. Scratch arrays hold >= 4 x (hi - lo) items."""
     if _needs_nfc(data, lo, hi, nfc_flag):
@@ -523,28 +635,27 @@ def _piece_core(data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data, 
         m = nfc(cps, n, cps2, ccc, dec_index, dec_off, dec_data, comp_keys, comp_vals)
         nb = utf8_encode(cps2, m, nbuf, boff2)
         k = _split_piece(nbuf, 0, nb, cls, ntrie_next, ntrie_tok, kinds, pa, pb, family)
-        return _emit(nbuf, kinds, pa, pb, k, out, w, byte_id, merge_keys, merge_rank,
-                     merge_new, syms, ranks, mslots, ctab, ckeys, cvals, cstate)
+        return _emit(nbuf, kinds, pa, pb, k, out, w, byte_id, merge_tab, syms, mvals, ctab,
+                     ckeys, cvals, cstate)
     k = _split_piece(data, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb, family)
-    return _emit(data, kinds, pa, pb, k, out, w, byte_id, merge_keys, merge_rank, merge_new,
-                 syms, ranks, mslots, ctab, ckeys, cvals, cstate)
+    return _emit(data, kinds, pa, pb, k, out, w, byte_id, merge_tab,
+                 syms, mvals, ctab, ckeys, cvals, cstate)
 
 
 @njit(cache=True, nogil=True)
 def _piece_alloc(data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data, comp_keys,
-                 comp_vals, ntrie_next, ntrie_tok, byte_id, merge_keys, merge_rank, merge_new,
+                 comp_vals, ntrie_next, ntrie_tok, byte_id, merge_tab,
                  ctab, ckeys, cvals, cstate, out, w, family):  # pragma: no cover - jit
     """:func:`_piece_core` with scratch arrays sized for this (large) piece."""
     size = hi - lo
     return _piece_core(
         data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data, comp_keys, comp_vals,
-        ntrie_next, ntrie_tok, byte_id, merge_keys, merge_rank, merge_new,
+        ntrie_next, ntrie_tok, byte_id, merge_tab,
         ctab, ckeys, cvals, cstate, out, w,
         np.empty(size + 1, dtype=np.int32), np.empty(size + 1, dtype=np.int64),
         np.empty(4 * size + 4, dtype=np.int32), np.empty(4 * size + 5, dtype=np.int64),
         np.empty(4 * size + 16, dtype=np.uint8), np.empty(4 * size + 4, dtype=np.int32),
-        np.empty(4 * size + 4, dtype=np.int32), np.empty(4 * size + 4, dtype=np.uint64),
-        np.empty(4 * size + 4, dtype=np.int8), np.empty(4 * size + 4, dtype=np.int64),
+        np.empty(4 * size + 4, dtype=np.int64), np.empty(4 * size + 4, dtype=np.int8), np.empty(4 * size + 4, dtype=np.int64),
         np.empty(4 * size + 4, dtype=np.int64), family,
     )
 
@@ -612,7 +723,7 @@ def encode_kernel(
     data, offsets, doc_start, doc_end,
     cls, ccc, nfc_flag, dec_index, dec_off, dec_data, comp_keys, comp_vals,
     strie_next, strie_tok, ntrie_next, ntrie_tok,
-    byte_id, merge_keys, merge_rank, merge_new,
+    byte_id, merge_tab,
     ctab, ckeys, cvals, cstate,
     out, out_offsets, out_pos, family=0,
 ):  # pragma: no cover - jit
@@ -632,8 +743,7 @@ def encode_kernel(
     boff2 = np.empty(4 * small + 5, dtype=np.int64)
     nbuf = np.empty(4 * small + 16, dtype=np.uint8)
     syms = np.empty(4 * small + 4, dtype=np.int32)
-    ranks = np.empty(4 * small + 4, dtype=np.int32)
-    mslots = np.empty(4 * small + 4, dtype=np.uint64)
+    mvals = np.empty(4 * small + 4, dtype=np.int64)
     kinds = np.empty(4 * small + 4, dtype=np.int8)
     pa = np.empty(4 * small + 4, dtype=np.int64)
     pb = np.empty(4 * small + 4, dtype=np.int64)
@@ -668,15 +778,13 @@ def encode_kernel(
                 if e - q <= small:
                     w = _piece_core(
                         data, q, e, cls, ccc, nfc_flag, dec_index, dec_off, dec_data,
-                        comp_keys, comp_vals, ntrie_next, ntrie_tok, byte_id, merge_keys,
-                        merge_rank, merge_new, ctab, ckeys, cvals, cstate, out, w,
-                        cps, boff, cps2, boff2, nbuf, syms, ranks, mslots, kinds, pa, pb,
+                        comp_keys, comp_vals, ntrie_next, ntrie_tok, byte_id, merge_tab, ctab, ckeys, cvals, cstate, out, w,
+                        cps, boff, cps2, boff2, nbuf, syms, mvals, kinds, pa, pb,
                         family)
                 else:
                     w = _piece_alloc(
                         data, q, e, cls, ccc, nfc_flag, dec_index, dec_off, dec_data,
-                        comp_keys, comp_vals, ntrie_next, ntrie_tok, byte_id, merge_keys,
-                        merge_rank, merge_new, ctab, ckeys, cvals, cstate, out,
+                        comp_keys, comp_vals, ntrie_next, ntrie_tok, byte_id, merge_tab, ctab, ckeys, cvals, cstate, out,
                         w, family)
                 q = e
             if tok < 0:

@@ -35,6 +35,7 @@ from pythia_data.kernels.bpe import (
     cache_seed,
     decode_bytes_kernel,
     encode_kernel,
+    pack_merge_table,
 )
 from pythia_data.tokenize.base import Tokenizer, _check_errors, as_id_list, encode_utf8
 from pythia_data.tokenize.families import Family, kernel_family
@@ -163,6 +164,8 @@ class CpuTokenizer(Tokenizer):
         self.unicode_eff = self.unicode if do_nfc else dataclasses.replace(
             self.unicode, nfc_flag=np.zeros(1, dtype=self.unicode.nfc_flag.dtype))
         self.tables = model.tables
+        self._merge_tab = pack_merge_table(self.tables.merge_keys, self.tables.merge_rank,
+                                           self.tables.merge_new)
         #: the kernels' pre-tokenizer id (0: GPT-2's regex; else a Split family's id)
         self.family = kernel_family(model.pre_tokenizer.family)
         self.vocab_size = model.vocab_size
@@ -193,7 +196,7 @@ class CpuTokenizer(Tokenizer):
                 u.cls, u.ccc, u.nfc_flag, u.dec_index, u.dec_off, u.dec_data, u.comp_keys,
                 u.comp_vals,
                 t.strie_next, t.strie_tok, t.ntrie_next, t.ntrie_tok,
-                t.byte_id, t.merge_keys, t.merge_rank, t.merge_new,
+                t.byte_id, self._merge_tab,
                 *cache.args(),
                 out, out_offsets[d - d0:], w, self.family,
             )
