@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import queue
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +58,7 @@ __all__ = ["CpuTokenizer", "EngineTables", "UnicodeTables", "unicode_tables",
            "bytes_to_unicode", "nfc_bytes", "build_trie", "N_CP", "as_model"]
 
 _PARALLEL_MIN_BYTES = 1 << 18
+_CHUNKS_PER_WORKER = 8
 
 
 class _Cache:
@@ -210,21 +212,33 @@ class CpuTokenizer(Tokenizer):
             out = grown
 
     def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        buf, offsets = encode_utf8(texts, self.errors)
-        data = np.frombuffer(buf, dtype=np.uint8)
-        n = len(offsets) - 1
+        n = len(texts)
         with self._lock:
             nw = min(self.workers, n)
-            if nw <= 1 or data.size < _PARALLEL_MIN_BYTES:
-                ids, offs = self._run(data, offsets, 0, n, self._cache(0))
-                return ids, offs
-            bounds = np.searchsorted(offsets, np.linspace(0, data.size, nw + 1)[1:-1])
-            cuts = [0, *sorted(set(int(b) for b in bounds) - {0, n}), n]
-            caches = [self._cache(i) for i in range(len(cuts) - 1)]
-            if self._pool is None or self._pool._max_workers < len(caches):
-                self._pool = ThreadPoolExecutor(max_workers=max(self.workers, len(caches)))
-            futures = [self._pool.submit(self._run, data, offsets, cuts[i], cuts[i + 1],
-                                         caches[i]) for i in range(len(caches))]
+            size = sum(len(t) for t in texts) if nw > 1 else 0
+            if nw <= 1 or size < _PARALLEL_MIN_BYTES:
+                buf, offsets = encode_utf8(texts, self.errors)
+                data = np.frombuffer(buf, dtype=np.uint8)
+                return self._run(data, offsets, 0, n, self._cache(0))
+            # consecutive chunks of documents (~_CHUNKS_PER_WORKER per worker) taken by the
+            # workers as they free up; a task encodes its chunk's UTF-8 (holding the GIL)
+            # while the other workers' kernels run, then tokenizes it with a free cache
+            per = max(_PARALLEL_MIN_BYTES // 4, size // (_CHUNKS_PER_WORKER * nw))
+            cuts = [0]
+            acc = 0
+            for i, t in enumerate(texts):
+                acc += len(t)
+                if acc >= per and i + 1 < n:
+                    cuts.append(i + 1)
+                    acc = 0
+            cuts.append(n)
+            free: queue.SimpleQueue[_Cache] = queue.SimpleQueue()
+            for i in range(nw):
+                free.put(self._cache(i))
+            if self._pool is None or self._pool._max_workers < nw:
+                self._pool = ThreadPoolExecutor(max_workers=max(self.workers, nw))
+            futures = [self._pool.submit(self._chunk, texts, d0, d1, free)
+                       for d0, d1 in zip(cuts[:-1], cuts[1:])]
             parts = [f.result() for f in futures]
         ids = np.concatenate([p[0] for p in parts])
         out_offsets = np.zeros(n + 1, dtype=np.int64)
@@ -233,6 +247,14 @@ class CpuTokenizer(Tokenizer):
             out_offsets[d0 + 1 : d1 + 1] = part_offs[1:] + base
             base += part_ids.size
         return ids, out_offsets
+
+    def _chunk(self, texts, d0: int, d1: int, free):
+        buf, offsets = encode_utf8(texts[d0:d1], self.errors, first=d0)
+        cache = free.get()
+        try:
+            return self._run(np.frombuffer(buf, dtype=np.uint8), offsets, 0, d1 - d0, cache)
+        finally:
+            free.put(cache)
 
     # ------------------------------------------------------------------ decode
 
