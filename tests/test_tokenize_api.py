@@ -118,3 +118,22 @@ def test_hub_model_id_unreachable_is_an_input_error(monkeypatch):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
     with pytest.raises(InputError, match="cannot get tokenizer.json"):
         read_config("nobody/nothing")
+
+
+def test_parallel_chunks_name_the_batch_document_and_agree():
+    """Over _PARALLEL_MIN_BYTES with 2 workers, documents go in chunks: an error names the
+    document's place in the whole batch (the first bad one), and the ids equal one worker's."""
+    docs = [f"doc {i} " + "word " * 400 for i in range(400)]  # ~0.8 MB: many chunks
+    two = load_tokenizer(backend="cpu", workers=2)
+    one = load_tokenizer(backend="cpu", workers=1)
+    a_ids, a_off = two.encode_flat(docs)
+    b_ids, b_off = one.encode_flat(docs)
+    assert a_ids.tolist() == b_ids.tolist() and a_off.tolist() == b_off.tolist()
+    bad = list(docs)
+    bad[397] = "ab\ud800c" + bad[397]
+    bad[398] = "\ud801" + bad[398]
+    with pytest.raises(InputError, match=r"document 397: lone surrogate U\+D800 at character 2"):
+        two.encode_flat(bad)
+    rep = load_tokenizer(backend="cpu", workers=2, errors="replace")
+    fixed = [t.replace("\ud800", "\ufffd").replace("\ud801", "\ufffd") for t in bad]
+    assert rep.encode_flat(bad)[0].tolist() == one.encode_flat(fixed)[0].tolist()

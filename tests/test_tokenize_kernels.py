@@ -6,13 +6,20 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pythia_data.kernels.bpe import bpe_word, bpe_word_heap
+from pythia_data.kernels.bpe import (
+    bpe_word,
+    bpe_word_heap,
+    bpe_word_heap_packed,
+    bpe_word_packed,
+    pack_merge_table,
+)
 from pythia_data.kernels.pretokenize import next_pretoken
 from pythia_data.tokenize import load_tokenizer
 from pythia_data.tokenize.cpu import unicode_tables
 
 _TOK = load_tokenizer(backend="cpu", workers=1)
 _T = _TOK.tables
+_PACKED = pack_merge_table(_T.merge_keys, _T.merge_rank, _T.merge_new)
 
 
 def _ranks():
@@ -54,6 +61,14 @@ def run_kernels(data: bytes):
     syms2 = np.empty(n + 1, dtype=np.int32)
     k2 = bpe_word_heap(arr, 0, n, _T.byte_id, _T.merge_keys, _T.merge_rank, _T.merge_new,
                        syms2)
+    syms3 = np.empty(n + 1, dtype=np.int32)
+    vals = np.empty(n + 1, dtype=np.int64)
+    k3 = bpe_word_packed(arr, 0, n, _T.byte_id, _PACKED, syms3, vals)
+    syms4 = np.empty(n + 1, dtype=np.int32)
+    k4 = bpe_word_heap_packed(arr, 0, n, _T.byte_id, _PACKED, syms4)
+    # the packed merge table's kernels (the cpu encoder's) give what the plain ones give
+    assert syms3[:k3].tolist() == a
+    assert syms4[:k4].tolist() == syms2[:k2].tolist()
     return a, syms2[:k2].tolist()
 
 

@@ -8,11 +8,12 @@ Tables (plain numpy arrays, usable from numba.cuda later):
 * merge table: open addressing, ``merge_keys`` int64 (``left << 32 | right``, -1 = empty),
   ``merge_rank`` int32 (merge priority, lower first) and ``merge_new`` int32 (the merged
   token id); size a power of two.
-* pre-token cache (one per worker thread): ``cache_slots`` int64[S] (``tag << 32 | entry``
-  or -1), ``cache_rec`` int64[4 E] (one record per entry, see :func:`_cache_find`), the
-  arenas ``cache_keys`` uint8 (keys over 8 bytes) and ``cache_vals`` int32 (over 2 ids), and
-  ``cache_state`` int64[6] = (entries, key bytes used, ids used, full flag, hits, misses).
-  A full cache stops inserting and sets the flag; the caller decides between calls whether
+* pre-token cache (one per worker thread): ``cache_table`` int64[4 S] (S slots of four
+  words, the short keys and few ids inline, see :func:`_cache_find`), the arenas
+  ``cache_keys`` uint8 (keys over CACHE_INLINE_KEY bytes) and ``cache_vals`` int32 (over 2
+  ids), and ``cache_state`` int64[6] = (entries, key bytes used, ids used, full flag, hits,
+  misses). At most S / 2 entries: a full cache stops inserting and sets the flag; the caller
+  decides between calls whether
   to clear it (see ``pythia_data.tokenize.cpu``).
 """
 
@@ -37,6 +38,10 @@ __all__ = [
     "merge_lookup",
     "bpe_word",
     "bpe_word_heap",
+    "bpe_word_packed",
+    "bpe_word_heap_packed",
+    "pack_merge_table",
+    "merge_get",
     "encode_kernel",
     "decode_bytes_kernel",
     "cache_seed",
@@ -45,6 +50,7 @@ __all__ = [
 ]
 
 MAX_CACHED_KEY = 128
+CACHE_INLINE_KEY = 16  # longer cached keys live in the key arena
 SCRATCH = 1 << 16  # pieces longer than this get their own scratch arrays
 LONG_WORD = 48  # longer pre-tokens use the O(n log n) heap BPE
 INF_RANK = np.int32(2**31 - 1)
@@ -126,6 +132,63 @@ def bpe_word(data, a, b, byte_id, merge_keys, merge_rank, merge_new, syms, ranks
             )
         if at < n - 1:
             ranks[at], slots[at] = merge_lookup(merge_keys, merge_rank, syms[at], syms[at + 1])
+    return n
+
+
+NO_MERGE = np.int64(2**63 - 1)
+
+
+def pack_merge_table(merge_keys, merge_rank, merge_new):
+    """The merge table as one int64 array of (key, rank << 32 | merged id) pairs, the same
+    slots (one 16-byte entry: a lookup reads one cache line instead of three)."""
+    tab = np.empty(2 * merge_keys.shape[0], dtype=np.int64)
+    tab[0::2] = merge_keys
+    tab[1::2] = (merge_rank.astype(np.int64) << 32) | merge_new.astype(np.int64)
+    return tab
+
+
+@njit(cache=True, nogil=True, inline="always")
+def merge_get(merge_tab, a, b):  # pragma: no cover - jit
+    """``rank << 32 | merged id`` of the pair (a, b) in a packed table, or NO_MERGE."""
+    key = (np.int64(a) << np.int64(32)) | np.int64(b)
+    mask = np.uint64((merge_tab.shape[0] >> 1) - 1)
+    slot = _mix(key) & mask
+    while True:
+        k = merge_tab[2 * slot]
+        if k == key:
+            return merge_tab[2 * slot + 1]
+        if k == -1:
+            return NO_MERGE
+        slot = (slot + np.uint64(1)) & mask
+
+
+@njit(cache=True, nogil=True)
+def bpe_word_packed(data, a, b, byte_id, merge_tab, syms, vals):  # pragma: no cover - jit
+    """:func:`bpe_word` over a packed merge table (``vals``: scratch int64, room for
+    b - a): the lowest ``rank << 32 | id`` is the lowest rank, the leftmost on ties."""
+    n = b - a
+    for i in range(n):
+        syms[i] = byte_id[data[a + i]]
+    for i in range(n - 1):
+        vals[i] = merge_get(merge_tab, syms[i], syms[i + 1])
+    while n > 1:
+        best = NO_MERGE
+        at = -1
+        for i in range(n - 1):
+            if vals[i] < best:
+                best = vals[i]
+                at = i
+        if at < 0:
+            break
+        syms[at] = np.int32(best & np.int64(0xFFFFFFFF))
+        for i in range(at + 1, n - 1):
+            syms[i] = syms[i + 1]
+            vals[i] = vals[i + 1]
+        n -= 1
+        if at > 0:
+            vals[at - 1] = merge_get(merge_tab, syms[at - 1], syms[at])
+        if at < n - 1:
+            vals[at] = merge_get(merge_tab, syms[at], syms[at + 1])
     return n
 
 
@@ -215,55 +278,181 @@ def bpe_word_heap(data, a, b, byte_id, merge_keys, merge_rank, merge_new, syms):
     return m
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _fnv_pack(data, a, b):
-    """(FNV-1a hash, the first 8 bytes packed little-endian) of ``data[a:b]``."""
-    h = np.uint64(0xCBF29CE484222325)
-    packed = np.int64(0)
-    for i in range(a, b):
-        h = (h ^ np.uint64(data[i])) * np.uint64(0x100000001B3)
-        if i - a < 8:
-            packed |= np.int64(data[i]) << np.int64(8 * (i - a))
-    return h ^ (h >> np.uint64(32)), packed
-
-
 @njit(cache=True, nogil=True)
-def _cache_find(data, a, b, h, packed, slots, crec, ckeys):  # pragma: no cover - jit
-    """(entry, slot): entry >= 0 when found, else -1 and the empty slot to fill.
+def bpe_word_heap_packed(data, a, b, byte_id, merge_tab, syms):  # pragma: no cover - jit
+    """:func:`bpe_word_heap` over a packed merge table."""
+    n = b - a
+    nxt = np.empty(n, dtype=np.int64)
+    prv = np.empty(n, dtype=np.int64)
+    alive = np.ones(n, dtype=np.bool_)
+    heap = np.empty(3 * n + 3, dtype=np.int64)
+    size = 0
+    for i in range(n):
+        syms[i] = byte_id[data[a + i]]
+        nxt[i] = i + 1 if i + 1 < n else -1
+        prv[i] = i - 1
+    for i in range(n - 1):
+        v = merge_get(merge_tab, syms[i], syms[i + 1])
+        if v != NO_MERGE:
+            size = _heap_push(heap, size, (v >> np.int64(32) << np.int64(32)) | i)
+    while size > 0:
+        key, size = _heap_pop(heap, size)
+        r = key >> np.int64(32)
+        i = key & np.int64(0xFFFFFFFF)
+        if not alive[i]:
+            continue
+        j = nxt[i]
+        if j < 0:
+            continue
+        v = merge_get(merge_tab, syms[i], syms[j])
+        if v == NO_MERGE or (v >> np.int64(32)) != r:
+            continue
+        syms[i] = np.int32(v & np.int64(0xFFFFFFFF))
+        alive[j] = False
+        k = nxt[j]
+        nxt[i] = k
+        if k >= 0:
+            prv[k] = i
+            vn = merge_get(merge_tab, syms[i], syms[k])
+            if vn != NO_MERGE:
+                size = _heap_push(heap, size, (vn >> np.int64(32) << np.int64(32)) | i)
+        p = prv[i]
+        if p >= 0:
+            vp = merge_get(merge_tab, syms[p], syms[i])
+            if vp != NO_MERGE:
+                size = _heap_push(heap, size, (vp >> np.int64(32) << np.int64(32)) | p)
+    m = 0
+    i = 0
+    while i >= 0:
+        syms[m] = syms[i]
+        m += 1
+        i = nxt[i]
+    return m
 
-    A slot holds ``(h >> 33) << 32 | entry`` (-1 = empty), so most probes of other keys never
-    touch an entry. Entry e is the record ``crec[4e:4e+4]``: key length << 32 | id count; the
-    key (<= 8 bytes packed, else its offset in ``ckeys``); the ids (<= 2 packed, else their
-    offset in ``cvals``); unused. One lookup touches two cache lines for most pre-tokens."""
-    mask = np.uint64(slots.shape[0] - 1)
+
+@njit(cache=True, nogil=True, inline="always")
+def _word_at(data, i, n):
+    """The ``n`` (1..8) bytes ``data[i:i+n]`` packed little-endian into an int64."""
+    v = np.int64(0)
+    for t in range(n):
+        v |= np.int64(data[i + t]) << np.int64(8 * t)
+    return v
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _key_hash(data, a, b):
+    """(hash, bytes 0..7, bytes 8..15) of the key ``data[a:b]`` (1 <= b - a), the byte
+    groups packed little-endian and zero-padded. One multiply per 8 bytes, then a
+    splitmix64 finish (slots come from the low bits, tags from the high ones)."""
+    n = b - a
+    h = np.uint64(n) * np.uint64(0x9E3779B97F4A7C15)
+    p0 = np.int64(0)
+    p1 = np.int64(0)
+    i = a
+    k = 0
+    while i < b:
+        m = min(8, b - i)
+        v = _word_at(data, i, m)
+        if k == 0:
+            p0 = v
+        elif k == 1:
+            p1 = v
+        h = (h ^ np.uint64(v)) * np.uint64(0xFF51AFD7ED558CCD)
+        h ^= h >> np.uint64(32)
+        i += m
+        k += 1
+    h ^= h >> np.uint64(30)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(27)
+    h *= np.uint64(0x94D049BB133111EB)
+    h ^= h >> np.uint64(31)
+    return h, p0, p1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _cache_head(h, klen):
+    """A slot's first word for a key of hash ``h`` and length ``klen``, its id count
+    (low 8 bits) left out."""
+    return (np.int64(h >> np.uint64(32)) << np.int64(32)) | (np.int64(klen) << np.int64(8))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _cache_find(data, a, b, h, p0, p1, ctab, ckeys):  # pragma: no cover - jit
+    """(slot, found) of the key ``data[a:b]`` in the table: the slot holding it, or the
+    empty slot where it would go.
+
+    Slot s is the four words ``ctab[4s:4s+4]`` (32 bytes, two slots per 64-byte line):
+    ``tag << 32 | key length << 8 | id count`` (0 = empty; tag = the hash's high half);
+    the key's bytes 0..7; its bytes 8..15 (keys <= CACHE_INLINE_KEY bytes) or the key's
+    offset in ``ckeys``; the ids (<= 2, packed) or their offset in ``cvals``. A lookup of a
+    short key with one or two ids reads one cache line."""
+    mask = np.uint64((ctab.shape[0] >> 2) - 1)
     slot = h & mask
-    tag = np.int64(h >> np.uint64(33))
+    head = _cache_head(h, b - a)
     n = b - a
     while True:
-        v = slots[slot]
-        if v < 0:
-            return np.int64(-1), slot
-        if (v >> np.int64(32)) == tag:
-            e = v & np.int64(0xFFFFFFFF)
-            if (crec[4 * e] >> np.int64(32)) == n:
-                if n <= 8:
-                    if crec[4 * e + 1] == packed:
-                        return e, slot
-                else:
-                    base = crec[4 * e + 1]
-                    same = True
-                    for i in range(n):
-                        if ckeys[base + i] != data[a + i]:
-                            same = False
-                            break
-                    if same:
-                        return e, slot
+        s = np.int64(slot) << np.int64(2)
+        v = ctab[s]
+        if v == 0:
+            return slot, False
+        if (v & np.int64(-256)) == head and ctab[s + 1] == p0:
+            if n <= CACHE_INLINE_KEY:
+                if ctab[s + 2] == p1:
+                    return slot, True
+            else:
+                base = ctab[s + 2]
+                same = True
+                for i in range(8, n):
+                    if ckeys[base + i] != data[a + i]:
+                        same = False
+                        break
+                if same:
+                    return slot, True
         slot = (slot + np.uint64(1)) & mask
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _cache_put(data, a, b, h, p0, p1, slot, ids, nids, ctab, ckeys, cvals,
+               cstate):  # pragma: no cover - jit
+    """Store the key ``data[a:b]`` with ``ids[:nids]`` in the empty ``slot`` (from
+    :func:`_cache_find`); sets the full flag instead when the table (half its slots) or an
+    arena has no room. Returns whether it was stored."""
+    ne = cstate[0]
+    ku = cstate[1]
+    vu = cstate[2]
+    klen = b - a
+    if (2 * (ne + 1) > (ctab.shape[0] >> 2)
+            or (klen > CACHE_INLINE_KEY and ku + klen > ckeys.shape[0])
+            or (nids > 2 and vu + nids > cvals.shape[0])):
+        cstate[3] = 1
+        return False
+    s = np.int64(slot) << np.int64(2)
+    ctab[s + 1] = p0
+    if klen <= CACHE_INLINE_KEY:
+        ctab[s + 2] = p1
+    else:
+        ctab[s + 2] = ku
+        for t in range(klen):
+            ckeys[ku + t] = data[a + t]
+        cstate[1] = ku + klen
+    if nids <= 2:
+        vv = np.int64(ids[0]) & np.int64(0xFFFFFFFF)
+        if nids == 2:
+            vv |= np.int64(ids[1]) << np.int64(32)
+        ctab[s + 3] = vv
+    else:
+        ctab[s + 3] = vu
+        for t in range(nids):
+            cvals[vu + t] = ids[t]
+        cstate[2] = vu + nids
+    ctab[s] = _cache_head(h, klen) | nids
+    cstate[0] = ne + 1
+    return True
+
+
 @njit(cache=True, nogil=True)
-def _emit(src, kinds, pa, pb, k, out, w, byte_id, merge_keys, merge_rank, merge_new, syms,
-          ranks, mslots, slots, crec, ckeys, cvals, cstate):  # pragma: no cover - jit
+def _emit(src, kinds, pa, pb, k, out, w, byte_id, merge_tab, syms,
+          mvals, ctab, ckeys, cvals, cstate):  # pragma: no cover - jit
     """Write the ids of the ``k`` entries (kind 1: added token id ``pa``; kind 0: pre-token
     ``src[pa:pb]``, from the cache or BPE then cached) to ``out`` from ``w``; returns the new
     position.
@@ -284,98 +473,62 @@ def _emit(src, kinds, pa, pb, k, out, w, byte_id, merge_keys, merge_rank, merge_
         cacheable = b - a <= MAX_CACHED_KEY
         slot = np.uint64(0)
         h = np.uint64(0)
-        packed = np.int64(0)
+        p0 = np.int64(0)
+        p1 = np.int64(0)
         if cacheable:
-            h, packed = _fnv_pack(src, a, b)
-            e, slot = _cache_find(src, a, b, h, packed, slots, crec, ckeys)
-            if e >= 0:
+            h, p0, p1 = _key_hash(src, a, b)
+            slot, found = _cache_find(src, a, b, h, p0, p1, ctab, ckeys)
+            if found:
                 cstate[4] += 1
-                nv = crec[4 * e] & np.int64(0xFFFFFFFF)
-                vv = crec[4 * e + 2]
+                s = np.int64(slot) << np.int64(2)
+                nv = ctab[s] & np.int64(0xFF)
+                vv = ctab[s + 3]
                 if nv <= 2:
                     out[w] = vv & np.int64(0xFFFFFFFF)
                     if nv == 2:
                         out[w + 1] = vv >> np.int64(32)
-                    w += nv
                 else:
                     for t in range(nv):
                         out[w + t] = cvals[vv + t]
-                    w += nv
+                w += nv
                 continue
         if b - a <= LONG_WORD:
-            nsym = bpe_word(src, a, b, byte_id, merge_keys, merge_rank, merge_new, syms, ranks,
-                            mslots)
+            nsym = bpe_word_packed(src, a, b, byte_id, merge_tab, syms, mvals)
         else:
-            nsym = bpe_word_heap(src, a, b, byte_id, merge_keys, merge_rank, merge_new, syms)
+            nsym = bpe_word_heap_packed(src, a, b, byte_id, merge_tab, syms)
         for t in range(nsym):
             out[w + t] = syms[t]
         cstate[5] += 1
         if cacheable and cstate[3] == 0:
-            ne = cstate[0]
-            ku = cstate[1]
-            vu = cstate[2]
-            klen = b - a
-            if (4 * (ne + 1) > crec.shape[0] or 2 * (ne + 1) > slots.shape[0]
-                    or (klen > 8 and ku + klen > ckeys.shape[0])
-                    or (nsym > 2 and vu + nsym > cvals.shape[0])):
-                cstate[3] = 1
-            else:
-                crec[4 * ne] = (np.int64(klen) << np.int64(32)) | nsym
-                if klen <= 8:
-                    crec[4 * ne + 1] = packed
-                else:
-                    crec[4 * ne + 1] = ku
-                    for t in range(klen):
-                        ckeys[ku + t] = src[a + t]
-                    cstate[1] = ku + klen
-                if nsym <= 2:
-                    vv = np.int64(syms[0])
-                    if nsym == 2:
-                        vv |= np.int64(syms[1]) << np.int64(32)
-                    crec[4 * ne + 2] = vv
-                else:
-                    crec[4 * ne + 2] = vu
-                    for t in range(nsym):
-                        cvals[vu + t] = syms[t]
-                    cstate[2] = vu + nsym
-                slots[slot] = (np.int64(h >> np.uint64(33)) << np.int64(32)) | ne
-                cstate[0] = ne + 1
+            _cache_put(src, a, b, h, p0, p1, slot, syms, nsym, ctab, ckeys, cvals, cstate)
         w += nsym
     return w
 
 
 @njit(cache=True, nogil=True)
-def cache_seed(keys, key_off, ids, slots, crec, ckeys, cvals, cstate):  # pragma: no cover
+def cache_seed(keys, key_off, ids, ctab, ckeys, cvals, cstate):  # pragma: no cover
     """Put the one-id entries ``keys[key_off[i]:key_off[i+1]] -> ids[i]`` into an empty
     (or partly filled) pre-token cache, as :func:`_emit` would after BPE. Returns False when
     the cache has no room for all of them (nothing is marked full)."""
+    one = np.zeros(1, dtype=np.int32)
+    full = cstate[3]
     for i in range(ids.shape[0]):
         a = key_off[i]
         b = key_off[i + 1]
         klen = b - a
         if klen > MAX_CACHED_KEY or klen < 1:
             return False
-        h, packed = _fnv_pack(keys, a, b)
-        e, slot = _cache_find(keys, a, b, h, packed, slots, crec, ckeys)
-        if e >= 0:
-            crec[4 * e + 2] = np.int64(ids[i])
+        h, p0, p1 = _key_hash(keys, a, b)
+        slot, found = _cache_find(keys, a, b, h, p0, p1, ctab, ckeys)
+        s = np.int64(slot) << np.int64(2)
+        if found:
+            ctab[s] = (ctab[s] & np.int64(-256)) | 1
+            ctab[s + 3] = np.int64(ids[i])
             continue
-        ne = cstate[0]
-        ku = cstate[1]
-        if 4 * (ne + 1) > crec.shape[0] or 4 * (ne + 1) > slots.shape[0] or (
-                klen > 8 and ku + klen > ckeys.shape[0]):
+        one[0] = ids[i]
+        if not _cache_put(keys, a, b, h, p0, p1, slot, one, 1, ctab, ckeys, cvals, cstate):
+            cstate[3] = full
             return False
-        crec[4 * ne] = (np.int64(klen) << np.int64(32)) | 1
-        if klen <= 8:
-            crec[4 * ne + 1] = packed
-        else:
-            crec[4 * ne + 1] = ku
-            for t in range(klen):
-                ckeys[ku + t] = keys[a + t]
-            cstate[1] = ku + klen
-        crec[4 * ne + 2] = np.int64(ids[i])
-        slots[slot] = (np.int64(h >> np.uint64(33)) << np.int64(32)) | ne
-        cstate[0] = ne + 1
     return True
 
 
@@ -413,18 +566,21 @@ def _split_piece(src, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb,
     :mod:`pythia_data.kernels.pretokenize_split`). Returns the number of entries."""
     has_trie = ntrie_tok.shape[0] > 1
     seg = lo
-    p = lo
+    p = lo if has_trie else hi
     m = 0
     while True:
         tok = -1
         tend = p
         if p < hi:
-            if has_trie:
-                n1 = ntrie_next[np.int64(src[p])]
-                # look one more byte ahead before calling the trie walk (a lone space)
-                if n1 >= 0 and (ntrie_tok[n1] >= 0 or (
-                        p + 1 < hi and ntrie_next[np.int64(n1) * 256 + src[p + 1]] >= 0)):
-                    tok, tend = trie_longest(src, p, hi, ntrie_next, ntrie_tok)
+            # the bytes no normalized added token starts with, in a tight loop
+            while p < hi and ntrie_next[np.int64(src[p])] < 0:
+                p += 1
+        if p < hi:
+            n1 = ntrie_next[np.int64(src[p])]
+            # look one more byte ahead before calling the trie walk (a lone space)
+            if ntrie_tok[n1] >= 0 or (
+                    p + 1 < hi and ntrie_next[np.int64(n1) * 256 + src[p + 1]] >= 0):
+                tok, tend = trie_longest(src, p, hi, ntrie_next, ntrie_tok)
             if tok < 0:
                 p += 1
                 continue
@@ -451,7 +607,10 @@ def _split_piece(src, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb,
 
 @njit(cache=True, nogil=True)
 def _needs_nfc(data, lo, hi, nfc_flag):  # pragma: no cover - jit
-    """Does NFC change anything in ``data[lo:hi]``? (ASCII never does: checked at load.)"""
+    """Does NFC change anything in ``data[lo:hi]``? (ASCII never does: checked at load.)
+    An ``nfc_flag`` of one element means no normalizer: never."""
+    if nfc_flag.shape[0] < 2:
+        return False
     p = lo
     while p < hi:
         if data[p] < 0x80:
@@ -466,9 +625,9 @@ def _needs_nfc(data, lo, hi, nfc_flag):  # pragma: no cover - jit
 
 @njit(cache=True, nogil=True)
 def _piece_core(data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data, comp_keys,
-                comp_vals, ntrie_next, ntrie_tok, byte_id, merge_keys, merge_rank, merge_new,
-                slots, crec, ckeys, cvals, cstate, out, w, cps, boff, cps2, boff2, nbuf,
-                syms, ranks, mslots, kinds, pa, pb, family):  # pragma: no cover - jit
+                comp_vals, ntrie_next, ntrie_tok, byte_id, merge_tab,
+                ctab, ckeys, cvals, cstate, out, w, cps, boff, cps2, boff2, nbuf,
+                syms, mvals, kinds, pa, pb, family):  # pragma: no cover - jit
     """Ids of the raw piece ``data[lo:hi]`` (between special tokens): NFC if it has work,
     then added tokens / regex / cache / BPE. Scratch arrays hold >= 4 x (hi - lo) items."""
     if _needs_nfc(data, lo, hi, nfc_flag):
@@ -476,28 +635,27 @@ def _piece_core(data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data, 
         m = nfc(cps, n, cps2, ccc, dec_index, dec_off, dec_data, comp_keys, comp_vals)
         nb = utf8_encode(cps2, m, nbuf, boff2)
         k = _split_piece(nbuf, 0, nb, cls, ntrie_next, ntrie_tok, kinds, pa, pb, family)
-        return _emit(nbuf, kinds, pa, pb, k, out, w, byte_id, merge_keys, merge_rank,
-                     merge_new, syms, ranks, mslots, slots, crec, ckeys, cvals, cstate)
+        return _emit(nbuf, kinds, pa, pb, k, out, w, byte_id, merge_tab, syms, mvals, ctab,
+                     ckeys, cvals, cstate)
     k = _split_piece(data, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb, family)
-    return _emit(data, kinds, pa, pb, k, out, w, byte_id, merge_keys, merge_rank, merge_new,
-                 syms, ranks, mslots, slots, crec, ckeys, cvals, cstate)
+    return _emit(data, kinds, pa, pb, k, out, w, byte_id, merge_tab,
+                 syms, mvals, ctab, ckeys, cvals, cstate)
 
 
 @njit(cache=True, nogil=True)
 def _piece_alloc(data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data, comp_keys,
-                 comp_vals, ntrie_next, ntrie_tok, byte_id, merge_keys, merge_rank, merge_new,
-                 slots, crec, ckeys, cvals, cstate, out, w, family):  # pragma: no cover - jit
+                 comp_vals, ntrie_next, ntrie_tok, byte_id, merge_tab,
+                 ctab, ckeys, cvals, cstate, out, w, family):  # pragma: no cover - jit
     """:func:`_piece_core` with scratch arrays sized for this (large) piece."""
     size = hi - lo
     return _piece_core(
         data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data, comp_keys, comp_vals,
-        ntrie_next, ntrie_tok, byte_id, merge_keys, merge_rank, merge_new,
-        slots, crec, ckeys, cvals, cstate, out, w,
+        ntrie_next, ntrie_tok, byte_id, merge_tab,
+        ctab, ckeys, cvals, cstate, out, w,
         np.empty(size + 1, dtype=np.int32), np.empty(size + 1, dtype=np.int64),
         np.empty(4 * size + 4, dtype=np.int32), np.empty(4 * size + 5, dtype=np.int64),
         np.empty(4 * size + 16, dtype=np.uint8), np.empty(4 * size + 4, dtype=np.int32),
-        np.empty(4 * size + 4, dtype=np.int32), np.empty(4 * size + 4, dtype=np.uint64),
-        np.empty(4 * size + 4, dtype=np.int8), np.empty(4 * size + 4, dtype=np.int64),
+        np.empty(4 * size + 4, dtype=np.int64), np.empty(4 * size + 4, dtype=np.int8), np.empty(4 * size + 4, dtype=np.int64),
         np.empty(4 * size + 4, dtype=np.int64), family,
     )
 
@@ -565,8 +723,8 @@ def encode_kernel(
     data, offsets, doc_start, doc_end,
     cls, ccc, nfc_flag, dec_index, dec_off, dec_data, comp_keys, comp_vals,
     strie_next, strie_tok, ntrie_next, ntrie_tok,
-    byte_id, merge_keys, merge_rank, merge_new,
-    slots, crec, ckeys, cvals, cstate,
+    byte_id, merge_tab,
+    ctab, ckeys, cvals, cstate,
     out, out_offsets, out_pos, family=0,
 ):  # pragma: no cover - jit
     """Encode documents ``doc_start..doc_end`` (UTF-8 ``data[offsets[i]:offsets[i+1]]``).
@@ -585,8 +743,7 @@ def encode_kernel(
     boff2 = np.empty(4 * small + 5, dtype=np.int64)
     nbuf = np.empty(4 * small + 16, dtype=np.uint8)
     syms = np.empty(4 * small + 4, dtype=np.int32)
-    ranks = np.empty(4 * small + 4, dtype=np.int32)
-    mslots = np.empty(4 * small + 4, dtype=np.uint64)
+    mvals = np.empty(4 * small + 4, dtype=np.int64)
     kinds = np.empty(4 * small + 4, dtype=np.int8)
     pa = np.empty(4 * small + 4, dtype=np.int64)
     pb = np.empty(4 * small + 4, dtype=np.int64)
@@ -621,15 +778,13 @@ def encode_kernel(
                 if e - q <= small:
                     w = _piece_core(
                         data, q, e, cls, ccc, nfc_flag, dec_index, dec_off, dec_data,
-                        comp_keys, comp_vals, ntrie_next, ntrie_tok, byte_id, merge_keys,
-                        merge_rank, merge_new, slots, crec, ckeys, cvals, cstate, out, w,
-                        cps, boff, cps2, boff2, nbuf, syms, ranks, mslots, kinds, pa, pb,
+                        comp_keys, comp_vals, ntrie_next, ntrie_tok, byte_id, merge_tab, ctab, ckeys, cvals, cstate, out, w,
+                        cps, boff, cps2, boff2, nbuf, syms, mvals, kinds, pa, pb,
                         family)
                 else:
                     w = _piece_alloc(
                         data, q, e, cls, ccc, nfc_flag, dec_index, dec_off, dec_data,
-                        comp_keys, comp_vals, ntrie_next, ntrie_tok, byte_id, merge_keys,
-                        merge_rank, merge_new, slots, crec, ckeys, cvals, cstate, out,
+                        comp_keys, comp_vals, ntrie_next, ntrie_tok, byte_id, merge_tab, ctab, ckeys, cvals, cstate, out,
                         w, family)
                 q = e
             if tok < 0:

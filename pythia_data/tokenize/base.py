@@ -59,12 +59,14 @@ def clean_text(text: str, index: int | str, errors: str) -> str:
     return text
 
 
-def encode_utf8(texts: Sequence[str], errors: str = "strict") -> tuple[bytes, np.ndarray]:
+def encode_utf8(texts: Sequence[str], errors: str = "strict",
+                first: int = 0) -> tuple[bytes, np.ndarray]:
     """All documents' UTF-8 bytes concatenated (one document's own buffer when there is
     one), and int64 byte offsets (length n+1). A ``bytearray`` document is taken as the
-    valid UTF-8 it must be (the pipeline's reader of long JSON lines makes them)."""
+    valid UTF-8 it must be (the pipeline's reader of long JSON lines makes them). Errors
+    name document ``first + i`` (``texts`` is a slice of a batch from ``first``)."""
     parts = []
-    for i, text in enumerate(texts):
+    for i, text in enumerate(texts, first):
         if isinstance(text, bytearray):
             parts.append(text)
             continue

@@ -20,7 +20,9 @@ naming the document and character of a lone surrogate; ``"replace"`` substitutes
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import queue
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +36,7 @@ from pythia_data.kernels.bpe import (
     cache_seed,
     decode_bytes_kernel,
     encode_kernel,
+    pack_merge_table,
 )
 from pythia_data.tokenize.base import Tokenizer, _check_errors, as_id_list, encode_utf8
 from pythia_data.tokenize.families import Family, kernel_family
@@ -55,6 +58,7 @@ __all__ = ["CpuTokenizer", "EngineTables", "UnicodeTables", "unicode_tables",
            "bytes_to_unicode", "nfc_bytes", "build_trie", "N_CP", "as_model"]
 
 _PARALLEL_MIN_BYTES = 1 << 18
+_CHUNKS_PER_WORKER = 8
 
 
 class _Cache:
@@ -66,9 +70,12 @@ class _Cache:
 
     def __init__(self, slots: int = 1 << 20, required=None, optional=None):
         entries = slots // 2
-        self.slots = np.full(slots, -1, dtype=np.int64)
-        self.rec = np.zeros(4 * entries, dtype=np.int64)
-        self.keys = np.zeros(entries * 16, dtype=np.uint8)
+        # four int64 words per slot, the table 64-byte aligned (two slots per cache line)
+        raw = np.zeros(4 * slots + 8, dtype=np.int64)
+        skip = (-raw.ctypes.data % 64) // 8
+        self._raw = raw
+        self.table = raw[skip:skip + 4 * slots]
+        self.keys = np.zeros(entries * 8, dtype=np.uint8)
         self.vals = np.zeros(entries * 4, dtype=np.int32)
         self.state = np.zeros(6, dtype=np.int64)
         self.required = required
@@ -89,7 +96,7 @@ class _Cache:
             cache_seed(*self.optional, *self.args())
 
     def args(self):
-        return self.slots, self.rec, self.keys, self.vals, self.state
+        return self.table, self.keys, self.vals, self.state
 
     def after_call(self):
         """A full cache is kept while it still serves most pre-tokens (the frequent ones
@@ -103,7 +110,7 @@ class _Cache:
             self.clear()
 
     def clear(self):
-        self.slots.fill(-1)
+        self.table.fill(0)
         self.state[:] = 0
         self._reseed()
 
@@ -155,8 +162,12 @@ class CpuTokenizer(Tokenizer):
         self.config = model.config
         self.unicode = unicode_tables()
         do_nfc = model.normalizer.family == "nfc"
-        self.unicode_eff = self.unicode if do_nfc else self.unicode.without_nfc()
+        # no normalizer: a one-element NFC flag tells the kernels to skip the NFC check
+        self.unicode_eff = self.unicode if do_nfc else dataclasses.replace(
+            self.unicode, nfc_flag=np.zeros(1, dtype=self.unicode.nfc_flag.dtype))
         self.tables = model.tables
+        self._merge_tab = pack_merge_table(self.tables.merge_keys, self.tables.merge_rank,
+                                           self.tables.merge_new)
         #: the kernels' pre-tokenizer id (0: GPT-2's regex; else a Split family's id)
         self.family = kernel_family(model.pre_tokenizer.family)
         self.vocab_size = model.vocab_size
@@ -187,7 +198,7 @@ class CpuTokenizer(Tokenizer):
                 u.cls, u.ccc, u.nfc_flag, u.dec_index, u.dec_off, u.dec_data, u.comp_keys,
                 u.comp_vals,
                 t.strie_next, t.strie_tok, t.ntrie_next, t.ntrie_tok,
-                t.byte_id, t.merge_keys, t.merge_rank, t.merge_new,
+                t.byte_id, self._merge_tab,
                 *cache.args(),
                 out, out_offsets[d - d0:], w, self.family,
             )
@@ -201,21 +212,33 @@ class CpuTokenizer(Tokenizer):
             out = grown
 
     def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        buf, offsets = encode_utf8(texts, self.errors)
-        data = np.frombuffer(buf, dtype=np.uint8)
-        n = len(offsets) - 1
+        n = len(texts)
         with self._lock:
             nw = min(self.workers, n)
-            if nw <= 1 or data.size < _PARALLEL_MIN_BYTES:
-                ids, offs = self._run(data, offsets, 0, n, self._cache(0))
-                return ids, offs
-            bounds = np.searchsorted(offsets, np.linspace(0, data.size, nw + 1)[1:-1])
-            cuts = [0, *sorted(set(int(b) for b in bounds) - {0, n}), n]
-            caches = [self._cache(i) for i in range(len(cuts) - 1)]
-            if self._pool is None or self._pool._max_workers < len(caches):
-                self._pool = ThreadPoolExecutor(max_workers=max(self.workers, len(caches)))
-            futures = [self._pool.submit(self._run, data, offsets, cuts[i], cuts[i + 1],
-                                         caches[i]) for i in range(len(caches))]
+            size = sum(len(t) for t in texts) if nw > 1 else 0
+            if nw <= 1 or size < _PARALLEL_MIN_BYTES:
+                buf, offsets = encode_utf8(texts, self.errors)
+                data = np.frombuffer(buf, dtype=np.uint8)
+                return self._run(data, offsets, 0, n, self._cache(0))
+            # consecutive chunks of documents (~_CHUNKS_PER_WORKER per worker) taken by the
+            # workers as they free up; a task encodes its chunk's UTF-8 (holding the GIL)
+            # while the other workers' kernels run, then tokenizes it with a free cache
+            per = max(_PARALLEL_MIN_BYTES // 4, size // (_CHUNKS_PER_WORKER * nw))
+            cuts = [0]
+            acc = 0
+            for i, t in enumerate(texts):
+                acc += len(t)
+                if acc >= per and i + 1 < n:
+                    cuts.append(i + 1)
+                    acc = 0
+            cuts.append(n)
+            free: queue.SimpleQueue[_Cache] = queue.SimpleQueue()
+            for i in range(nw):
+                free.put(self._cache(i))
+            if self._pool is None or self._pool._max_workers < nw:
+                self._pool = ThreadPoolExecutor(max_workers=max(self.workers, nw))
+            futures = [self._pool.submit(self._chunk, texts, d0, d1, free)
+                       for d0, d1 in zip(cuts[:-1], cuts[1:])]
             parts = [f.result() for f in futures]
         ids = np.concatenate([p[0] for p in parts])
         out_offsets = np.zeros(n + 1, dtype=np.int64)
@@ -224,6 +247,14 @@ class CpuTokenizer(Tokenizer):
             out_offsets[d0 + 1 : d1 + 1] = part_offs[1:] + base
             base += part_ids.size
         return ids, out_offsets
+
+    def _chunk(self, texts, d0: int, d1: int, free):
+        buf, offsets = encode_utf8(texts[d0:d1], self.errors, first=d0)
+        cache = free.get()
+        try:
+            return self._run(np.frombuffer(buf, dtype=np.uint8), offsets, 0, d1 - d0, cache)
+        finally:
+            free.put(cache)
 
     # ------------------------------------------------------------------ decode
 
