@@ -465,3 +465,161 @@ def test_executor_choice_and_resources(monkeypatch):
     assert r.exit_code == 2 and "pythia-data[ray]" in r.output
     ex = RayExecutor("127.0.0.1:1", 2, num_gpus=1)  # what --backend cuda asks of each task
     assert (ex.num_cpus, ex.num_gpus) == (1, 1)
+
+
+# --------------------------------------------------------------------------- overlapped reading
+
+
+@settings(max_examples=80, deadline=None)
+@given(lengths=st.lists(st.integers(0, 50), max_size=60), max_docs=st.integers(1, 20),
+       max_chars=st.integers(1, 300), ramp=st.integers(1, 70))
+def test_batches_ramp_up_and_keep_every_document_in_order(lengths, max_docs, max_chars,
+                                                          ramp):
+    from pythia_data.tokenize.pipeline import _batches
+
+    docs = ["x" * n for n in lengths]
+    batches = list(_batches(iter(docs), max_docs, max_chars, ramp))
+    assert [d for b in batches for d in b] == docs
+    # oracle: the limits start at 1/ramp of the full ones and double after every batch
+    d_lim, c_lim = max(1, max_docs // ramp), max(1, max_chars // ramp)
+    for k, batch in enumerate(batches):
+        assert batch
+        chars = sum(map(len, batch))
+        before = chars - len(batch[-1])
+        # nothing reached a limit before the batch's last document...
+        assert len(batch) - 1 < d_lim and before < c_lim
+        # ...and every batch but the last ends with the document that reaches one
+        if k < len(batches) - 1:
+            assert len(batch) >= d_lim or chars >= c_lim
+        d_lim, c_lim = min(max_docs, 2 * d_lim), min(max_chars, 2 * c_lim)
+
+
+@settings(max_examples=15, deadline=None)
+@given(unit=st.sampled_from([1, 2, 37, 400, 3000]), max_docs=st.integers(1, 9),
+       max_chars=st.integers(1, 500), ramp=st.sampled_from([1, 4, 64]))
+def test_parts_of_units_with_any_batching_merge_to_one_process_bytes(
+        tmp_path_factory, tok, unit, max_docs, max_chars, ramp):
+    """Each unit read by the reader thread in ramped batches (batch edges inside units and
+    across unit edges, units of 1 byte): the parts concatenate to the one-process bytes."""
+    from pythia_data.tokenize import pipeline as pl
+
+    tmp = tmp_path_factory.mktemp("b")
+    src = str(_corpus(tmp / "a.jsonl", 60, 3))
+    one = tokenize_files([src], tmp / "one", tok, append_eod=True)["output"]
+    _, units = plan_files([src], unit)
+    if unit == 1:
+        assert len(units) == 60
+    tokens, docs = b"", 0
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pl, "RAMP", ramp)
+        for u in units:
+            prefix = str(tmp / u.name)
+            pl.write_part(unit_documents(u), tok, prefix, append_eod=True, durable=False,
+                          batch_documents=max_docs, batch_chars=max_chars)
+            tokens += open(prefix + ".bin", "rb").read()
+            docs += IndexedDataset(prefix).num_documents
+    assert tokens == _files(one)[0]
+    assert docs == IndexedDataset(one).num_documents
+
+
+class _InterruptingTokenizer:
+    """The tokenizer, but Ctrl-C arrives in its ``encode_flat`` call number ``at`` (the
+    reader thread is then reading ahead)."""
+
+    def __init__(self, tok, at):
+        self._tok, self._at, self.calls = tok, at, 0
+
+    def __getattr__(self, name):
+        return getattr(self._tok, name)
+
+    def encode_flat(self, texts):
+        self.calls += 1
+        if self.calls == self._at:
+            raise KeyboardInterrupt
+        return self._tok.encode_flat(texts)
+
+
+def _reader_threads():
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "pythia-data-reader" and t.is_alive()]
+
+
+def test_ctrl_c_during_the_overlap_leaves_no_thread_and_resumes(tmp_path, tok, monkeypatch):
+    from pythia_data.tokenize import pipeline as pl
+
+    monkeypatch.setattr(pl, "RAMP", 1 << 20)  # first batches of 1 document, then doubling
+    src = [str(_corpus(tmp_path / "a.jsonl", 600))]
+    one = tokenize_files(src, tmp_path / "one", tok, append_eod=True)["output"]
+    out = str(tmp_path / "o")
+    # units of ~8 KB: a few ramped batches each; Ctrl-C in the middle of the 4th unit
+    n_units = len(plan_files(src, 8000)[1])
+    assert n_units > 4
+    calls_per_unit = []
+    for u in plan_files(src, 8000)[1][:4]:
+        counter = _InterruptingTokenizer(tok, at=-1)
+        pl.write_part(unit_documents(u), counter, str(tmp_path / "probe"), durable=False)
+        calls_per_unit.append(counter.calls)
+    assert calls_per_unit[3] >= 2  # the overlap is in use inside the unit
+    at = sum(calls_per_unit[:3]) + 2
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_units(src, out, _InterruptingTokenizer(tok, at), LocalExecutor(1),
+                       append_eod=True, unit_bytes=8000)
+    assert _reader_threads() == []
+    assert not os.path.exists(out + ".bin") and not os.path.exists(out + ".idx")
+    done = sorted(os.listdir(out + ".job/done"))
+    assert done == [f"u{k:05d}.json" for k in range(3)]
+    s = tokenize_units(src, out, tok, LocalExecutor(1), append_eod=True, unit_bytes=8000)
+    assert s["units_resumed"] == 3 and s["units_run"] == n_units - 3
+    assert _files(out) == _files(one)
+    assert _reader_threads() == []
+
+
+# --------------------------------------------------------------------------- workers started early
+
+
+def _pid_of_worker(unit):
+    return os.getpid()
+
+
+def test_workers_started_ahead_run_the_units_and_close_stops_them(tmp_path):
+    ex = LocalExecutor(2)
+    ex.start("pythia_data.tokenize.units")
+    procs = dict(ex._started._processes)
+    deadline = time.monotonic() + 60
+    while len(procs) < 2 and time.monotonic() < deadline:  # spawned as the no-ops arrive
+        time.sleep(0.02)
+        procs = dict(ex._started._processes)
+    assert len(procs) == 2
+    pids = ex.run(_units(6), _pid_of_worker)
+    assert set(pids) <= set(procs) and os.getpid() not in pids
+    assert ex._started is None  # run() took the pool (and shut it down)
+    assert all(not p.is_alive() for p in procs.values())
+    # started but never run: close() (leaving the with block) stops the processes
+    with LocalExecutor(2) as ex2:
+        ex2.start()
+        ex2._started.submit(os.getpid).result(timeout=60)
+        early = list(ex2._started._processes.values())
+    assert ex2._started is None and early
+    assert all(not p.is_alive() for p in early)
+    # threads and one worker start nothing; one worker runs the units in this process
+    threads = LocalExecutor(2, mode="thread")
+    threads.start("pythia_data.tokenize.units")
+    assert threads._started is None
+    one = LocalExecutor(1)
+    one.start("pythia_data.tokenize.units")
+    assert one._started is None
+    assert one.run(_units(2), _pid_of_worker) == [os.getpid()] * 2
+
+
+def test_cli_tokenize_with_two_workers_started_early_matches_one_process(tmp_path, tok):
+    src = str(_corpus(tmp_path / "a.jsonl", 300))
+    one = tokenize_files([src], tmp_path / "one", tok, append_eod=True)["output"]
+    r = subprocess.run([sys.executable, "-m", "pythia_data", "tokenize", src, "-o",
+                        str(tmp_path / "cli"), "-q", "--append-eod", "--workers", "2",
+                        "--unit-size", "3k", "--json"], env=subprocess_env(),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["units"] > 2 and s["workers"] == 2
+    assert _files(str(tmp_path / "cli_text_document")) == _files(one)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -103,7 +104,9 @@ def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, errors, 
     unit_bytes = parse_size(unit_size)
     runner = make_job_executor(executor, workers, ray_address, gpu=backend == "cuda")
     # the outputs' locks first: a second run into them is refused before the slow start-up
-    with claim_outputs([target + ".bin", target + ".idx"]):
+    with claim_outputs([target + ".bin", target + ".idx"]), contextlib.closing(runner):
+        if "-" not in files:  # local workers start while the tokenizer loads here
+            runner.start("pythia_data.tokenize.units")
         tok = load(spec, backend, errors=errors)
         if "-" in files:  # standard input cannot be cut into units or read twice: one stream
             with byte_progress(None, quiet, "tokenize") as update:

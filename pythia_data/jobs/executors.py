@@ -48,6 +48,12 @@ class Executor:
     def run(self, units: Sequence, fn: Callable, progress: Update | None = None) -> list:
         raise NotImplementedError
 
+    def start(self, module: str | None = None) -> None:
+        """Get the workers going ahead of :meth:`run` where that helps (default: nothing)."""
+
+    def close(self) -> None:
+        """Release what :meth:`start` took and :meth:`run` did not use."""
+
 
 def _failed(unit, attempts: int, exc: BaseException) -> OutputError:
     what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -73,18 +79,46 @@ class LocalExecutor(Executor):
         self.workers = workers
         self.mode = mode
         self.retries = retries
+        self._started = None  # a process pool started ahead of run() by start()
 
-    def _pool(self, n: int, fn: Callable):
+    def start(self, module: str | None = None) -> None:
+        """Start the worker processes now, before :meth:`run` (a no-op for threads or one
+        worker): the fork server imports ``module`` (the unit function's) and the workers
+        fork from it while this process goes on loading the tokenizer and planning, so
+        their start-up overlaps the driver's instead of following it. :meth:`run` uses
+        them; :meth:`close` stops them if it never comes."""
+        if self.mode != "process" or self.workers == 1 or self._started is not None:
+            return
+        pool = self._pool(self.workers, module)
+        for _ in range(self.workers):
+            pool.submit(os.getpid)  # a pool starts its processes as tasks arrive
+        self._started = pool
+
+    def close(self) -> None:
+        """Stop the processes :meth:`start` started and :meth:`run` did not use."""
+        pool, self._started = self._started, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _pool(self, n: int, module: str | None):
         if self.mode == "thread":
             return ThreadPoolExecutor(max_workers=n, thread_name_prefix="pythia-data-unit")
         methods = multiprocessing.get_all_start_methods()
         if "forkserver" in methods:
             ctx = multiprocessing.get_context("forkserver")
             # the unit function's module (numba, numpy, the package) is imported once in
-            # the fork server; every worker forks from it instead of importing it again
-            module = getattr(getattr(fn, "func", fn), "__module__", None)
+            # the fork server, and numba's per-process set-up done there (jobs.warm);
+            # every worker forks from it instead of doing both again
+            preload = ["pythia_data.jobs.warm"]
             if module and module != "__main__":
-                ctx.set_forkserver_preload([module])
+                preload.append(module)
+            ctx.set_forkserver_preload(preload)
         else:  # pragma: no cover - not Linux
             ctx = multiprocessing.get_context("spawn")
         return ProcessPoolExecutor(max_workers=n, mp_context=ctx)
@@ -95,6 +129,7 @@ class LocalExecutor(Executor):
         if not units:
             return results
         if self.workers == 1 or len(units) == 1:  # no pool to start for one unit
+            self.close()
             for k, unit in enumerate(units):
                 results[k] = self._inline(unit, fn)
                 if progress is not None:
@@ -103,8 +138,9 @@ class LocalExecutor(Executor):
         attempts = [0] * len(units)
         todo = list(range(len(units)))
         n = min(self.workers, len(units))
+        module = getattr(getattr(fn, "func", fn), "__module__", None)
         while todo:
-            pool = self._pool(n, fn)
+            pool, self._started = self._started or self._pool(n, module), None
             broken = False
             finished = False
             running: dict[Future, int] = {}
@@ -215,7 +251,9 @@ class RayExecutor(Executor):
                 if self.address:
                     ray.init(address=self.address, **options)
                 else:
-                    ray.init(num_cpus=self.workers, include_dashboard=False, **options)
+                    # "local": always a new cluster, never one found on the machine
+                    ray.init(address="local", num_cpus=self.workers,
+                             include_dashboard=False, **options)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = self.address or "a local cluster"
                 raise UsageError(f"cannot start Ray on {where}: {exc}") from None

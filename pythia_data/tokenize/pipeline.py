@@ -30,7 +30,9 @@ no non-empty document gives an empty dataset and a warning in the summary), each
 document becomes one sequence and one document (``doc_idx = 0..N``), ``append_eod`` adds the
 tokenizer's ``eod_id``, tokens are ``tokenizer.dtype`` (uint16 below 65,500 ids). Documents
 are read in bounded batches by a helper thread while the previous batch is tokenized (the
-cpu backend tokenizes a batch on its own threads), so memory stays bounded and order is kept.
+cpu backend tokenizes a batch on its own threads), so memory stays bounded and order is kept;
+the first batch is small and each next one doubles, so encoding starts at once and a short
+input (a work unit) is overlapped too.
 Both files appear only when complete (:class:`~pythia_data.dataset.DatasetBuilder`); an
 interrupted run leaves at most ``*.partial`` files, which a rerun overwrites.
 
@@ -327,14 +329,30 @@ def read_documents(inputs: Iterable[str | os.PathLike], *, key: str = "text",
                 yield from _jsonl(fh, name, key, errors, zst=path.endswith(".zst"))
 
 
-def _batches(documents: Iterable, max_docs: int, max_chars: int) -> Iterator[list]:
+#: The first batch of a run is this fraction of the full size; each next one doubles.
+RAMP = 64
+
+
+def _batches(documents: Iterable, max_docs: int, max_chars: int,
+             ramp: int | None = None) -> Iterator[list]:
+    """``documents`` in lists of at most ``max_docs`` documents or ``max_chars``
+    characters (a list ends with the document that reaches either). The first list is
+    ``1/ramp`` of those limits and each next one twice the last, up to the limits: the
+    encoder waits only for a small first batch while the reader thread reads the next,
+    bigger one (a 16 MiB work unit would otherwise be one batch, read then encoded, with
+    nothing overlapped). Batching never changes the output."""
+    ramp = max(RAMP if ramp is None else ramp, 1)
+    docs_limit = max(1, max_docs // ramp)
+    chars_limit = max(1, max_chars // ramp)
     batch, chars = [], 0
     for doc in documents:
         batch.append(doc)
         chars += len(doc.text if isinstance(doc, Document) else doc)
-        if len(batch) >= max_docs or chars >= max_chars:
+        if len(batch) >= docs_limit or chars >= chars_limit:
             yield batch
             batch, chars = [], 0
+            docs_limit = min(max_docs, 2 * docs_limit)
+            chars_limit = min(max_chars, 2 * chars_limit)
     if batch:
         yield batch
 
