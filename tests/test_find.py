@@ -377,3 +377,55 @@ def test_a_second_writer_of_the_inverse_builds_in_memory(tmp_path):
         assert np.array_equal(np.asarray(inv.row_sample)[np.asarray(order.shuffle_idx)],
                               np.arange(order.total_samples))
         assert OrderInverse.for_order(order).source == "built"
+
+
+@pytest.mark.parametrize("shards", [False, True])
+@pytest.mark.parametrize("chunk", [1, 3, 64, 100])
+def test_read_ahead_touches_every_byte_once_in_stream_order(tmp_path, monkeypatch, shards,
+                                                            chunk):
+    """The read-ahead thread (2 scan threads) touches the chunks' bytes in order, each once,
+    across shard boundaries and the last partial chunk; the hits stay those of one thread."""
+    from pythia_data.kernels import find as KF
+
+    rng = np.random.default_rng(chunk)
+    docs = [rng.integers(1, 4, size=int(n)).astype(np.uint16).tolist() + [EOD]
+            for n in rng.integers(0, 9, size=30)]
+    prefix = str(tmp_path / "d")
+    write_dataset(prefix, docs, dtype=np.uint16)
+    if shards:
+        _shard(prefix, size=6)
+    touched = []
+    real = KF.touch_pages
+
+    def spy(buf, page=4096):
+        touched.append(bytes(buf))
+        return real(buf, page)
+
+    monkeypatch.setattr(KF, "touch_pages", spy)
+    queries = _queries([[1, 2], [3, EOD, 1], [2]])
+    with IndexedDataset(prefix) as ds:
+        assert len(ds.bin_paths) > 1 if shards else len(ds.bin_paths) == 1
+        order = TrainingOrder.build(prefix, OrderParams(4, 2, 8, 1), use_cache=False)
+        finder = Finder(ds, queries, order, workers=2, chunk_tokens=chunk)
+        assert len(finder.scan_bounds()) > 1
+        got = finder.collect()
+        whole = bytes(np.asarray(ds.read_bytes(0, ds.bin_bytes)))
+        one = Finder(ds, queries, order, workers=1, chunk_tokens=1 << 12).collect()
+    assert b"".join(touched) == whole
+    for f in got.FIELDS:
+        assert np.array_equal(getattr(got, f), getattr(one, f)), f
+
+
+def test_stopping_a_scan_early_ends_the_read_ahead_thread(tmp_path):
+    import threading
+
+    docs = [[1, 2, 3, EOD]] * 50
+    prefix = str(tmp_path / "d")
+    write_dataset(prefix, docs, dtype=np.uint16)
+    with IndexedDataset(prefix) as ds:
+        order = TrainingOrder.build(prefix, OrderParams(4, 2, 8, 1), use_cache=False)
+        finder = Finder(ds, _queries([[2, 3]]), order, workers=2, chunk_tokens=4)
+        it = finder.scan()
+        next(it)
+        it.close()
+    assert not [t for t in threading.enumerate() if t.name == "find-prefetch"]

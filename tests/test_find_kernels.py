@@ -126,3 +126,22 @@ def test_inverse_kernels_refuse_bad_input():
     with pytest.raises(UsageError):
         KF.stream_starts(np.array([3]), np.array([0, 1], dtype=np.int32),
                          np.array([1, 1], dtype=np.int32), np.array([0, 2]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.binary(max_size=300), page=st.integers(1, 70))
+def test_touch_pages_reads_one_byte_per_page_and_the_last(data, page):
+    buf = np.frombuffer(data, dtype=np.uint8)
+    want = 0
+    for i in range(0, len(data), page):
+        want ^= data[i]
+    if data:
+        want ^= data[-1]
+    assert KF.touch_pages(buf, page) == want
+
+
+def test_touch_pages_refuses_bad_input():
+    with pytest.raises(UsageError):
+        KF.touch_pages(np.zeros(4, dtype=np.uint16))
+    with pytest.raises(UsageError):
+        KF.touch_pages(np.zeros(4, dtype=np.uint8), page=0)

@@ -28,6 +28,7 @@ model saw each occurrence of some token sequences.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -269,6 +270,10 @@ class Finder:
             size = os.fstat(fd).st_size
             out.append((fd, at, at + size))
             at += size
+        if at != self.ds.bin_bytes:  # a file changed or went missing: the memory map reads
+            for fd, _a, _b in out:
+                os.close(fd)
+            return []
         return out
 
     def _advise(self, files, lo: int, hi: int) -> None:
@@ -285,6 +290,19 @@ class Finder:
                     os.posix_fadvise(fd, x - start, y - x, os.POSIX_FADV_WILLNEED)
                 except OSError:
                     pass
+
+    def _prefetch(self, files, lo: int, hi: int) -> None:
+        """Bring stream tokens [lo, hi) into memory ahead of their scan."""
+        if not self._canonical:
+            self._advise(files, lo, hi)
+            return
+        item = self.ds.dtype.itemsize
+        a, b = lo * item, hi * item
+        bounds = self.ds._bounds
+        for k, buf in enumerate(self.ds._buffers):
+            x, y = max(a, int(bounds[k])), min(b, int(bounds[k + 1]))
+            if x < y:
+                KF.touch_pages(buf[x - int(bounds[k]):y - int(bounds[k])])
 
     def scan(self) -> Iterator[tuple]:
         """Per chunk, in stream order: ``((doc, off, query), (doc, query, t))``."""
@@ -313,29 +331,51 @@ class Finder:
                         update((hi - lo) * item)
                 return
             window = 2 * self.workers
-            for lo, hi in bounds[:window]:
-                self._advise(files, lo, hi)
-            with ThreadPoolExecutor(self.workers, thread_name_prefix="find") as pool:
-                pending = [pool.submit(self._scan_chunk, lo, hi) for lo, hi in bounds[:window]]
-                nxt = len(pending)
-                k = 0
-                try:
-                    while k < len(bounds):
-                        result = pending[k].result()
-                        pending[k] = None
-                        if nxt < len(bounds):
-                            self._advise(files, *bounds[nxt])
-                            pending.append(pool.submit(self._scan_chunk, *bounds[nxt]))
-                            nxt += 1
-                        lo, hi = bounds[k]
-                        k += 1
-                        yield result
-                        if update:
-                            update((hi - lo) * item)
-                finally:
-                    for f in pending:
-                        if f is not None:
-                            f.cancel()
+            # a thread of its own reads ahead of the scan threads, in stream order: it
+            # touches one byte per page of the memory map (the kernel's sequential
+            # read-ahead then streams the file as fast as `cat`; two threads faulting in
+            # two places at once defeat it), or asks for the range (posix_fadvise) where
+            # the data is not one mapped stream
+            ahead = 2 * window
+            room = threading.Semaphore(ahead)
+            stop = threading.Event()
+
+            def prefetch():
+                for lo, hi in bounds:
+                    room.acquire()
+                    if stop.is_set():
+                        return
+                    self._prefetch(files, lo, hi)
+
+            fetcher = threading.Thread(target=prefetch, name="find-prefetch", daemon=True)
+            fetcher.start()
+            try:
+                with ThreadPoolExecutor(self.workers, thread_name_prefix="find") as pool:
+                    pending = [pool.submit(self._scan_chunk, lo, hi)
+                               for lo, hi in bounds[:window]]
+                    nxt = len(pending)
+                    k = 0
+                    try:
+                        while k < len(bounds):
+                            result = pending[k].result()
+                            pending[k] = None
+                            room.release()
+                            if nxt < len(bounds):
+                                pending.append(pool.submit(self._scan_chunk, *bounds[nxt]))
+                                nxt += 1
+                            lo, hi = bounds[k]
+                            k += 1
+                            yield result
+                            if update:
+                                update((hi - lo) * item)
+                    finally:
+                        for f in pending:
+                            if f is not None:
+                                f.cancel()
+            finally:
+                stop.set()
+                room.release()
+                fetcher.join()
         finally:
             if bar is not None:
                 bar.__exit__(None, None, None)

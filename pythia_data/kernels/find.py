@@ -454,6 +454,27 @@ def scan(tables: QueryTables, buf: np.ndarray, base: int, lo: int, hi: int,
         return (out_doc[:n], out_off[:n], out_q[:n]), (tail_doc[:nt], tail_q[:nt], tail_t[:nt])
 
 
+@njit(cache=True, nogil=True)
+def _touch_pages(buf, step):  # pragma: no cover - jit
+    s = np.uint8(0)
+    for i in range(0, buf.shape[0], step):
+        s ^= buf[i]
+    if buf.shape[0]:
+        s ^= buf[buf.shape[0] - 1]
+    return s
+
+
+def touch_pages(buf: np.ndarray, page: int = 4096) -> int:
+    """Read one byte of every ``page`` bytes of ``buf`` (a uint8 view of a memory map) and
+    its last byte: the pages are then in memory (the kernel reads a mapped file ahead when
+    its pages are touched in order). Returns the XOR of the bytes read."""
+    if buf.ndim != 1 or buf.dtype != np.uint8:
+        raise UsageError("touch_pages: a 1-D uint8 array is needed")
+    if int(page) < 1:
+        raise UsageError("touch_pages: page must be positive")
+    return int(_touch_pages(buf, np.int64(page)))
+
+
 # --------------------------------------------------------------------------- order inverse
 
 
