@@ -12,6 +12,8 @@ across documents, EOD, row and batch boundaries.
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -402,6 +404,19 @@ def test_read_ahead_touches_every_byte_once_in_stream_order(tmp_path, monkeypatc
         return real(buf, page)
 
     monkeypatch.setattr(KF, "touch_pages", spy)
+    # The read-ahead thread stops once the scan has taken every chunk, so on a loaded
+    # machine it could leave the last chunks untouched: each chunk's scan waits here until
+    # the read-ahead has passed the chunk's end, which makes "every byte once" certain.
+    real_chunk = Finder._scan_chunk
+
+    def scan_after_touch(self, lo, hi):
+        deadline = time.monotonic() + 30  # only the pool's threads: workers=1 scans inline
+        while (threading.current_thread().name.startswith("find_")
+               and sum(map(len, touched)) < hi * 2 and time.monotonic() < deadline):
+            time.sleep(0.001)
+        return real_chunk(self, lo, hi)
+
+    monkeypatch.setattr(Finder, "_scan_chunk", scan_after_touch)
     queries = _queries([[1, 2], [3, EOD, 1], [2]])
     with IndexedDataset(prefix) as ds:
         assert len(ds.bin_paths) > 1 if shards else len(ds.bin_paths) == 1
