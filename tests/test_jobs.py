@@ -623,3 +623,22 @@ def test_cli_tokenize_with_two_workers_started_early_matches_one_process(tmp_pat
     s = json.loads(r.stdout)
     assert s["units"] > 2 and s["workers"] == 2
     assert _files(str(tmp_path / "cli_text_document")) == _files(one)
+
+
+def test_a_worker_that_cannot_start_prints_one_line_not_a_traceback():
+    """The fork server imports jobs.warm; a worker forked from it that fails while it starts
+    (the driver exiting on Ctrl-C unlinks the pool's semaphores mid-handshake: the worker's
+    unpickling raises FileNotFoundError) prints one line, not a traceback."""
+    code = (
+        "import pythia_data.jobs.warm, sys\n"
+        "try:\n"
+        "    raise FileNotFoundError(2, 'No such file or directory')\n"
+        "except FileNotFoundError:\n"
+        "    sys.excepthook(*sys.exc_info())\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "pythia-data: a worker process did not start "
+        "(FileNotFoundError: [Errno 2] No such file or directory)"]
