@@ -103,6 +103,7 @@ class PythiaGroup(click.Group):
                 abort_all()
                 raise
         except click.exceptions.Abort:
+            _stop_children()
             _fail("interrupted", 130)
         except _NoArgsIsHelp as exc:
             # bare `pythia-data` or `pythia-data order`: the help, as asked for (exit 0)
@@ -119,6 +120,7 @@ class PythiaGroup(click.Group):
             _quiet_stdout_close()
             sys.exit(0)
         except KeyboardInterrupt:
+            _stop_children()
             _fail("interrupted", 130)
         except OSError as exc:
             if exc.errno == errno.EPIPE:
@@ -179,3 +181,22 @@ def run_script(func, *args) -> int:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point (``pythia-data`` and ``python -m pythia_data``)."""
     cli.main(args=argv, prog_name="pythia-data")
+
+
+def _stop_children() -> None:
+    """Kill this process's worker processes (a local executor's pool) on Ctrl-C. The
+    driver only gets the SIGINT; at exit, multiprocessing joins every child it started,
+    and a worker caught half-way through its start (or still in a unit) kept a
+    Ctrl-C'd command waiting there. Their units are redone by a rerun."""
+    mp = sys.modules.get("multiprocessing")
+    if mp is None:
+        return
+    try:
+        children = mp.active_children()
+    except Exception:  # noqa: BLE001 - best effort on the way out
+        return
+    for proc in children:
+        try:
+            proc.kill()
+        except Exception:  # noqa: BLE001
+            pass
