@@ -642,3 +642,35 @@ def test_a_worker_that_cannot_start_prints_one_line_not_a_traceback():
     assert proc.stderr.splitlines() == [
         "pythia-data: a worker process did not start "
         "(FileNotFoundError: [Errno 2] No such file or directory)"]
+
+
+@pytest.mark.parametrize("after_commit", [True, False])
+def test_ctrl_c_around_the_merge_commit(tmp_path, tok, monkeypatch, after_commit):
+    """A Ctrl-C landing just after the merge committed the dataset still removes the job
+    folder (the job is done: no litter beside a complete dataset); one landing before the
+    commit keeps it, and the rerun then only merges."""
+    import pythia_data.tokenize.units as tu
+
+    src = [str(_corpus(tmp_path / "a.jsonl", 120))]
+    one = tokenize_files(src, tmp_path / "one", tok)["output"]
+    out = str(tmp_path / "o")
+    real = tu.merge_dataset_parts
+
+    def merge_then_ctrl_c(*args, **kwargs):
+        if after_commit:
+            real(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tu, "merge_dataset_parts", merge_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_units(src, out, tok, LocalExecutor(1), unit_bytes=1000)
+    assert os.path.exists(out + ".job") is not after_commit
+    assert os.path.exists(out + ".bin") is after_commit
+    monkeypatch.setattr(tu, "merge_dataset_parts", real)
+    if not after_commit:
+        s = tokenize_units(src, out, tok, LocalExecutor(1), unit_bytes=1000)
+        assert s["units_run"] == 0
+        assert not os.path.exists(out + ".job")
+    for suffix in (".bin", ".idx"):
+        with open(out + suffix, "rb") as a, open(one + suffix, "rb") as b:
+            assert a.read() == b.read()

@@ -28,7 +28,13 @@ from collections.abc import Sequence
 
 from pythia_data.errors import InputError, OutputError, UsageError
 from pythia_data.integrity.hashing import hash_file
-from pythia_data.io.atomic import AtomicOutput, atomic_write_text, ensure_folder, lock_file
+from pythia_data.io.atomic import (
+    AtomicOutput,
+    atomic_write_text,
+    ensure_folder,
+    interrupts_deferred,
+    lock_file,
+)
 from pythia_data.jobs.plan import InputFile, Unit, describe_input
 
 __all__ = ["PLAN_VERSION", "JobStore", "record_unit", "part_path"]
@@ -230,9 +236,10 @@ class JobStore:
             raise
 
     def remove(self) -> None:
-        """Delete the job folder (after a successful merge)."""
+        """Delete the job folder (after a successful merge); a Ctrl-C waits for it."""
         self.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        with interrupts_deferred():
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def close(self) -> None:
         if self._lock_fd is not None:

@@ -278,6 +278,38 @@ def _worker_stats(cpu_before: float) -> dict:
             "worker_cpu_seconds": round(now, 3), "cpu_seconds": round(now - cpu_before, 3)}
 
 
+def _merge_then_finish(store: JobStore, keep_job: bool, outputs: Sequence[str],
+                       merge) -> None:
+    """Run ``merge`` (it commits the files ``outputs``), then delete the job folder unless
+    it is kept. A Ctrl-C delivered after the commit (at the end of the commit's deferred
+    block, or just after it) still deletes the folder: the job is done, and a folder left
+    beside a complete dataset would only be litter. "Committed" is told by every output
+    existing with a modification time from this merge (their writers hold the output
+    locks, so no one else can have written them since; 0.1 s of slack for timestamps that
+    lag the clock by a tick). Misjudged, the cost is a rerun that redoes the units, never
+    a wrong output."""
+    begun = time.time_ns() - 100_000_000
+    try:
+        merge()
+    except BaseException:
+        if not keep_job and _written_since(outputs, begun):
+            store.remove()
+        raise
+    if not keep_job:
+        store.remove()
+
+
+def _dataset_files(prefix: str) -> list[str]:
+    return [prefix + ".bin", prefix + ".idx"]
+
+
+def _written_since(paths: Sequence[str], ns: int) -> bool:
+    try:
+        return all(os.stat(path).st_mtime_ns >= ns for path in paths)
+    except OSError:
+        return False
+
+
 def _job_info(store: JobStore, executor: Executor, todo_before: int,
               records: Sequence[dict]) -> dict:
     return {"units": len(store.units), "units_run": todo_before,
@@ -345,12 +377,11 @@ def tokenize_units(files: Sequence[str], out_prefix: str, tokenizer, executor: E
                        append_eod=append_eod)
         records = run_units(store, executor, partial(_tokenize_unit, ctx), progress=progress,
                             desc="tokenize")
-        ran = time.monotonic()
-        merge_dataset_parts(store, records, out_prefix, dtype, overwrite=overwrite)
-        merged = time.monotonic()
         info = _job_info(store, executor, len(todo), records)
-        if not keep_job:
-            store.remove()
+        ran = time.monotonic()
+        _merge_then_finish(store, keep_job, _dataset_files(out_prefix), lambda: merge_dataset_parts(
+            store, records, out_prefix, dtype, overwrite=overwrite))
+        merged = time.monotonic()
     summary = _sum(records, "documents", "skipped_empty", "tokens", "input_bytes")
     warnings = []
     if summary["documents"] == 0:
@@ -402,10 +433,9 @@ def retokenize_units(data, old, new, out_prefix, executor: Executor, *,
                        extra={"eod_id": eod_id})
         records = run_units(store, executor, partial(_retokenize_unit, ctx), progress=progress,
                             desc="retokenize")
-        merge_dataset_parts(store, records, out_prefix, dtype, overwrite=overwrite)
         info = _job_info(store, executor, len(todo), records)
-        if not keep_job:
-            store.remove()
+        _merge_then_finish(store, keep_job, _dataset_files(out_prefix), lambda: merge_dataset_parts(
+            store, records, out_prefix, dtype, overwrite=overwrite))
     return {"output": out_prefix, **_sum(records, "documents", "tokens"), "dtype": dtype.name,
             "from_tokenizer": old.name, "tokenizer": new.name,
             "seconds": round(time.monotonic() - started, 3), **info}
@@ -440,10 +470,8 @@ def detokenize_units(data, tokenizer, output, executor: Executor, *, stream=None
             records = run_units(store, executor, partial(_detokenize_unit, ctx),
                                 progress=progress, desc="detokenize")
             nbytes = concat_parts(store, records, ".jsonl", out)
-            out.commit()
             info = _job_info(store, executor, len(todo), records)
-            if not keep_job:
-                store.remove()
+            _merge_then_finish(store, keep_job, [out.final] if out.final else [], out.commit)
     except BaseException:
         out.abort()
         raise
