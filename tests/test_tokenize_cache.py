@@ -27,24 +27,24 @@ def _put_get(data, offs, ids, id_offs, hashes, slots_n, arena):
     cvals = np.zeros(arena, dtype=np.int32)
     cstate = np.zeros(6, dtype=np.int64)
     n = offs.shape[0] - 1
+    hs = np.empty(n, dtype=np.uint64)  # each key's hash and prefix words, computed once
+    p0s = np.empty(n, dtype=np.int64)
+    p1s = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        h, p0s[i], p1s[i] = _key_hash(data, offs[i], offs[i + 1])
+        hs[i] = np.uint64(hashes[i]) if hashes[i] >= 0 else h
     for i in range(n):
         a, b = offs[i], offs[i + 1]
-        h, p0, p1 = _key_hash(data, a, b)
-        if hashes[i] >= 0:
-            h = np.uint64(hashes[i])
-        slot, found = _cache_find(data, a, b, h, p0, p1, ctab, ckeys)
+        slot, found = _cache_find(data, a, b, hs[i], p0s[i], p1s[i], ctab, ckeys)
         if not found:
-            _cache_put(data, a, b, h, p0, p1, slot, ids[id_offs[i]:id_offs[i + 1]],
+            _cache_put(data, a, b, hs[i], p0s[i], p1s[i], slot, ids[id_offs[i]:id_offs[i + 1]],
                        id_offs[i + 1] - id_offs[i], ctab, ckeys, cvals, cstate)
     got = np.full(8 * n + 1, -7, dtype=np.int64)  # <= 5 ids a key
     got_offs = np.zeros(n + 1, dtype=np.int64)
     w = 0
     for i in range(n):
-        a, b = offs[i], offs[i + 1]
-        h, p0, p1 = _key_hash(data, a, b)
-        if hashes[i] >= 0:
-            h = np.uint64(hashes[i])
-        slot, found = _cache_find(data, a, b, h, p0, p1, ctab, ckeys)
+        slot, found = _cache_find(data, offs[i], offs[i + 1], hs[i], p0s[i], p1s[i], ctab,
+                                  ckeys)
         if found:
             s = np.int64(slot) * 4
             nv = ctab[s] & 0xFF
