@@ -20,7 +20,6 @@ naming the document and character of a lone surrogate; ``"replace"`` substitutes
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import queue
 import threading
@@ -162,9 +161,7 @@ class CpuTokenizer(Tokenizer):
         self.config = model.config
         self.unicode = unicode_tables()
         do_nfc = model.normalizer.family == "nfc"
-        # no normalizer: a one-element NFC flag tells the kernels to skip the NFC check
-        self.unicode_eff = self.unicode if do_nfc else dataclasses.replace(
-            self.unicode, nfc_flag=np.zeros(1, dtype=self.unicode.nfc_flag.dtype))
+        self.unicode_eff = self.unicode if do_nfc else self.unicode.without_nfc()
         self.tables = model.tables
         self._merge_tab = pack_merge_table(self.tables.merge_keys, self.tables.merge_rank,
                                            self.tables.merge_new)

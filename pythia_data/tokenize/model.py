@@ -107,14 +107,15 @@ class UnicodeTables:
                 self.comp_keys, self.comp_vals)
 
     def without_nfc(self) -> UnicodeTables:
-        """The same tables with an NFC flag that never fires (no normalizer)."""
+        """The same tables for a file without a normalizer: a one-element NFC flag, which
+        tells the kernels to skip the NFC check altogether."""
         return _without_nfc(self)
 
 
 @lru_cache(maxsize=2)
 def _without_nfc(u: UnicodeTables) -> UnicodeTables:
-    return UnicodeTables(u.cls, u.ccc, np.zeros_like(u.nfc_flag), u.dec_index, u.dec_off,
-                         u.dec_data, u.comp_keys, u.comp_vals, u.meta)
+    return UnicodeTables(u.cls, u.ccc, np.zeros(1, dtype=u.nfc_flag.dtype), u.dec_index,
+                         u.dec_off, u.dec_data, u.comp_keys, u.comp_vals, u.meta)
 
 
 @lru_cache(maxsize=1)
