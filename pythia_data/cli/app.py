@@ -44,6 +44,36 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _redeliver_interrupt(previous):
+    """An unraisable-exception hook that does not let a Ctrl-C be swallowed.
+
+    A KeyboardInterrupt raised inside a callback that C code called (numba's compiled-kernel
+    cache is read through an llvmlite ctypes callback on every first kernel call) or inside a
+    ``__del__`` cannot propagate: Python prints "Exception ignored ..." with a traceback and
+    goes on, so a Ctrl-C during kernel loading used to be lost and the command ran to the
+    end. This hook prints nothing for it and sends SIGINT again from a short-lived thread a
+    moment later (a signal raised inside the hook would be handled, and swallowed, inside
+    the hook itself), so the interrupt reaches the command once the C code returns, or is
+    deferred like any other inside a block that defers interrupts. Other unraisable
+    exceptions go to the previous hook."""
+    import signal
+    import threading
+    import time
+
+    def again():
+        time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    def hook(unraisable):
+        if unraisable.exc_type is KeyboardInterrupt or \
+                isinstance(unraisable.exc_value, KeyboardInterrupt):
+            threading.Thread(target=again, name="pythia-data-sigint", daemon=True).start()
+            return
+        previous(unraisable)
+
+    return hook
+
+
 # click >= 8.2 raises this for a group called without a command (8.1 prints the help itself)
 _NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
@@ -83,12 +113,14 @@ class PythiaGroup(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         import warnings
 
-        shown = warnings.showwarning
+        shown, unraisable = warnings.showwarning, sys.unraisablehook
         warnings.showwarning = _show_warning
+        sys.unraisablehook = _redeliver_interrupt(unraisable)
         try:
             self._main(args, prog_name, complete_var, **extra)
         finally:
             warnings.showwarning = shown
+            sys.unraisablehook = unraisable
 
     def _main(self, args, prog_name, complete_var, **extra):
         try:
