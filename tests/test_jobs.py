@@ -674,3 +674,108 @@ def test_ctrl_c_around_the_merge_commit(tmp_path, tok, monkeypatch, after_commit
     for suffix in (".bin", ".idx"):
         with open(out + suffix, "rb") as a, open(one + suffix, "rb") as b:
             assert a.read() == b.read()
+
+
+# --------------------------------------------------------------------------- merging while running
+
+
+class _OrderedExecutor(LocalExecutor):
+    """Runs the units in the driver in a given order (a permutation of their positions),
+    calling ``progress`` after each, like a pool whose units finish out of order."""
+
+    def __init__(self, order, after=None):
+        super().__init__(1)
+        self.order, self.after = order, after
+
+    def run(self, units, fn, progress=None):
+        units = list(units)
+        out = [None] * len(units)
+        for n, k in enumerate(self.order(len(units))):
+            out[k] = fn(units[k])
+            if progress is not None:
+                progress(units[k].weight)
+            if self.after is not None:
+                self.after(n)
+        return out
+
+
+@pytest.mark.parametrize("order", ["forward", "backward", "shuffled"])
+def test_parts_are_merged_in_unit_order_while_units_finish(tmp_path, tok, monkeypatch, order):
+    """Issue 16: the merge runs while the job runs. A part is appended as soon as every unit
+    before it has finished -- never earlier, whatever order units finish in -- and the
+    dataset is byte-identical to one process's."""
+    import pythia_data.tokenize.units as tu
+    from pythia_data.jobs import PartMerger
+
+    src = [str(_corpus(tmp_path / "a.jsonl", 300))]
+    one = tokenize_files(src, tmp_path / "one", tok, append_eod=True)["output"]
+    rng = np.random.default_rng(3)
+    orders = {"forward": lambda n: list(range(n)), "backward": lambda n: list(range(n))[::-1],
+              "shuffled": lambda n: [int(i) for i in rng.permutation(n)]}
+    seen = []
+
+    class Spy(PartMerger):
+        def advance(self):
+            super().advance()
+            done = sorted(u.id for u in self.store.units if self.store.record(u) is not None)
+            prefix = 0
+            while prefix < len(done) and done[prefix] == prefix:
+                prefix += 1
+            seen.append((len(self._merged), prefix))  # appended == finished prefix
+
+    monkeypatch.setattr(tu, "PartMerger", Spy)
+    out = str(tmp_path / "o")
+    s = tokenize_units(src, out, tok, _OrderedExecutor(orders[order]), unit_bytes=2000,
+                       append_eod=True)
+    assert s["units"] > 3
+    assert len(seen) == s["units"]
+    assert all(merged == prefix for merged, prefix in seen), seen
+    if order == "forward":
+        assert [m for m, _ in seen] == list(range(1, s["units"] + 1))
+    assert _files(out) == _files(one)
+
+
+def test_interrupt_after_some_parts_were_merged_leaves_no_output_and_resumes(tmp_path, tok):
+    """A Ctrl-C while units still run, after parts were appended to the output's partial
+    file: no dataset, no partial file; the job folder stays and the rerun only does the
+    remaining units, with the same bytes."""
+    src = [str(_corpus(tmp_path / "a.jsonl", 300))]
+    one = tokenize_files(src, tmp_path / "one", tok)["output"]
+    out = str(tmp_path / "o")
+
+    def ctrl_c(n):
+        if n == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_units(src, out, tok, _OrderedExecutor(lambda n: list(range(n)), ctrl_c),
+                       unit_bytes=2000)
+    assert sorted(os.listdir(tmp_path)) == ["a.jsonl", "o.job", "one_text_document.bin",
+                                            "one_text_document.idx"]
+    s = tokenize_units(src, out, tok, LocalExecutor(1), unit_bytes=2000)
+    assert s["units_run"] == s["units"] - 4
+    assert _files(out) == _files(one)
+
+
+def test_a_part_redone_with_other_bytes_after_it_was_merged_is_refused(tmp_path, tok,
+                                                                      monkeypatch):
+    """The final records must match the parts appended early; if a unit's part changed
+    (its unit was redone and wrote other bytes), the merge refuses rather than keep a
+    stale copy, and writes nothing."""
+    import pythia_data.tokenize.units as tu
+    from pythia_data.jobs import PartMerger
+
+    class Redone(PartMerger):
+        def finish(self, records):
+            assert len(self._merged) == len(records)  # all appended while running
+            first = dict(records[0])
+            first["outputs"] = {name: {**meta, "xxh3": "0" * 32}
+                                for name, meta in first["outputs"].items()}
+            super().finish([first, *records[1:]])
+
+    monkeypatch.setattr(tu, "PartMerger", Redone)
+    src = [str(_corpus(tmp_path / "a.jsonl", 120))]
+    out = str(tmp_path / "o")
+    with pytest.raises(OutputError, match="changed after it was merged"):
+        tokenize_units(src, out, tok, LocalExecutor(1), unit_bytes=1000)
+    assert sorted(os.listdir(tmp_path)) == ["a.jsonl", "o.job"]

@@ -149,6 +149,15 @@ class DatasetBuilder:
             os.close(src)
         return True
 
+    def data_fd(self) -> int | None:
+        """A duplicate of the ``.bin`` partial file's descriptor (the caller closes it), for
+        flushing what was written so far to disk from another thread (``os.fdatasync``)
+        while more is appended; None if there is no such file."""
+        if self._bin.final is None or self._closed:
+            return None
+        self._bin.flush()
+        return os.dup(self._bin.fh.fileno())
+
     @property
     def num_sequences(self) -> int:
         return len(self._sizes)

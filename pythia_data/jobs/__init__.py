@@ -21,10 +21,11 @@ from pythia_data.jobs.plan import (
     plan_dataset,
     plan_files,
 )
-from pythia_data.jobs.run import concat_parts, merge_dataset_parts, run_units
+from pythia_data.jobs.run import PartMerger, concat_parts, merge_dataset_parts, run_units
 from pythia_data.jobs.store import JobStore, part_path, record_unit
 
 __all__ = [
+    "PartMerger",
     "DEFAULT_UNIT_BYTES",
     "EXECUTORS",
     "Executor",

@@ -4,6 +4,7 @@ in unit order into the output a single process writes."""
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -17,22 +18,33 @@ from pythia_data.jobs.plan import Unit
 from pythia_data.jobs.store import JobStore
 from pythia_data.progress import ProgressFactory, task
 
-__all__ = ["concat_parts", "merge_dataset_parts", "run_units"]
+__all__ = ["PartMerger", "concat_parts", "merge_dataset_parts", "run_units"]
 
 #: Bytes per read when parts are concatenated.
 _CHUNK = 8 << 20
 
 
 def run_units(store: JobStore, executor: Executor, fn: Callable[[Unit], dict], *,
-              progress: ProgressFactory | None = None, desc: str = "units") -> list[dict]:
+              progress: ProgressFactory | None = None, desc: str = "units",
+              on_unit: Callable[[], None] | None = None) -> list[dict]:
     """Run every unit of ``store`` without a valid completion record through ``executor``
     (``fn(unit)`` writes the part and the record) and return all the records in unit
-    order. Progress counts the units' input bytes, those done earlier included."""
+    order. Progress counts the units' input bytes, those done earlier included.
+    ``on_unit()`` is called in this thread after each unit finishes (a
+    :class:`PartMerger`'s ``advance``)."""
     todo, done = store.pending()
     total = sum(u.weight for u in store.units)
     with task(progress, desc, total, "B") as update:
         if update is not None and done:
             update(sum(u.weight for u in store.units if u.id in done))
+        if on_unit is not None:
+            shown = update
+
+            def update(n: int) -> None:
+                if shown is not None:
+                    shown(n)
+                on_unit()
+
         executor.run(todo, fn, progress=update)
     records = []
     for unit in store.units:
@@ -46,14 +58,126 @@ def run_units(store: JobStore, executor: Executor, fn: Callable[[Unit], dict], *
 
 
 def merge_dataset_parts(store: JobStore, records: Sequence[dict], prefix: str, dtype, *,
-                        overwrite: bool = True) -> None:
+                        overwrite: bool = True, merger: PartMerger | None = None) -> None:
     """Concatenate the units' ``.bin``/``.idx`` parts in unit order into ``prefix`` (the
-    same bytes one builder fed every document writes), checking each part's xxh3."""
-    with DatasetBuilder(prefix, dtype, overwrite=overwrite) as builder:
-        for unit, rec in zip(store.units, records):
-            bin_path = store.check_part(unit, rec, ".bin")
-            idx = store.check_part(unit, rec, ".idx")
-            builder.add_index(_Part(bin_path, idx, builder.dtype))
+    same bytes one builder fed every document writes), checking each part's xxh3, and
+    commit it. With ``merger``, the parts it appended while the job ran are kept (their
+    records must not have changed since) and only the rest are appended."""
+    if merger is None:
+        merger = PartMerger(store, prefix, dtype, overwrite=overwrite)
+    merger.finish(records)
+
+
+class PartMerger:
+    """Appends the units' dataset parts to the output in unit order *while the job runs*:
+    :meth:`advance` (called after each unit finishes) appends every part whose units
+    before it are all appended, and a background thread flushes the appended data to disk
+    (``fdatasync``) meanwhile. After the last unit, :meth:`finish` has one part or so left
+    to append, and the final fsync little left to write: at 1 GB of input the merge after
+    the units took ~1.5 s, most of it copying 750 MB of parts and waiting for the disk.
+
+    The output is the same :class:`DatasetBuilder` partial files as a merge at the end:
+    nothing is visible under the final names before :meth:`finish` commits, and
+    :meth:`abort` (or any exception in :meth:`finish`) removes them."""
+
+    def __init__(self, store: JobStore, prefix: str, dtype, *, overwrite: bool = True):
+        self.store, self.prefix, self.dtype, self.overwrite = store, prefix, dtype, overwrite
+        self._builder: DatasetBuilder | None = None
+        self._merged: list[dict] = []  # the records of the parts appended, in unit order
+        self._flush: _Flusher | None = None
+
+    def _append(self, unit: Unit, rec: dict) -> None:
+        if self._builder is None:
+            self._builder = DatasetBuilder(self.prefix, self.dtype, overwrite=self.overwrite)
+        bin_path = self.store.check_part(unit, rec, ".bin")
+        idx = self.store.check_part(unit, rec, ".idx")
+        self._builder.add_index(_Part(bin_path, idx, self._builder.dtype))
+        self._merged.append(rec)
+
+    def advance(self) -> None:
+        """Append the parts of the finished units that follow the last one appended."""
+        units = self.store.units
+        before = len(self._merged)
+        while len(self._merged) < len(units):
+            rec = self.store.record(units[len(self._merged)])
+            if rec is None:
+                break
+            self._append(units[len(self._merged)], rec)
+        if len(self._merged) > before and self._builder is not None:
+            if self._flush is None:
+                fd = self._builder.data_fd()
+                if fd is not None:
+                    self._flush = _Flusher(fd)
+            if self._flush is not None:
+                self._flush.request()
+
+    def finish(self, records: Sequence[dict]) -> None:
+        """Append the remaining parts and commit; ``records`` are the job's final records
+        (a part appended early whose unit was redone since must have the same bytes)."""
+        try:
+            for k, (unit, rec) in enumerate(zip(self.store.units, records)):
+                if k < len(self._merged):
+                    if rec.get("outputs") != self._merged[k].get("outputs"):
+                        raise OutputError(f"unit {unit.id}'s part changed after it was merged "
+                                          f"in {self.store.folder}; rerun")
+                    continue
+                self._append(unit, rec)
+            if self._builder is None:  # a job of no units: an empty dataset
+                self._builder = DatasetBuilder(self.prefix, self.dtype,
+                                               overwrite=self.overwrite)
+            self._stop_flush()
+            builder, self._builder = self._builder, None
+            builder.finalize()
+        except BaseException:
+            self.abort()
+            raise
+
+    def _stop_flush(self) -> None:
+        if self._flush is not None:
+            self._flush.stop()
+            self._flush = None
+
+    def abort(self) -> None:
+        """Drop the partial output (nothing once :meth:`finish` has committed)."""
+        self._stop_flush()
+        if self._builder is not None:
+            builder, self._builder = self._builder, None
+            builder.abort()
+
+
+class _Flusher:
+    r"""A daemon thread that ``fdatasync``\s its own descriptor when asked (requests made
+    while it syncs coalesce into one more). It never touches the writer's buffers; the
+    writer's final fsync still makes the file durable, with little left to write."""
+
+    def __init__(self, fd: int):
+        self._fd = fd
+        self._wake = threading.Event()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="pythia-data-flush",
+                                        daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                if self._stopped:
+                    return
+                try:
+                    os.fdatasync(self._fd)
+                except OSError:  # the final fsync reports real errors
+                    return
+        finally:
+            os.close(self._fd)
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
 
 
 class _Part:

@@ -37,6 +37,7 @@ from pythia_data.jobs import (
     Executor,
     InputFile,
     JobStore,
+    PartMerger,
     Unit,
     concat_parts,
     describe_input,
@@ -375,12 +376,17 @@ def tokenize_units(files: Sequence[str], out_prefix: str, tokenizer, executor: E
         todo, _ = store.pending()
         ctx = _Context(store.folder, tuple(inputs), ref, key=key, errors=errors,
                        append_eod=append_eod)
-        records = run_units(store, executor, partial(_tokenize_unit, ctx), progress=progress,
-                            desc="tokenize")
-        info = _job_info(store, executor, len(todo), records)
-        ran = time.monotonic()
-        _merge_then_finish(store, keep_job, _dataset_files(out_prefix), lambda: merge_dataset_parts(
-            store, records, out_prefix, dtype, overwrite=overwrite))
+        merger = PartMerger(store, out_prefix, dtype, overwrite=overwrite)
+        try:
+            records = run_units(store, executor, partial(_tokenize_unit, ctx),
+                                progress=progress, desc="tokenize", on_unit=merger.advance)
+            info = _job_info(store, executor, len(todo), records)
+            ran = time.monotonic()
+            _merge_then_finish(store, keep_job, _dataset_files(out_prefix),
+                               lambda: merge_dataset_parts(store, records, out_prefix, dtype,
+                                                           overwrite=overwrite, merger=merger))
+        finally:
+            merger.abort()
         merged = time.monotonic()
     summary = _sum(records, "documents", "skipped_empty", "tokens", "input_bytes")
     warnings = []
@@ -431,11 +437,16 @@ def retokenize_units(data, old, new, out_prefix, executor: Executor, *,
         todo, _ = store.pending()
         ctx = _Context(store.folder, tuple(inputs), new_ref, old_ref, dataset=prefix,
                        extra={"eod_id": eod_id})
-        records = run_units(store, executor, partial(_retokenize_unit, ctx), progress=progress,
-                            desc="retokenize")
-        info = _job_info(store, executor, len(todo), records)
-        _merge_then_finish(store, keep_job, _dataset_files(out_prefix), lambda: merge_dataset_parts(
-            store, records, out_prefix, dtype, overwrite=overwrite))
+        merger = PartMerger(store, out_prefix, dtype, overwrite=overwrite)
+        try:
+            records = run_units(store, executor, partial(_retokenize_unit, ctx),
+                                progress=progress, desc="retokenize", on_unit=merger.advance)
+            info = _job_info(store, executor, len(todo), records)
+            _merge_then_finish(store, keep_job, _dataset_files(out_prefix),
+                               lambda: merge_dataset_parts(store, records, out_prefix, dtype,
+                                                           overwrite=overwrite, merger=merger))
+        finally:
+            merger.abort()
     return {"output": out_prefix, **_sum(records, "documents", "tokens"), "dtype": dtype.name,
             "from_tokenizer": old.name, "tokenizer": new.name,
             "seconds": round(time.monotonic() - started, 3), **info}
