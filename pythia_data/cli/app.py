@@ -206,6 +206,8 @@ def console_main() -> None:
     outside world - waits for non-daemon threads, runs the ``atexit`` callbacks, flushes
     stdout and stderr - and then leaves with ``os._exit``. Anything unusual (stdout cannot
     be flushed, a Python without ``threading._shutdown``) takes the interpreter's exit."""
+    # the package's kernels need no third-party numba extension (see pythia_data.kernels)
+    os.environ.setdefault("PYTHIA_DATA_NUMBA_EXTENSIONS", "0")
     try:
         main()
     except SystemExit as exc:
