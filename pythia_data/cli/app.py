@@ -205,7 +205,8 @@ def console_main() -> None:
     commands take. So once the command is over this does what that exit does for the
     outside world - waits for non-daemon threads, runs the ``atexit`` callbacks, flushes
     stdout and stderr - and then leaves with ``os._exit``. Anything unusual (stdout cannot
-    be flushed, a Python without ``threading._shutdown``) takes the interpreter's exit."""
+    be flushed, a Python without ``threading._shutdown``, a profiler or tracer that reports
+    after the program) takes the interpreter's exit."""
     # the package's kernels need no third-party numba extension (see pythia_data.kernels)
     os.environ.setdefault("PYTHIA_DATA_NUMBA_EXTENSIONS", "0")
     try:
@@ -241,7 +242,8 @@ def _quick_exit(exc: SystemExit) -> None:
 
     status = _exit_status(exc.code)
     shutdown = getattr(threading, "_shutdown", None)
-    if status is None or shutdown is None or not _flushed():
+    traced = sys.getprofile() is not None or sys.gettrace() is not None  # e.g. -m cProfile
+    if status is None or shutdown is None or traced or not _flushed():
         return
     try:
         shutdown()  # joins non-daemon threads (and executors' workers), as exit does
