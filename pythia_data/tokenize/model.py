@@ -631,7 +631,7 @@ class EngineTables:
 def _whole_words(model: TokenizerModel, t: EngineTables) -> list[tuple[bytes, int]]:
     """ignore_merges: (bytes, id) of the vocabulary tokens whose BPE is not the token
     itself (one kernel call over the whole vocabulary)."""
-    from pythia_data.kernels.bpe import bpe_single_ids
+    from pythia_data.kernels.bpe import bpe_single_ids, pack_merge_table
 
     u2b = {u: b for b, u in bytes_to_unicode().items()}
     words, ids = [], []
@@ -643,5 +643,6 @@ def _whole_words(model: TokenizerModel, t: EngineTables) -> list[tuple[bytes, in
     keys = np.frombuffer(b"".join(words), dtype=np.uint8).copy()
     offs = np.zeros(len(words) + 1, dtype=np.int64)
     np.cumsum([len(w) for w in words], out=offs[1:])
-    single = bpe_single_ids(keys, offs, t.byte_id, t.merge_keys, t.merge_rank, t.merge_new)
+    single = bpe_single_ids(keys, offs, t.byte_id,
+                            pack_merge_table(t.merge_keys, t.merge_rank, t.merge_new))
     return [(words[k], ids[k]) for k in range(len(words)) if single[k] != ids[k]]
