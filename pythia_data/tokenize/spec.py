@@ -9,6 +9,7 @@ fetched once with ``huggingface_hub.hf_hub_download`` and then read from the loc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -39,6 +40,7 @@ class TokenizerConfig:
         self.name = name
         self._raw = raw
         self._data = data
+        self._digest: str | None = None
 
     def __repr__(self) -> str:
         return f"TokenizerConfig(path={self.path!r}, name={self.name!r})"
@@ -53,6 +55,13 @@ class TokenizerConfig:
     def data(self) -> bytes | None:
         """The file's bytes as read (None for a config made from parsed JSON)."""
         return self._data
+
+    @property
+    def digest(self) -> str | None:
+        """SHA-256 (hex) of :attr:`data` (None without it)."""
+        if self._digest is None and self._data is not None:
+            self._digest = hashlib.sha256(self._data).hexdigest()
+        return self._digest
 
     @property
     def model(self) -> dict:

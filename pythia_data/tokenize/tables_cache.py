@@ -90,14 +90,10 @@ def _code_stamp() -> str:
 
 
 def _key(config: TokenizerConfig) -> str | None:
-    data = config.data
-    if data is None:
+    digest = config.digest
+    if digest is None:
         return None
-    key = getattr(config, "_tables_key", None)
-    if key is None:
-        key = hashlib.sha256(hashlib.sha256(data).digest() + _code_stamp().encode()).hexdigest()
-        config._tables_key = key
-    return key
+    return hashlib.sha256(f"{digest}\0{_code_stamp()}".encode()).hexdigest()
 
 
 def entry_path(config: TokenizerConfig) -> Path | None:
