@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pythia_data import __version__
+import pythia_data
 from pythia_data.tokenize.families import Family
 from pythia_data.tokenize.model import AddedToken, EngineTables, Stage, TokenizerModel
 from pythia_data.tokenize.spec import TokenizerConfig
@@ -78,7 +78,7 @@ def cache_folder() -> Path | None:
 @lru_cache(maxsize=1)
 def _code_stamp() -> str:
     """SHA-256 of the package version, FORMAT and the tokenize and kernels sources."""
-    h = hashlib.sha256(f"{__version__}\0{FORMAT}\0".encode())
+    h = hashlib.sha256(f"{pythia_data.__version__}\0{FORMAT}\0".encode())
     here = Path(__file__).resolve().parent
     for folder in (here, here.parent / "kernels"):
         try:
@@ -135,7 +135,7 @@ def _encode(model: TokenizerModel, key: str) -> bytes:
         layout.append([name, int(arr.size), pos])
         pos += -(-arr.nbytes // _ALIGN) * _ALIGN
     meta = {
-        "format": FORMAT, "key": key, "version": __version__,
+        "format": FORMAT, "key": key, "version": pythia_data.__version__,
         "stages": [_stage_out(s) for s in model.stages],
         "whole_words": bool(model.whole_words), "vocab_size": int(model.vocab_size),
         "eod_id": model.eod_id,
