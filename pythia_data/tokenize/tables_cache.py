@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import struct
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -159,18 +160,22 @@ def save_model(model: TokenizerModel) -> Path | None:
     path = entry_path(model.config)
     if path is None or not model.model.exact:
         return None
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = None
     try:
         data = _encode(model, _key(model.config))
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
+        # a new file of a random name (O_EXCL: never through a link planted in the folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except (OSError, ValueError, TypeError, OverflowError):
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
         return None
     _prune(path.parent)
     return path
