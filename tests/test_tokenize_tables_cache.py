@@ -252,13 +252,19 @@ def test_refused_tokenizer_is_not_cached(cache, tmp_path):
 
 def test_at_most_keep_files(cache, tmp_path, monkeypatch):
     monkeypatch.setattr(tc, "KEEP", 2)
+    cache.mkdir(parents=True)
+    stale, fresh = cache / ".x.tables.abc.tmp", cache / ".y.tables.def.tmp"
+    stale.write_bytes(b"left by a killed writer")
+    fresh.write_bytes(b"being written")
+    os.utime(stale, (1, 1))
     raw = json.loads(bundled_path().read_text("utf-8"))
     for i in range(4):
         raw["added_tokens"][-1]["content"] = f"<extra {i}>"
         path = tmp_path / f"t{i}.json"
         path.write_text(json.dumps(raw), "utf-8")
         load_tokenizer(path, workers=1)
-    assert len(list(cache.iterdir())) == 2
+    assert len(list(cache.glob("*.tables"))) == 2
+    assert not stale.exists() and fresh.exists()
 
 
 def test_family_survives_the_round_trip(cache):

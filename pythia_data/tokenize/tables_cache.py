@@ -32,6 +32,7 @@ import json
 import os
 import struct
 import tempfile
+import time
 from functools import lru_cache
 from pathlib import Path
 
@@ -170,7 +171,7 @@ def save_model(model: TokenizerModel) -> Path | None:
             fh.write(data)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except (OSError, ValueError, TypeError, OverflowError):
+    except Exception:  # noqa: BLE001 - best effort: a cache not written costs one compile
         if tmp is not None:
             try:
                 os.unlink(tmp)
@@ -182,11 +183,15 @@ def save_model(model: TokenizerModel) -> Path | None:
 
 
 def _prune(folder: Path) -> None:
+    """Keep the newest KEEP files; remove temporary files a killed writer left (> 1 h old)."""
     try:
         entries = []
+        old = time.time() - 3600
         for p in folder.iterdir():
             if p.name.endswith(_SUFFIX):
                 entries.append((p.stat().st_mtime_ns, p))
+            elif p.name.startswith(".") and p.name.endswith(".tmp") and p.stat().st_mtime < old:
+                p.unlink()
         entries.sort(reverse=True)
         for _, p in entries[KEEP:]:
             p.unlink()
