@@ -1,4 +1,4 @@
-from pythia_data.cli import main
+from pythia_data.cli import console_main
 
 if __name__ == "__main__":
-    main()
+    console_main()

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +13,14 @@ from pythia_data.dataset import write_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
+
+
+# The per-user caches (the compiled-tables cache of pythia_data.tokenize.tables_cache, the
+# order index fallback folder) of this test process and the commands it starts: a folder of
+# this run, removed at its end, never the user's ~/.cache.
+if "PYTHIA_DATA_CACHE" not in os.environ:
+    os.environ["PYTHIA_DATA_CACHE"] = tempfile.mkdtemp(prefix="pythia-data-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["PYTHIA_DATA_CACHE"], True)
 
 
 def position_docs(sizes, base: int = 100):

@@ -7,8 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pythia_data.kernels.bpe import (
-    bpe_word,
-    bpe_word_heap,
+    bpe_single_ids,
     bpe_word_heap_packed,
     bpe_word_packed,
     pack_merge_table,
@@ -50,26 +49,17 @@ def oracle_bpe(data: bytes) -> list[int]:
 
 
 def run_kernels(data: bytes):
+    """(the quadratic BPE's ids, the heap BPE's ids) of ``data``, both over the packed merge
+    table (the cpu encoder's), and the id :func:`bpe_single_ids` gives the word."""
     arr = np.frombuffer(data, dtype=np.uint8)
     n = arr.size
     syms = np.empty(n + 1, dtype=np.int32)
-    ranks = np.empty(n + 1, dtype=np.int32)
-    slots = np.empty(n + 1, dtype=np.uint64)
-    k = bpe_word(arr, 0, n, _T.byte_id, _T.merge_keys, _T.merge_rank, _T.merge_new, syms,
-                 ranks, slots)
-    a = syms[:k].tolist()
-    syms2 = np.empty(n + 1, dtype=np.int32)
-    k2 = bpe_word_heap(arr, 0, n, _T.byte_id, _T.merge_keys, _T.merge_rank, _T.merge_new,
-                       syms2)
-    syms3 = np.empty(n + 1, dtype=np.int32)
     vals = np.empty(n + 1, dtype=np.int64)
-    k3 = bpe_word_packed(arr, 0, n, _T.byte_id, _PACKED, syms3, vals)
-    syms4 = np.empty(n + 1, dtype=np.int32)
-    k4 = bpe_word_heap_packed(arr, 0, n, _T.byte_id, _PACKED, syms4)
-    # the packed merge table's kernels (the cpu encoder's) give what the plain ones give
-    assert syms3[:k3].tolist() == a
-    assert syms4[:k4].tolist() == syms2[:k2].tolist()
-    return a, syms2[:k2].tolist()
+    k = bpe_word_packed(arr, 0, n, _T.byte_id, _PACKED, syms, vals)
+    syms2 = np.empty(n + 1, dtype=np.int32)
+    k2 = bpe_word_heap_packed(arr, 0, n, _T.byte_id, _PACKED, syms2)
+    single = bpe_single_ids(arr, np.array([0, n], dtype=np.int64), _T.byte_id, _PACKED)
+    return syms[:k].tolist(), syms2[:k2].tolist(), int(single[0])
 
 
 _WORDS = st.one_of(
@@ -83,10 +73,11 @@ _WORDS = st.one_of(
 @given(_WORDS)
 def test_bpe_kernels_match_oracle(word):
     data = word.encode("utf-8")
-    naive, heap = run_kernels(data)
+    naive, heap, single = run_kernels(data)
     expect = oracle_bpe(data)
     assert naive == expect
     assert heap == expect
+    assert single == (expect[0] if len(expect) == 1 else -1)
 
 
 def test_bpe_known_words():
@@ -143,3 +134,22 @@ def test_regex_kernel_matches_oracle(text):
         got.append(data[p:q].tobytes().decode("utf-8"))
         p = q
     assert got == oracle_pretokens(text)
+
+
+def test_bpe_single_ids_on_vocabulary_words():
+    """The ignore_merges helper: one call over many words (short and LONG_WORD-long), each
+    word's single id exactly when the oracle leaves one token."""
+    from pythia_data.tokenize.model import bytes_to_unicode
+
+    u2b = {u: b for b, u in bytes_to_unicode().items()}
+    vocab = _TOK.model.vocab
+    words = [bytes(u2b[c] for c in t) for t in sorted(vocab)[::25] if len(t) > 1
+             and all(c in u2b for c in t)]
+    words += [b"9" * 60, b"the" * 20, b" hello"]
+    keys = np.frombuffer(b"".join(words), dtype=np.uint8)
+    offs = np.zeros(len(words) + 1, dtype=np.int64)
+    np.cumsum([len(w) for w in words], out=offs[1:])
+    got = bpe_single_ids(keys, offs, _T.byte_id, _PACKED).tolist()
+    want = [(o[0] if len(o) == 1 else -1) for o in map(oracle_bpe, words)]
+    assert got == want
+    assert sum(g >= 0 for g in got) > len(words) // 2  # most vocabulary words are one token

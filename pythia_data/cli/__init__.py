@@ -8,7 +8,7 @@ maps each command name to its module (add yours there).
 
 from __future__ import annotations
 
-from pythia_data.cli.app import cli, main
+from pythia_data.cli.app import cli, console_main, main
 
 COMMANDS = {
     "info": "format_cmds",
@@ -30,4 +30,4 @@ COMMANDS = {
 
 cli.lazy_commands.update(COMMANDS)
 
-__all__ = ["COMMANDS", "cli", "main"]
+__all__ = ["COMMANDS", "cli", "console_main", "main"]

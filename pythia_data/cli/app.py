@@ -211,7 +211,7 @@ def run_script(func, *args) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point (``pythia-data`` and ``python -m pythia_data``).
+    """The CLI (the console scripts call it through :func:`console_main`).
 
     After a Ctrl-C the command has removed its partial outputs and said "interrupted";
     it then leaves at once (``os._exit``) rather than through the interpreter's exit,
@@ -228,6 +228,64 @@ def main(argv: list[str] | None = None) -> None:
                     pass
             os._exit(130)
         raise
+
+
+def console_main() -> None:
+    """The console scripts' entry (``pythia-data``, ``python -m pythia_data``): :func:`main`,
+    then a quick exit. The interpreter's own exit tears down every module and collects
+    every object - with numba loaded that is ~0.25 s of a command's run, more than some
+    commands take. So once the command is over this does what that exit does for the
+    outside world - waits for non-daemon threads, runs the ``atexit`` callbacks, flushes
+    stdout and stderr - and then leaves with ``os._exit``. Anything unusual (stdout cannot
+    be flushed, a Python without ``threading._shutdown``, a profiler or tracer that reports
+    after the program) takes the interpreter's exit."""
+    # the package's kernels need no third-party numba extension (see pythia_data.kernels)
+    os.environ.setdefault("PYTHIA_DATA_NUMBA_EXTENSIONS", "0")
+    try:
+        main()
+    except SystemExit as exc:
+        _quick_exit(exc)
+        raise
+    _quick_exit(SystemExit(0))
+
+
+def _exit_status(code) -> int | None:
+    if code is None:
+        return 0
+    if isinstance(code, int) and not isinstance(code, bool):
+        return code & 0xFF
+    return None  # a message: the interpreter prints it and exits with 1
+
+
+def _flushed() -> bool:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:  # noqa: BLE001 - a closed pipe: leave it to the interpreter
+            return False
+    return True
+
+
+def _quick_exit(exc: SystemExit) -> None:
+    """``os._exit`` with ``exc``'s status after the outward steps of the interpreter's exit;
+    returns (the caller re-raises ``exc``) when it cannot be done safely."""
+    import threading
+
+    status = _exit_status(exc.code)
+    shutdown = getattr(threading, "_shutdown", None)
+    traced = sys.getprofile() is not None or sys.gettrace() is not None  # e.g. -m cProfile
+    if status is None or shutdown is None or traced or not _flushed():
+        return
+    try:
+        shutdown()  # joins non-daemon threads (and executors' workers), as exit does
+        import atexit
+
+        atexit._run_exitfuncs()
+    except KeyboardInterrupt:
+        status = 130
+    _flushed()
+    os._exit(status)
 
 
 def _stop_children() -> None:

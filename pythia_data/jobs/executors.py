@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
-from concurrent.futures.process import BrokenProcessPool
 
 from pythia_data.errors import OutputError, PythiaDataError, UsageError
 
@@ -109,6 +107,10 @@ class LocalExecutor(Executor):
     def _pool(self, n: int, module: str | None):
         if self.mode == "thread":
             return ThreadPoolExecutor(max_workers=n, thread_name_prefix="pythia-data-unit")
+        # imported here: a run whose units all run in this process never loads them
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
         methods = multiprocessing.get_all_start_methods()
         if "forkserver" in methods:
             ctx = multiprocessing.get_context("forkserver")
@@ -135,6 +137,8 @@ class LocalExecutor(Executor):
                 if progress is not None:
                     progress(unit.weight)
             return results
+        from concurrent.futures.process import BrokenProcessPool
+
         attempts = [0] * len(units)
         todo = list(range(len(units)))
         n = min(self.workers, len(units))

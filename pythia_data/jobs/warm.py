@@ -11,6 +11,8 @@ import sys
 
 from numba import njit
 
+import pythia_data.kernels  # noqa: F401 - first: PYTHIA_DATA_NUMBA_EXTENSIONS applies here too
+
 
 def _one_line_hook(kind, value, tb) -> None:
     """What a worker process prints for an error while it starts (the fork server calls

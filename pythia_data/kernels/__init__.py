@@ -8,6 +8,12 @@ would leave the old scanner compiled into it -- silently wrong ids. So on first 
 package fingerprints every kernel source file and, when the fingerprint differs from the one
 recorded beside the caches, removes this folder's numba cache files (they are rebuilt on
 first use). Caches moved elsewhere with ``NUMBA_CACHE_DIR`` are not checked.
+
+Numba loads every installed third-party numba extension (entry points of the group
+``numba_extensions``, e.g. awkward's, ~0.15 s plus its share of the exit) at a process's
+first kernel call. These kernels use plain numpy arrays and scalars only, so with
+``PYTHIA_DATA_NUMBA_EXTENSIONS=0`` in the environment (the ``pythia-data`` command sets it
+for itself and its worker processes unless it is set already) they are not loaded.
 """
 
 from __future__ import annotations
@@ -55,4 +61,19 @@ def drop_stale_caches(folder: str | os.PathLike | None = None) -> bool:
     return removed
 
 
+def skip_numba_extensions() -> bool:
+    """Mark numba's third-party extensions as loaded, so that the first kernel call does
+    not import them; False when numba has no such switch (or already loaded them)."""
+    try:
+        from numba.core import entrypoints
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return False
+    if getattr(entrypoints, "_already_initialized", True):
+        return False
+    entrypoints._already_initialized = True
+    return True
+
+
 drop_stale_caches()
+if os.environ.get("PYTHIA_DATA_NUMBA_EXTENSIONS") == "0":
+    skip_numba_extensions()

@@ -35,9 +35,6 @@ from pythia_data.kernels.pretokenize_split import split_family
 
 __all__ = [
     "build_merge_table",
-    "merge_lookup",
-    "bpe_word",
-    "bpe_word_heap",
     "bpe_word_packed",
     "bpe_word_heap_packed",
     "pack_merge_table",
@@ -53,7 +50,6 @@ MAX_CACHED_KEY = 128
 CACHE_INLINE_KEY = 16  # longer cached keys live in the key arena
 SCRATCH = 1 << 16  # pieces longer than this get their own scratch arrays
 LONG_WORD = 48  # longer pre-tokens use the O(n log n) heap BPE
-INF_RANK = np.int32(2**31 - 1)
 
 ST_OK = 0
 ST_NEED_ROOM = 1
@@ -85,56 +81,6 @@ def build_merge_table(left, right, rank, new_id, size):  # pragma: no cover - ji
     return keys, ranks, news
 
 
-@njit(cache=True, nogil=True, inline="always")
-def merge_lookup(merge_keys, merge_rank, a, b):  # pragma: no cover - jit
-    """(rank, slot) of the pair (a, b); rank INF_RANK when there is no such merge."""
-    key = (np.int64(a) << np.int64(32)) | np.int64(b)
-    mask = np.uint64(merge_keys.shape[0] - 1)
-    slot = _mix(key) & mask
-    while True:
-        k = merge_keys[slot]
-        if k == key:
-            return merge_rank[slot], slot
-        if k == -1:
-            return INF_RANK, slot
-        slot = (slot + np.uint64(1)) & mask
-
-
-@njit(cache=True, nogil=True)
-def bpe_word(data, a, b, byte_id, merge_keys, merge_rank, merge_new, syms, ranks, slots):
-    """BPE of the bytes ``data[a:b]`` into ``syms`` (room for b - a); returns the count.
-
-    Always merges the lowest-rank adjacent pair, the leftmost one on ties (what HF's
-    priority-queue BPE does)."""  # pragma: no cover - jit
-    n = b - a
-    for i in range(n):
-        syms[i] = byte_id[data[a + i]]
-    for i in range(n - 1):
-        ranks[i], slots[i] = merge_lookup(merge_keys, merge_rank, syms[i], syms[i + 1])
-    while n > 1:
-        best = INF_RANK
-        at = -1
-        for i in range(n - 1):
-            if ranks[i] < best:
-                best = ranks[i]
-                at = i
-        if at < 0:
-            break
-        syms[at] = merge_new[slots[at]]
-        for i in range(at + 1, n - 1):
-            syms[i] = syms[i + 1]
-            ranks[i] = ranks[i + 1]
-            slots[i] = slots[i + 1]
-        n -= 1
-        if at > 0:
-            ranks[at - 1], slots[at - 1] = merge_lookup(
-                merge_keys, merge_rank, syms[at - 1], syms[at]
-            )
-        if at < n - 1:
-            ranks[at], slots[at] = merge_lookup(merge_keys, merge_rank, syms[at], syms[at + 1])
-    return n
-
-
 NO_MERGE = np.int64(2**63 - 1)
 
 
@@ -164,8 +110,10 @@ def merge_get(merge_tab, a, b):  # pragma: no cover - jit
 
 @njit(cache=True, nogil=True)
 def bpe_word_packed(data, a, b, byte_id, merge_tab, syms, vals):  # pragma: no cover - jit
-    """:func:`bpe_word` over a packed merge table (``vals``: scratch int64, room for
-    b - a): the lowest ``rank << 32 | id`` is the lowest rank, the leftmost on ties."""
+    """BPE of the bytes ``data[a:b]`` into ``syms`` (room for b - a) over a packed merge
+    table (``vals``: scratch int64, room for b - a); returns the count. Always merges the
+    lowest-rank adjacent pair, the leftmost one on ties (what HF's priority-queue BPE does):
+    the lowest ``rank << 32 | id`` is the lowest rank, the leftmost on ties."""
     n = b - a
     for i in range(n):
         syms[i] = byte_id[data[a + i]]
@@ -226,61 +174,10 @@ def _heap_pop(heap, size):
 
 
 @njit(cache=True, nogil=True)
-def bpe_word_heap(data, a, b, byte_id, merge_keys, merge_rank, merge_new, syms):
-    """BPE of ``data[a:b]`` in O(n log n) (for long pre-tokens): a heap of (rank, position)
-    with stale entries skipped, like HF's BPE. Same result as :func:`bpe_word`."""
-    n = b - a
-    nxt = np.empty(n, dtype=np.int64)
-    prv = np.empty(n, dtype=np.int64)
-    alive = np.ones(n, dtype=np.bool_)
-    heap = np.empty(3 * n + 3, dtype=np.int64)
-    size = 0
-    for i in range(n):
-        syms[i] = byte_id[data[a + i]]
-        nxt[i] = i + 1 if i + 1 < n else -1
-        prv[i] = i - 1
-    for i in range(n - 1):
-        r, _slot = merge_lookup(merge_keys, merge_rank, syms[i], syms[i + 1])
-        if r != INF_RANK:
-            size = _heap_push(heap, size, (np.int64(r) << np.int64(32)) | i)
-    while size > 0:
-        key, size = _heap_pop(heap, size)
-        r = np.int32(key >> np.int64(32))
-        i = key & np.int64(0xFFFFFFFF)
-        if not alive[i]:
-            continue
-        j = nxt[i]
-        if j < 0:
-            continue
-        r2, slot = merge_lookup(merge_keys, merge_rank, syms[i], syms[j])
-        if r2 != r:
-            continue
-        syms[i] = merge_new[slot]
-        alive[j] = False
-        k = nxt[j]
-        nxt[i] = k
-        if k >= 0:
-            prv[k] = i
-            rn, _s = merge_lookup(merge_keys, merge_rank, syms[i], syms[k])
-            if rn != INF_RANK:
-                size = _heap_push(heap, size, (np.int64(rn) << np.int64(32)) | i)
-        p = prv[i]
-        if p >= 0:
-            rp, _s = merge_lookup(merge_keys, merge_rank, syms[p], syms[i])
-            if rp != INF_RANK:
-                size = _heap_push(heap, size, (np.int64(rp) << np.int64(32)) | p)
-    m = 0
-    i = 0
-    while i >= 0:
-        syms[m] = syms[i]
-        m += 1
-        i = nxt[i]
-    return m
-
-
-@njit(cache=True, nogil=True)
 def bpe_word_heap_packed(data, a, b, byte_id, merge_tab, syms):  # pragma: no cover - jit
-    """:func:`bpe_word_heap` over a packed merge table."""
+    """BPE of ``data[a:b]`` over a packed merge table in O(n log n) (for long pre-tokens): a
+    heap of (rank, position) with stale entries skipped, like HF's BPE. Same result as
+    :func:`bpe_word_packed`."""
     n = b - a
     nxt = np.empty(n, dtype=np.int64)
     prv = np.empty(n, dtype=np.int64)
@@ -533,25 +430,23 @@ def cache_seed(keys, key_off, ids, ctab, ckeys, cvals, cstate):  # pragma: no co
 
 
 @njit(cache=True, nogil=True)
-def bpe_single_ids(keys, key_off, byte_id, merge_keys, merge_rank, merge_new):  # pragma: no cover
-    """For each word ``keys[key_off[i]:key_off[i+1]]``: the one id BPE makes of it, or -1
-    when BPE leaves several tokens (int32 array)."""
+def bpe_single_ids(keys, key_off, byte_id, merge_tab):  # pragma: no cover - jit
+    """For each word ``keys[key_off[i]:key_off[i+1]]``: the one id BPE (over the packed
+    merge table) makes of it, or -1 when BPE leaves several tokens (int32 array)."""
     n = key_off.shape[0] - 1
     out = np.full(n, -1, dtype=np.int32)
     longest = 1
     for i in range(n):
         longest = max(longest, key_off[i + 1] - key_off[i])
     syms = np.empty(longest + 1, dtype=np.int32)
-    ranks = np.empty(longest + 1, dtype=np.int32)
-    mslots = np.empty(longest + 1, dtype=np.uint64)
+    vals = np.empty(longest + 1, dtype=np.int64)
     for i in range(n):
         a = key_off[i]
         b = key_off[i + 1]
         if b - a <= LONG_WORD:
-            m = bpe_word(keys, a, b, byte_id, merge_keys, merge_rank, merge_new, syms, ranks,
-                         mslots)
+            m = bpe_word_packed(keys, a, b, byte_id, merge_tab, syms, vals)
         else:
-            m = bpe_word_heap(keys, a, b, byte_id, merge_keys, merge_rank, merge_new, syms)
+            m = bpe_word_heap_packed(keys, a, b, byte_id, merge_tab, syms)
         if m == 1:
             out[i] = syms[0]
     return out

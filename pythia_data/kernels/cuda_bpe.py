@@ -10,8 +10,8 @@ After :mod:`pythia_data.kernels.cuda_pretokenize` has marked pre-token starts in
    table (``table`` int32, power-of-two size, -1 empty) with ``cuda.atomic.cas``; ``rep[k]``
    is the first pre-token inserted with the same bytes (its representative).
 4. :func:`bpe_kernel`: one thread per representative runs byte-level BPE (lowest merge rank
-   first, leftmost on ties: the cpu engine's :func:`pythia_data.kernels.bpe.bpe_word`) in
-   place over the pre-token's own byte range of the scratch arrays ``ssym``/``srank``/
+   first, leftmost on ties: the cpu engine's
+   :func:`pythia_data.kernels.bpe.bpe_word_packed`) in place over the pre-token's own byte range of the scratch arrays ``ssym``/``srank``/
    ``snew`` (so no per-thread allocation); ``nsym[k]`` = its id count.
 5. :func:`count_kernel` + :func:`scan`: output position of each pre-token;
    :func:`scatter_kernel` writes the ids, :func:`doc_offsets_kernel` the document offsets.

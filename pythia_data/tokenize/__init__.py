@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from pythia_data.errors import UsageError
 from pythia_data.tokenize.registry import BACKENDS
-from pythia_data.tokenize.spec import TokenizerConfig, read_config
+from pythia_data.tokenize.spec import TokenizerConfig, open_config, read_config
 
 if TYPE_CHECKING:
     from pythia_data.tokenize.base import Tokenizer
@@ -54,17 +54,23 @@ def load_tokenizer(spec=None, backend: str = "cpu", **options) -> Tokenizer:
     Options: ``errors`` ("strict" | "replace", see :mod:`pythia_data.tokenize.base`),
     ``workers`` (cpu backend: threads per call, default min(os.cpu_count(), 8)),
     ``batch_bytes`` / ``batch_docs`` (cuda backend: device batch size).
-    The file is compiled once into its stages (:mod:`pythia_data.tokenize.model`); one the
+    The file is compiled once into its stages (:mod:`pythia_data.tokenize.model`; the
+    compiled tables are kept on disk for the next run, see
+    :mod:`pythia_data.tokenize.tables_cache`); one the
     engine does not run exactly (another normalizer, pre-tokenizer, model type or BPE option,
     see docs/tokenize.md) falls back to the ``hf`` backend with a warning.
     """
     cls = backend_class(backend)
-    config = read_config(spec)
     if cls.unsupported_reason is None:  # takes any tokenizer.json as it is (hf)
-        return cls(config, **options)
+        return cls(read_config(spec), **options)
+    from pythia_data.tokenize import tables_cache
     from pythia_data.tokenize.model import compile_model
 
-    model = compile_model(config)
+    config = open_config(spec)
+    model = tables_cache.load_model(config)
+    cached = model is not None
+    if not cached:
+        model = compile_model(config)
     reason = cls.unsupported_reason(model)
     if reason is not None:
         from pythia_data.tokenize.hf import HFTokenizer, hf_available
@@ -80,4 +86,7 @@ def load_tokenizer(spec=None, backend: str = "cpu", **options) -> Tokenizer:
             stacklevel=2,
         )
         return HFTokenizer(config, **options)
-    return cls(model, **options)
+    tok = cls(model, **options)
+    if not cached:
+        tables_cache.save_model(model)
+    return tok

@@ -345,6 +345,10 @@ def _hf_added_tokens(entries: list[dict], token_id, model_size: int):
 # --------------------------------------------------------------------------- the model
 
 
+#: what a model restored from the compiled-tables cache compiles from its file on first use
+_FROM_FILE = ("vocab", "merges", "merge_ranks", "_model_reason", "_added_reason")
+
+
 class TokenizerModel:
     """A ``tokenizer.json`` compiled into its stages (see the module docstring)."""
 
@@ -372,6 +376,42 @@ class TokenizerModel:
         ids = list(self.vocab.values()) + [t.id for t in self.added]
         self.vocab_size = (max(ids) + 1) if ids else 0
         self.eod_id = self._find_eod()
+
+    # -- restored from the compiled-tables cache (pythia_data.tokenize.tables_cache)
+
+    @classmethod
+    def restored(cls, config: TokenizerConfig, stages: list[Stage], *, whole_words: bool,
+                 added: list[AddedToken], vocab_size: int, eod_id: int | None,
+                 tables: EngineTables) -> TokenizerModel:
+        """A model rebuilt from what a compiled one recorded: its stages, added tokens, sizes
+        and engine tables. The vocabulary and merges (:data:`_FROM_FILE`) are compiled from
+        ``config`` only if something asks for them (decoding without a decoder does)."""
+        self = cls.__new__(cls)
+        self.config = config
+        self.name = config.name
+        (self.normalizer, self.pre_tokenizer, self.model, self.added_tokens_stage,
+         self.decoder) = stages
+        self.whole_words = whole_words
+        self.added = added
+        self.added_text = {t.id: t.text for t in added}
+        self.vocab_size = vocab_size
+        self.eod_id = eod_id
+        self._from_file = True
+        tables.model = self
+        self.__dict__["tables"] = tables
+        return self
+
+    def __getattr__(self, name: str):
+        # only for attributes not set: a restored model's vocabulary and merges
+        if name in _FROM_FILE and self.__dict__.get("_from_file"):
+            full = TokenizerModel(self.config)
+            for key in _FROM_FILE:
+                if key in full.__dict__:
+                    self.__dict__[key] = full.__dict__[key]
+            self.__dict__["_from_file"] = False
+            if name in self.__dict__:
+                return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # -- reading
 
@@ -591,7 +631,7 @@ class EngineTables:
 def _whole_words(model: TokenizerModel, t: EngineTables) -> list[tuple[bytes, int]]:
     """ignore_merges: (bytes, id) of the vocabulary tokens whose BPE is not the token
     itself (one kernel call over the whole vocabulary)."""
-    from pythia_data.kernels.bpe import bpe_single_ids
+    from pythia_data.kernels.bpe import bpe_single_ids, pack_merge_table
 
     u2b = {u: b for b, u in bytes_to_unicode().items()}
     words, ids = [], []
@@ -603,5 +643,6 @@ def _whole_words(model: TokenizerModel, t: EngineTables) -> list[tuple[bytes, in
     keys = np.frombuffer(b"".join(words), dtype=np.uint8).copy()
     offs = np.zeros(len(words) + 1, dtype=np.int64)
     np.cumsum([len(w) for w in words], out=offs[1:])
-    single = bpe_single_ids(keys, offs, t.byte_id, t.merge_keys, t.merge_rank, t.merge_new)
+    single = bpe_single_ids(keys, offs, t.byte_id,
+                            pack_merge_table(t.merge_keys, t.merge_rank, t.merge_new))
     return [(words[k], ids[k]) for k in range(len(words)) if single[k] != ids[k]]

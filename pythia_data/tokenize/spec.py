@@ -9,14 +9,14 @@ fetched once with ``huggingface_hub.hf_hub_download`` and then read from the loc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pythia_data.errors import InputError, UsageError
 
-__all__ = ["TokenizerConfig", "bundled_path", "resolve_spec", "read_config"]
+__all__ = ["TokenizerConfig", "bundled_path", "resolve_spec", "read_config", "open_config"]
 
 _DATA = Path(__file__).resolve().parent.parent / "data"
 BUNDLED_NAME = "EleutherAI/gpt-neox-20b"
@@ -27,13 +27,41 @@ def bundled_path() -> Path:
     return _DATA / "20B_tokenizer.json"
 
 
-@dataclass
 class TokenizerConfig:
-    """A parsed ``tokenizer.json`` plus where it came from."""
+    """A ``tokenizer.json`` plus where it came from. ``raw`` (the parsed JSON) is parsed on
+    first use when the config was opened from the file's bytes (:func:`open_config`): a
+    tokenizer loaded from the compiled-tables cache never needs it."""
 
-    path: Path
-    name: str
-    raw: dict = field(repr=False)
+    def __init__(self, path: Path, name: str, raw: dict | None = None, *,
+                 data: bytes | None = None):
+        if raw is None and data is None:
+            raise ValueError("TokenizerConfig needs raw or data")
+        self.path = path
+        self.name = name
+        self._raw = raw
+        self._data = data
+        self._digest: str | None = None
+
+    def __repr__(self) -> str:
+        return f"TokenizerConfig(path={self.path!r}, name={self.name!r})"
+
+    @property
+    def raw(self) -> dict:
+        if self._raw is None:
+            self._raw = _parse(self.path, self._data)
+        return self._raw
+
+    @property
+    def data(self) -> bytes | None:
+        """The file's bytes as read (None for a config made from parsed JSON)."""
+        return self._data
+
+    @property
+    def digest(self) -> str | None:
+        """SHA-256 (hex) of :attr:`data` (None without it)."""
+        if self._digest is None and self._data is not None:
+            self._digest = hashlib.sha256(self._data).hexdigest()
+        return self._digest
 
     @property
     def model(self) -> dict:
@@ -140,12 +168,26 @@ def _hub_download(repo_id: str) -> Path:
     raise InputError(f"{repo_id}: cannot get tokenizer.json from the hub ({reason})")
 
 
-def read_config(spec) -> TokenizerConfig:
+def open_config(spec) -> TokenizerConfig:
+    """The tokenizer.json of ``spec``, read but not yet parsed (see :func:`read_config`)."""
     path, name = resolve_spec(spec)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return TokenizerConfig(path, name, data=data)
+
+
+def read_config(spec) -> TokenizerConfig:
+    """The tokenizer.json of ``spec``, parsed and checked now (InputError if it is not one)."""
+    config = open_config(spec)
+    config.raw  # noqa: B018 - parsed (and checked) here
+    return config
+
+
+def _parse(path: Path, data: bytes) -> dict:
+    try:
+        raw = json.loads(data.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not a valid tokenizer.json ({exc})") from None
     except RecursionError:
@@ -154,4 +196,4 @@ def read_config(spec) -> TokenizerConfig:
         raise InputError(f"{path}: not a tokenizer.json (no 'model' object)")
     if not isinstance(raw.get("added_tokens") or [], list):
         raise InputError(f"{path}: not a tokenizer.json ('added_tokens' is not a list)")
-    return TokenizerConfig(path=path, name=name, raw=raw)
+    return raw

@@ -125,7 +125,7 @@ def test_scan_is_an_exclusive_cumsum(tok, m):
 def test_pair_table_holds_exactly_the_cpu_merges(tok):
     from numba import cuda
 
-    from pythia_data.kernels.bpe import INF_RANK, merge_lookup
+    from pythia_data.kernels.bpe import NO_MERGE, merge_get, pack_merge_table
     from pythia_data.kernels.cuda_bpe import _pair_hash
 
     t = tok.cpu.tables
@@ -138,16 +138,17 @@ def test_pair_table_holds_exactly_the_cpu_merges(tok):
     sample = rng.choice(used, size=300, replace=False).tolist()
     sample += [(5 << 32) | 7, (50000 << 32) | 50000]  # not merges (checked below)
     mask = pk.size - 1
+    packed = pack_merge_table(t.merge_keys, t.merge_rank, t.merge_new)
     for key in sample:
         left, right = key >> 32, key & 0xFFFFFFFF
-        rank, slot = merge_lookup(t.merge_keys, t.merge_rank, left, right)
+        v = merge_get(packed, left, right)
         s = _pair_hash(left, right) & mask
         while pk[s] != key and pk[s] != -1:
             s = (s + 1) & mask
-        if rank == INF_RANK:
+        if v == NO_MERGE:
             assert pk[s] == -1
         else:
-            assert pk[s] == key and pr[s] == rank and pn[s] == t.merge_new[slot]
+            assert pk[s] == key and pr[s] == v >> 32 and pn[s] == v & 0xFFFFFFFF
     assert isinstance(cuda.to_device, object)
 
 
@@ -238,12 +239,13 @@ def test_boundaries_on_edge_cases(tok):
 
 
 def test_dedupe_and_bpe_match_the_cpu_bpe(tok):
-    from pythia_data.kernels.bpe import bpe_word
+    from pythia_data.kernels.bpe import bpe_word_packed, pack_merge_table
 
     texts = ["the cat and the hat and the cat", "  the the  cat's cat's hat 1234 1234",
              "abcabcabc abcabcabc\n\nabcabcabc"]
     res = run_batch(tok, texts)
     t = tok.cpu.tables
+    packed = pack_merge_table(t.merge_keys, t.merge_rank, t.merge_new)
     data = np.frombuffer(res["data"], dtype=np.uint8)
     ps = res["pstart"]
     reps = set()
@@ -257,10 +259,8 @@ def test_dedupe_and_bpe_match_the_cpu_bpe(tok):
         assert bytes(data[ra:rb]) == bytes(data[a:b])
         reps.add(r)
         m = b - a
-        syms, ranks, slots = (np.empty(m, np.int32), np.empty(m, np.int32),
-                              np.empty(m, np.uint64))
-        nsym = bpe_word(data, a, b, t.byte_id, t.merge_keys, t.merge_rank, t.merge_new, syms,
-                        ranks, slots)
+        syms, vals = np.empty(m, np.int32), np.empty(m, np.int64)
+        nsym = bpe_word_packed(data, a, b, t.byte_id, packed, syms, vals)
         assert res["nsym"][r] == nsym
         assert res["ssym"][ra:ra + nsym].tolist() == syms[:nsym].tolist()
     distinct = {bytes(data[int(ps[k]):int(ps[k + 1])]) for k in reps}
