@@ -178,8 +178,15 @@ class Finder:
                              f"{getattr(order, 'kind', type(order).__name__)!r}")
         self._canonical = bool(ds.is_canonical) and (len(ds) == 0 or int(ds.pointers[0]) == 0)
         self._vstarts_all = None if self._canonical else self._virtual_starts()
-        self.tables = KF.QueryTables([np.array(q.tokens, dtype=np.int64) for q in queries],
-                                     tails=self.kind == "neox", counts=self._sample_counts())
+        token_lists = [np.array(q.tokens, dtype=np.int64) for q in queries]
+        # the anchors (from a sample of token counts) serve one query, or queries of one or
+        # two tokens; more queries of 3+ tokens take the sampled-pair pass, which needs none
+        # (without counts each query's anchor is its first token: one token for all of
+        # them would mean the anchor pass, so then sample)
+        sampled_pairs = (min(map(len, token_lists)) >= 3
+                         and len({int(t[0]) for t in token_lists}) > 1)
+        self.tables = KF.QueryTables(token_lists, tails=self.kind == "neox",
+                                     counts=None if sampled_pairs else self._sample_counts())
         self.lengths = self.tables.lengths
         # trained samples: the whole iterations of the run (as `batches` reads them)
         if self.include_untrained:
