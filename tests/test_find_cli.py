@@ -218,27 +218,3 @@ def test_find_in_a_real_process(data):
     assert len(proc.stdout.splitlines()) == 2
     assert "2 hits" in proc.stderr
 
-
-def test_find_order_choices_are_the_registered_kinds():
-    from pythia_data.cli.find_cmds import ORDER_CHOICES
-    from pythia_data.order.registry import ORDER_KINDS
-
-    assert ORDER_CHOICES == ["auto", *ORDER_KINDS]
-
-
-def test_find_commands_load_without_numba():
-    """find's command module loads without numpy/numba, so that its read-ahead of the data
-    starts before those imports (they take ~0.5 s from a cold page cache)."""
-    code = ("import sys, pythia_data.cli.find_cmds; "
-            "print(sorted(m for m in ('numba', 'numpy') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=subprocess_env(), check=True)
-    assert out.stdout.strip() == "[]"
-
-
-def test_find_read_ahead_is_only_a_hint(tmp_path):
-    from pythia_data.cli.find_cmds import _read_ahead
-
-    _read_ahead(tmp_path / "missing")  # no file: nothing happens, no error
-    (tmp_path / "d.bin").write_bytes(b"\0" * 10)
-    _read_ahead(str(tmp_path / "d.idx"))

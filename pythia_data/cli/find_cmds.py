@@ -18,47 +18,10 @@ from pythia_data.cli.options import (
     tokenizer_options,
 )
 from pythia_data.errors import UsageError
+from pythia_data.order import ORDER_KINDS
+from pythia_data.order.registry import config_defaults
 
 _ORDER_HELP = "auto: preshuffled when every sequence has seq_length + 1 tokens, else neox."
-# pythia_data.order.ORDER_KINDS' names (a test keeps them equal): importing the registry
-# here would load numba before the command starts reading the data (see _read_ahead)
-ORDER_CHOICES = ["auto", "neox", "preshuffled"]
-READ_AHEAD_BYTES = 1 << 30
-READ_AHEAD_STEP = 64 << 20
-
-
-def _read_ahead(data) -> None:
-    """Start reading DATA's .bin into the page cache in a thread of its own, while this
-    process imports numpy and numba and loads the order's caches (~0.5 s from a cold page
-    cache, when the disk would otherwise be idle); the scan then finds the first part of the
-    file in memory. A hint only (posix_fadvise WILLNEED, the first READ_AHEAD_BYTES): a plain
-    ``PREFIX.bin``; folders and shard sets are left to the scan's own read-ahead."""
-    import threading
-
-    if not hasattr(os, "posix_fadvise"):
-        return
-    text = os.fspath(data)
-    for suffix in (".bin", ".idx"):
-        if text.endswith(suffix):
-            text = text[: -len(suffix)]
-    path = text + ".bin"
-
-    def run():
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            end = min(os.fstat(fd).st_size, READ_AHEAD_BYTES)
-            for at in range(0, end, READ_AHEAD_STEP):
-                os.posix_fadvise(fd, at, min(READ_AHEAD_STEP, end - at),
-                                 os.POSIX_FADV_WILLNEED)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-
-    threading.Thread(target=run, name="find-read-ahead", daemon=True).start()
 
 
 def _tokenizer_factory(spec, backend):
@@ -122,8 +85,6 @@ def _without_numba_extensions(backend: str) -> None:
 
 def _order_params(train_iters, batch_size, seq_length, seed, configs):
     # --batch-size 0 is an error, never "use the default"
-    from pythia_data.order.registry import config_defaults
-
     return checked_params(train_iters, batch_size, seq_length, seed, configs,
                           defaults=config_defaults(configs))
 
@@ -137,7 +98,7 @@ def _order_params(train_iters, batch_size, seq_length, seed, configs):
 @click.option("--queries", "queries_file", type=click.Path(dir_okay=False), default=None,
               help="File of queries: one text per line, or .jsonl with a string, "
                    "{\"text\": ...} or {\"tokens\": [...]} per line.")
-@click.option("--order", "order_kind", type=click.Choice(ORDER_CHOICES),
+@click.option("--order", "order_kind", type=click.Choice(["auto", *ORDER_KINDS]),
               default="auto", show_default=True, help=_ORDER_HELP)
 @click.option("--limit", type=click.IntRange(min=0), default=None,
               help="Only the first N hits (by iteration).")
@@ -171,7 +132,6 @@ def find_cmd(data, train_iters, batch_size, seq_length, seed, configs, index_dir
     """
     if not (text or tokens or queries_file):
         raise click.UsageError("give --text, --tokens or --queries")
-    _read_ahead(data)
     _without_numba_extensions(backend)
     from pythia_data.dataset import IndexedDataset
     from pythia_data.find import Finder
@@ -227,7 +187,7 @@ def find_cmd(data, train_iters, batch_size, seq_length, seed, configs, index_dir
               help="Also draw the histograms, top tokens and counts into FILE.png "
                    "(needs pythia-data[plot]).")
 @force_option("an existing --plot file")
-@click.option("--order", "order_kind", type=click.Choice(ORDER_CHOICES),
+@click.option("--order", "order_kind", type=click.Choice(["auto", *ORDER_KINDS]),
               default="auto", show_default=True, help=_ORDER_HELP)
 @click.option("--tokenizer", "spec", default=None,
               help="Tokenizer to decode the top tokens and --text [bundled GPT-NeoX-20B].")
