@@ -444,3 +444,33 @@ def test_stopping_a_scan_early_ends_the_read_ahead_thread(tmp_path):
         next(it)
         it.close()
     assert not [t for t in threading.enumerate() if t.name == "find-prefetch"]
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(sizes=st.lists(st.integers(1, 40), min_size=1, max_size=12),
+       windows=st.integers(1, 6), width=st.integers(1, 9), shards=st.booleans(),
+       dtype=st.sampled_from([np.uint16, np.int32]), seed=st.integers(0, 2**16))
+def test_anchor_sample_counts_equal_a_bincount_of_the_windows(tmp_path_factory, sizes, windows,
+                                                              width, shards, dtype, seed):
+    """The anchor sample (read with pread across shard files, a token may straddle two)
+    counts exactly the tokens of its windows, read here through the memory map."""
+    rng = np.random.default_rng(seed)
+    docs = [rng.integers(0, 300, size=n).astype(dtype) for n in sizes]
+    prefix = write_dataset(tmp_path_factory.mktemp("s") / "d", docs, dtype=dtype)
+    if shards:
+        _shard(prefix, size=5)
+    params = OrderParams(1, 1, 3, 1)
+    with IndexedDataset(prefix) as ds:
+        finder = Finder(ds, _queries([[1, 2]]), "neox", params, index_dir=prefix + "_idx")
+        n = finder.num_tokens
+        got = finder._sample_counts(windows, width)
+        if n <= windows * width:
+            spans = [(0, n)]
+        else:
+            spans = [(k * (n // windows), k * (n // windows) + width) for k in range(windows)]
+        want = np.zeros(300, dtype=np.int64)
+        for a, b in spans:
+            want += np.bincount(np.asarray(ds.read_tokens(a, b - a), dtype=np.int64),
+                                minlength=300)
+    assert np.array_equal(np.pad(got, (0, max(0, 300 - got.shape[0]))), want)

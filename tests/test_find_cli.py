@@ -217,3 +217,16 @@ def test_find_in_a_real_process(data):
     assert proc.returncode == 0, proc.stderr
     assert len(proc.stdout.splitlines()) == 2
     assert "2 hits" in proc.stderr
+
+
+
+@pytest.mark.parametrize("backend, loaded", [("cpu", False), ("cuda", True)])
+def test_find_leaves_numba_extensions_unloaded_except_for_cuda(backend, loaded):
+    """find/stats mark numba's extension entry points as done before numba's first compile
+    (their kernels need none); with the cuda backend numba loads them as usual."""
+    code = ("from numba.core import entrypoints as e; "
+            "from pythia_data.cli.find_cmds import _without_numba_extensions as w; "
+            f"w({backend!r}); print(e._already_initialized)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=subprocess_env(), check=True)
+    assert out.stdout.strip() == str(not loaded)

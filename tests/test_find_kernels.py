@@ -38,12 +38,61 @@ def scan_case(draw):
     return buf, starts, ends, queries, lo, hi, counts
 
 
+@st.composite
+def long_query_case(draw):
+    """Queries of 3 or more tokens (at least two distinct anchors likely): the scan then
+    takes the sampled-pair pass (every step-th position) instead of the anchor pass."""
+    n = draw(st.integers(3, 160))
+    vocab = draw(st.sampled_from([2, 3, 5, 70_000]))
+    dtype = np.uint16 if vocab < 65536 else np.int32
+    buf = np.array(draw(st.lists(st.integers(0, vocab - 1), min_size=n, max_size=n)),
+                   dtype=dtype)
+    cuts = sorted(draw(st.lists(st.integers(0, n), max_size=8)))
+    starts = np.array([0, *cuts], dtype=np.int64)
+    ends = np.array([*cuts, n], dtype=np.int64)
+    queries = []
+    for _ in range(draw(st.integers(2, 6))):
+        m = draw(st.integers(3, min(12, n)))
+        if draw(st.booleans()):
+            s = draw(st.integers(0, n - m))
+            queries.append(buf[s:s + m].astype(np.int64))
+        else:
+            queries.append(np.array(draw(st.lists(st.integers(0, vocab - 1), min_size=m,
+                                                  max_size=m)), dtype=np.int64))
+    lo = draw(st.integers(0, n))
+    hi = draw(st.integers(lo, n))
+    counts = np.bincount(buf.astype(np.int64)) if draw(st.booleans()) else None
+    return buf, starts, ends, queries, lo, hi, counts
+
+
 @settings(max_examples=60, deadline=None)
 @given(case=scan_case())
 def test_scan_equals_brute_force(case):
+    _check_scan(*case)
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=long_query_case(), base=st.integers(0, 3))
+def test_scan_sampled_pairs_equals_brute_force(case, base):
     buf, starts, ends, queries, lo, hi, counts = case
     tables = KF.QueryTables(queries, tails=True, counts=counts)
-    (doc, off, q), (tdoc, tq, tt) = KF.scan(tables, buf, 0, lo, hi, starts, ends, 0)
+    assert tables.single or tables.step == min(KF.STEP_MAX, min(map(len, queries)) - 1)
+    # the stream starting at `base`: sampled positions are multiples of the step in stream
+    # coordinates, not buffer indices
+    _check_scan(buf, starts + base, ends + base, queries, lo + base, hi + base, counts,
+                base=base)
+
+
+def test_scan_sampled_pairs_is_used_for_many_long_queries():
+    tables = KF.QueryTables([np.array([1, 2, 3, 4]), np.array([5, 6, 7, 8, 9])])
+    assert not tables.single and tables.step == 3
+    assert KF.QueryTables([np.array([1, 2]), np.array([5, 6, 7])]).step == 1
+
+
+def _check_scan(buf, starts, ends, queries, lo, hi, counts, base=0):
+    tables = KF.QueryTables(queries, tails=True, counts=counts)
+    (doc, off, q), (tdoc, tq, tt) = KF.scan(tables, buf, base, lo, hi, starts, ends, 0)
+    starts, ends, lo, hi = starts - base, ends - base, lo - base, hi - base
     got = sorted(zip(doc.tolist(), off.tolist(), q.tolist()))
     want = []
     for d, (a, b) in enumerate(zip(starts.tolist(), ends.tolist())):

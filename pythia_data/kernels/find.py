@@ -27,6 +27,7 @@ from numba import njit
 from pythia_data.errors import UsageError
 
 CKPT_SHIFT = 4  # the stream offset of every 16th doc_idx position is stored
+STEP_MAX = 8  # the sampled-pair pass looks at every 2nd..8th position
 
 _C1 = np.uint64(0x9E3779B97F4A7C15)
 _C2 = np.uint64(0xBF58476D1CE4E5B9)
@@ -132,11 +133,60 @@ def _anchor_hits(buf, base, v, t, flag, pair_bits, pair_shift, lo, hi, ds, de, d
     return n_out
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _strided_hits(buf, base, first, e, step, lo, hi, ds, de, doc, qtok, qoff, sp_bits,
+                  sp_shift, sp_keys, sp_lo, sp_hi, sp_q, sp_j, out_doc, out_off, out_q,
+                  n_out):  # pragma: no cover - jit
+    """The sampled pass over one document: the pairs (token p, token p + 1) at positions p
+    = first, first + step, ... below e. Returns the new output count, or -1 when full."""
+    cap = out_doc.shape[0]
+    six = np.uint64(6)
+    low6 = np.uint64(63)
+    one = np.uint64(1)
+    # unsigned buffer indices: numba adds no wrap-around check for them
+    p = first - step
+    for k in range(first - base, e - base, step):
+        i = np.uint64(k)
+        t = buf[i]
+        u = buf[i + one]
+        p += step
+        x = (np.uint64(np.uint32(t)) << np.uint64(32)) ^ np.uint64(np.uint32(u))
+        bit = (x * _C2) >> np.uint64(sp_shift)
+        if (sp_bits[bit >> six] >> (bit & low6)) & one != one:
+            continue
+        s = _probe(sp_keys, _mix(x) | one)
+        if s < 0:
+            continue
+        for r in range(sp_lo[s], sp_hi[s]):
+            q = sp_q[r]
+            start = p - sp_j[r]
+            if start < lo or start >= hi or start < ds:
+                continue
+            m = qoff[q + 1] - qoff[q]
+            if start + m > de:
+                continue
+            ok = True
+            i = start - base
+            for j in range(m):
+                if buf[i + j] != qtok[qoff[q] + j]:
+                    ok = False
+                    break
+            if ok:
+                if n_out >= cap:
+                    return -1
+                out_doc[n_out] = doc
+                out_off[n_out] = start - ds
+                out_q[n_out] = q
+                n_out += 1
+    return n_out
+
+
 @njit(cache=True, nogil=True)
 def _scan(buf, base, lo, hi, vstarts, vends, doc_first, qtok, qoff, anchor, max_anchor,
           tbl_keys, tbl_lo, tbl_hi, qorder, f1, exact16, single, single_tok, single_flag,
           pair_bits, pair_shift, tail_keys, tail_lo, tail_hi, tail_q, tail_t, max_tail,
-          out_doc, out_off, out_q, tail_doc, tail_qo, tail_to):  # pragma: no cover - jit
+          out_doc, out_off, out_q, tail_doc, tail_qo, tail_to, step, sp_bits, sp_shift,
+          sp_keys, sp_lo, sp_hi, sp_q, sp_j):  # pragma: no cover - jit
     """Matches starting in stream positions [lo, hi) (buffer index = position - base) and
     tails of the documents whose last token is in [lo, hi). Returns (matches, tails); -1
     in either when an output array is full (the caller grows them and calls again)."""
@@ -153,7 +203,19 @@ def _scan(buf, base, lo, hi, vstarts, vends, doc_first, qtok, qoff, anchor, max_
         # anchors of matches starting in [lo, hi) lie in [lo, hi + max_anchor)
         b = de if de < hi + max_anchor else hi + max_anchor
         doc = doc_first + k
-        if single:
+        if step > 1:
+            # sampled pairs: every step-th stream position p (p + 1 in the document); a
+            # match starting in [lo, hi) has exactly one such p among its first `step`
+            # tokens, and every query has more than `step` tokens
+            e = de - 1 if de - 1 < hi + step - 1 else hi + step - 1
+            first = ((a + step - 1) // step) * step
+            if e > first:
+                n_out = _strided_hits(buf, base, first, e, step, lo, hi, ds, de, doc, qtok,
+                                      qoff, sp_bits, sp_shift, sp_keys, sp_lo, sp_hi, sp_q,
+                                      sp_j, out_doc, out_off, out_q, n_out)
+                if n_out < 0:
+                    return -1, n_tail
+        elif single:
             if b > a:
                 tok = single_tok[0]
                 # one anchor token: count it in blocks of 64 (vectorised), look closer
@@ -369,6 +431,13 @@ class QueryTables:
                 self.f1_exact[t] = flag_of[t]
             k = _py_f1_index(t)
             self.f1_hash[k] = max(int(self.f1_hash[k]), flag_of[t])
+        # sampled pairs (with step s >= 2 when every query has more than 2 tokens and
+        # there is more than one anchor token): the pairs (q[j], q[j + 1]) for j < s of
+        # every query, each with (query, j); the scan then looks at every s-th position
+        # only, where the anchor pass looks at every position
+        self.step = 1 if (self.single or int(lengths.min()) < 3) else min(
+            STEP_MAX, int(lengths.min()) - 1)
+        self._pair_tables(n)
         # tails: every proper prefix q[:t], hashed from its last token backwards
         self.max_tail = self.max_len - 1 if tails else 0
         th, tq, tt = [], [], []
@@ -391,6 +460,36 @@ class QueryTables:
             self.tail_keys = np.zeros(1024, dtype=np.uint64)
             self.tail_lo = self.tail_hi = np.zeros(1024, dtype=np.int64)
             self.tail_q = self.tail_t = np.zeros(0, dtype=np.int64)
+
+
+    def _pair_tables(self, n: int) -> None:
+        step = self.step
+        if step < 2:
+            self.sp_shift = 64 - 6
+            self.sp_bits = np.zeros(1, dtype=np.uint64)
+            self.sp_keys = np.zeros(1024, dtype=np.uint64)
+            self.sp_lo = self.sp_hi = np.zeros(1024, dtype=np.int64)
+            self.sp_q = self.sp_j = np.zeros(0, dtype=np.int64)
+            return
+        entries = n * step
+        bits = min(23, max(15, (32 * entries - 1).bit_length()))
+        self.sp_shift = 64 - bits
+        self.sp_bits = np.zeros((1 << bits) // 64, dtype=np.uint64)
+        keys, qs, js = [], [], []
+        for q in range(n):
+            toks = self.qtok[self.qoff[q]:self.qoff[q + 1]].tolist()
+            for j in range(step):
+                x = ((toks[j] & 0xFFFFFFFF) << 32) ^ (toks[j + 1] & 0xFFFFFFFF)
+                bit = ((x * int(_C2)) & _M64) >> self.sp_shift
+                self.sp_bits[bit >> 6] |= np.uint64(1 << (bit & 63))
+                keys.append(_py_mix(x) | 1)
+                qs.append(q)
+                js.append(j)
+        payload = np.stack([np.array(qs, dtype=np.int64), np.array(js, dtype=np.int64)], 1)
+        self.sp_keys, self.sp_lo, self.sp_hi, order = _table(
+            np.array(keys, dtype=np.uint64), np.arange(entries, dtype=np.int64))
+        self.sp_q = np.ascontiguousarray(payload[order, 0])
+        self.sp_j = np.ascontiguousarray(payload[order, 1])
 
 
 def scan(tables: QueryTables, buf: np.ndarray, base: int, lo: int, hi: int,
@@ -444,7 +543,8 @@ def scan(tables: QueryTables, buf: np.ndarray, base: int, lo: int, hi: int,
                       tables.tail_lo,
                       tables.tail_hi, tables.tail_q, tables.tail_t,
                       np.int64(tables.max_tail), out_doc, out_off, out_q, tail_doc, tail_q,
-                      tail_t)
+                      tail_t, np.int64(tables.step), tables.sp_bits, np.int64(tables.sp_shift),
+                      tables.sp_keys, tables.sp_lo, tables.sp_hi, tables.sp_q, tables.sp_j)
         if n < 0:
             cap *= 4
             continue
