@@ -25,6 +25,7 @@ import queue
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 
 import numpy as np
 
@@ -35,8 +36,11 @@ from pythia_data.kernels.bpe import (
     cache_seed,
     decode_bytes_kernel,
     encode_kernel,
+    hot_table,
     pack_merge_table,
+    pair_table,
 )
+from pythia_data.kernels.pretokenize import nfc_utf8_kernel
 from pythia_data.tokenize.base import Tokenizer, _check_errors, as_id_list, encode_utf8
 from pythia_data.tokenize.families import Family, kernel_family
 from pythia_data.tokenize.model import (
@@ -77,6 +81,9 @@ class _Cache:
         self.keys = np.zeros(entries * 8, dtype=np.uint8)
         self.vals = np.zeros(entries * 4, dtype=np.int32)
         self.state = np.zeros(6, dtype=np.int64)
+        #: the small direct-mapped table of short pre-tokens in front of it (see
+        #: ``_emit``); its entries stay right across clears of the main table
+        self.hot = hot_table()
         self.required = required
         if optional is not None:
             keys, offs, ids = optional
@@ -112,6 +119,49 @@ class _Cache:
         self.table.fill(0)
         self.state[:] = 0
         self._reseed()
+
+
+@lru_cache(maxsize=2)
+def nfc_quick_tables(u: UnicodeTables) -> UnicodeTables:
+    """``u`` with a sharper NFC flag for the encoder's "does this piece need NFC?" check: a
+    code point with a canonical decomposition is unflagged when NFC leaves it alone in any
+    context of unflagged characters -- its class is 0, it is never the second of a
+    composition pair, NFC of it alone is itself, and the first code point of its
+    decomposition has class 0 and is never a second either (so it cannot compose with the
+    starter before it). Precomposed letters (é, ñ, ü, most Hangul syllables) are such code
+    points: text already in NFC is then passed through without the NFC pass (on the
+    benchmark corpus, 13 % of the bytes instead of 43 % go through it). Characters with a
+    non-zero class or that are a composition's second stay flagged, so any sequence NFC
+    could change is still normalized in full."""
+    flag = u.nfc_flag.copy()
+    if flag.size < 2:
+        return u
+    cps = np.flatnonzero((u.dec_index >= 0) & (flag != 0))
+    cps = cps[(cps < 0xD800) | (cps > 0xDFFF)]
+    second = np.zeros(flag.size, dtype=bool)
+    keys = u.comp_keys[u.comp_keys >= 0]
+    second[keys & ((1 << 21) - 1)] = True
+    d0 = u.dec_data[u.dec_off[u.dec_index[cps]]]
+    ok = (u.ccc[cps] == 0) & ~second[cps] & (u.ccc[d0] == 0) & ~second[d0]
+    cps = cps[ok]
+    if cps.size:
+        # NFC of each candidate alone, with the engine's kernel (the HF-probed tables)
+        data = np.frombuffer("".join(map(chr, cps.tolist())).encode("utf-8"), dtype=np.uint8)
+        widths = np.where(cps < 0x80, 1, np.where(cps < 0x800, 2, np.where(cps < 0x10000, 3, 4)))
+        offsets = np.zeros(cps.size + 1, dtype=np.int64)
+        np.cumsum(widths, out=offsets[1:])
+        out = np.empty(4 * data.size + 16, dtype=np.uint8)
+        out_offsets = np.zeros(cps.size + 1, dtype=np.int64)
+        nfc_utf8_kernel(data, offsets, *u.nfc_args(), out, out_offsets)
+        same = (np.diff(out_offsets) == widths)
+        idx = np.flatnonzero(same)
+        for i in idx.tolist():  # equal length: compare the bytes
+            a, b = int(offsets[i]), int(offsets[i + 1])
+            if out[out_offsets[i]:out_offsets[i + 1]].tobytes() != data[a:b].tobytes():
+                same[i] = False
+        flag[cps[same]] = 0
+    return UnicodeTables(u.cls, u.ccc, flag, u.dec_index, u.dec_off, u.dec_data,
+                         u.comp_keys, u.comp_vals, u.meta)
 
 
 def _seed_arrays(words: list[tuple[bytes, int]]):
@@ -161,10 +211,12 @@ class CpuTokenizer(Tokenizer):
         self.config = model.config
         self.unicode = unicode_tables()
         do_nfc = model.normalizer.family == "nfc"
-        self.unicode_eff = self.unicode if do_nfc else self.unicode.without_nfc()
+        self.unicode_eff = (nfc_quick_tables(self.unicode) if do_nfc
+                            else self.unicode.without_nfc())
         self.tables = model.tables
         self._merge_tab = pack_merge_table(self.tables.merge_keys, self.tables.merge_rank,
                                            self.tables.merge_new)
+        self._pair_tab = pair_table(self.tables.byte_id, self._merge_tab)
         #: the kernels' pre-tokenizer id (0: GPT-2's regex; else a Split family's id)
         self.family = kernel_family(model.pre_tokenizer.family)
         self.vocab_size = model.vocab_size
@@ -196,7 +248,7 @@ class CpuTokenizer(Tokenizer):
                 u.comp_vals,
                 t.strie_next, t.strie_tok, t.ntrie_next, t.ntrie_tok,
                 t.byte_id, self._merge_tab,
-                *cache.args(),
+                *cache.args(), cache.hot, self._pair_tab,
                 out, out_offsets[d - d0:], w, self.family,
             )
             cache.after_call()
