@@ -5,11 +5,13 @@ Pipeline per document (the same order as HF ``tokenizers``):
 1. split out the non-normalized added tokens (``<|endoftext|>``, ``<|padding|>``) on the raw
    UTF-8 bytes, leftmost-longest (byte trie);
 2. NFC each remaining piece on its own (tables probed from HF, see
-   ``tools/gen_unicode_tables.py``; pieces whose code points NFC never touches are skipped);
+   ``tools/gen_unicode_tables.py``; pieces whose code points NFC leaves alone in any
+   context of such code points are skipped, see :func:`nfc_quick_tables`);
 3. split out the normalized added tokens (the 23 runs of 2..24 spaces), leftmost-longest;
 4. the GPT-2 regex on each remaining piece (code point classes probed from HF's Oniguruma);
-5. each pre-token's bytes: a hit in the per-thread pre-token cache (open-addressing table in
-   numpy arrays) or byte-level BPE (lowest merge rank first, leftmost on ties) then cached.
+5. each pre-token's bytes: a hit in the per-thread hot table (2..8-byte keys, direct-mapped)
+   or pre-token cache (open-addressing table in numpy arrays), or byte-level BPE (lowest
+   merge rank first, leftmost on ties) then cached.
 
 Documents are split over ``workers`` threads (the kernels release the GIL), each with its own
 cache. Calls on one tokenizer object are serialized by a lock.
