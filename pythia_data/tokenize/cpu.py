@@ -200,8 +200,9 @@ class CpuTokenizer(Tokenizer):
         self.config = model.config
         self.unicode = unicode_tables()
         do_nfc = model.normalizer.family == "nfc"
-        self.unicode_eff = (nfc_quick_tables(self.unicode) if do_nfc
-                            else self.unicode.without_nfc())
+        self.unicode_eff = self.unicode if do_nfc else self.unicode.without_nfc()
+        #: the tables the encoder runs with: ``unicode_eff`` with the sharper NFC check
+        self._enc_unicode = nfc_quick_tables(self.unicode) if do_nfc else self.unicode_eff
         self.tables = model.tables
         self._merge_tab = pack_merge_table(self.tables.merge_keys, self.tables.merge_rank,
                                            self.tables.merge_new)
@@ -225,7 +226,7 @@ class CpuTokenizer(Tokenizer):
             self._caches.append(_Cache(self._cache_slots, self._seed))
         return self._caches[i]
     def _run(self, data: np.ndarray, offsets: np.ndarray, d0: int, d1: int, cache: _Cache):
-        t, u = self.tables, self.unicode_eff
+        t, u = self.tables, self._enc_unicode
         cap = max(1024, int(offsets[d1] - offsets[d0]) // 2 + 64)
         out = np.empty(cap, dtype=np.int32)
         out_offsets = np.zeros(d1 - d0 + 1, dtype=np.int64)
