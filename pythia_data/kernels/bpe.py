@@ -24,9 +24,13 @@ from numba import njit
 
 from pythia_data.kernels.pretokenize import (
     CLS_WS,
+    ascii_end,
     cp_at,
-    next_pretoken,
+    find_byte,
+    load8,
+    next_pretoken_fast,
     nfc,
+    root_byte,
     trie_longest,
     utf8_decode,
     utf8_encode,
@@ -44,6 +48,9 @@ __all__ = [
     "cache_seed",
     "bpe_single_ids",
     "MAX_CACHED_KEY",
+    "hot_table",
+    "pair_table",
+    "bpe_word_pairs",
 ]
 
 MAX_CACHED_KEY = 128
@@ -119,6 +126,56 @@ def bpe_word_packed(data, a, b, byte_id, merge_tab, syms, vals):  # pragma: no c
         syms[i] = byte_id[data[a + i]]
     for i in range(n - 1):
         vals[i] = merge_get(merge_tab, syms[i], syms[i + 1])
+    while n > 1:
+        best = NO_MERGE
+        at = -1
+        for i in range(n - 1):
+            if vals[i] < best:
+                best = vals[i]
+                at = i
+        if at < 0:
+            break
+        syms[at] = np.int32(best & np.int64(0xFFFFFFFF))
+        for i in range(at + 1, n - 1):
+            syms[i] = syms[i + 1]
+            vals[i] = vals[i + 1]
+        n -= 1
+        if at > 0:
+            vals[at - 1] = merge_get(merge_tab, syms[at - 1], syms[at])
+        if at < n - 1:
+            vals[at] = merge_get(merge_tab, syms[at], syms[at + 1])
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _fill_pair_table(byte_id, merge_tab, out):  # pragma: no cover - jit
+    for x in range(256):
+        for y in range(256):
+            out[x * 256 + y] = merge_get(merge_tab, byte_id[x], byte_id[y])
+
+
+def pair_table(byte_id: np.ndarray, merge_tab: np.ndarray) -> np.ndarray:
+    """int64[65536]: entry ``x << 8 | y`` is :func:`merge_get` of the token ids of the bytes
+    x and y (``rank << 32 | merged id``, or NO_MERGE): a pre-token's first merge lookups
+    without hashing or probing (512 KiB against the hash table's spread-out slots)."""
+    out = np.empty(65536, dtype=np.int64)
+    _fill_pair_table(byte_id, merge_tab, out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def bpe_word_pairs(data, a, b, byte_id, pair_tab, merge_tab, syms,
+                   vals):  # pragma: no cover - jit
+    """:func:`bpe_word_packed` (the same result) with the first lookups (pairs of bytes)
+    read from :func:`pair_table`. ``b - a >= 2``."""
+    n = b - a
+    prev = np.int64(data[a])
+    syms[0] = byte_id[prev]
+    for i in range(1, n):
+        cur = np.int64(data[a + i])
+        syms[i] = byte_id[cur]
+        vals[i - 1] = pair_tab[(prev << np.int64(8)) | cur]
+        prev = cur
     while n > 1:
         best = NO_MERGE
         at = -1
@@ -229,7 +286,13 @@ def bpe_word_heap_packed(data, a, b, byte_id, merge_tab, syms):  # pragma: no co
 
 @njit(cache=True, nogil=True, inline="always")
 def _word_at(data, i, n):
-    """The ``n`` (1..8) bytes ``data[i:i+n]`` packed little-endian into an int64."""
+    """The ``n`` (1..8) bytes ``data[i:i+n]`` packed little-endian into an int64 (zero
+    above byte n): one unaligned 8-byte load where 8 bytes remain in ``data``."""
+    if i + 8 <= data.shape[0]:
+        v = load8(data, i)
+        if n < 8:
+            v &= (np.uint64(1) << np.uint64(8 * n)) - np.uint64(1)
+        return np.int64(v)
     v = np.int64(0)
     for t in range(n):
         v |= np.int64(data[i + t]) << np.int64(8 * t)
@@ -243,21 +306,24 @@ def _key_hash(data, a, b):
     splitmix64 finish (slots come from the low bits, tags from the high ones)."""
     n = b - a
     h = np.uint64(n) * np.uint64(0x9E3779B97F4A7C15)
-    p0 = np.int64(0)
+    m0 = min(8, n)
+    p0 = _word_at(data, a, m0)
+    h = (h ^ np.uint64(p0)) * np.uint64(0xFF51AFD7ED558CCD)
+    h ^= h >> np.uint64(32)
     p1 = np.int64(0)
-    i = a
-    k = 0
-    while i < b:
+    i = a + 8
+    if i < b:
         m = min(8, b - i)
-        v = _word_at(data, i, m)
-        if k == 0:
-            p0 = v
-        elif k == 1:
-            p1 = v
-        h = (h ^ np.uint64(v)) * np.uint64(0xFF51AFD7ED558CCD)
+        p1 = _word_at(data, i, m)
+        h = (h ^ np.uint64(p1)) * np.uint64(0xFF51AFD7ED558CCD)
         h ^= h >> np.uint64(32)
-        i += m
-        k += 1
+        i += 8
+        while i < b:
+            m = min(8, b - i)
+            v = _word_at(data, i, m)
+            h = (h ^ np.uint64(v)) * np.uint64(0xFF51AFD7ED558CCD)
+            h ^= h >> np.uint64(32)
+            i += m
     h ^= h >> np.uint64(30)
     h *= np.uint64(0xBF58476D1CE4E5B9)
     h ^= h >> np.uint64(27)
@@ -347,15 +413,39 @@ def _cache_put(data, a, b, h, p0, p1, slot, ids, nids, ctab, ckeys, cvals,
     return True
 
 
+HOT_BITS = 15  # the hot table's slots (see _emit): 2 ** HOT_BITS, 16 bytes each
+HOT_ID_BITS = 20  # ids the hot table stores (vocabularies up to 2 ** 20 ids)
+HOT_KEY = 8  # the hot table's longest key
+
+
+def hot_table(bits: int = HOT_BITS) -> np.ndarray:
+    """An empty hot table (int64[2 << bits]), see :func:`_emit`."""
+    return np.zeros(2 << bits, dtype=np.int64)
+
+
 @njit(cache=True, nogil=True)
 def _emit(src, kinds, pa, pb, k, out, w, byte_id, merge_tab, syms,
-          mvals, ctab, ckeys, cvals, cstate):  # pragma: no cover - jit
+          mvals, ctab, ckeys, cvals, cstate, hot, pair_tab):  # pragma: no cover - jit
     """Write the ids of the ``k`` entries (kind 1: added token id ``pa``; kind 0: pre-token
     ``src[pa:pb]``, from the cache or BPE then cached) to ``out`` from ``w``; returns the new
     position.
 
+    Pre-tokens of 2..HOT_KEY bytes are looked up first in ``hot``, a small direct-mapped
+    table (int64[2 S], S a power of two; 2 ** HOT_BITS slots stay in the core's L2): slot
+    ``((key word ^ length) * golden) >> (64 - log2 S)`` holds the key word (its bytes,
+    little-endian, zero-padded) and ``id0 | id1 << 20 | id count << 40 | length << 44``
+    (0 = empty). Every short pre-token with one or two ids (< 2 ** HOT_ID_BITS) that misses
+    it is written there (replacing the slot's key) after the main cache or BPE answers.
+    Its entries are never wrong for the tokenizer, so clearing the main cache keeps them.
+    The hits and misses counted in ``cstate`` are the main cache's (what decides whether a
+    full cache is cleared); hot-table hits are not counted.
+
     The per-entry work is written out in this loop on purpose: a numba call per pre-token
     that passes the ~15 table arrays costs more than the cache lookup itself (measured 3x)."""
+    hits = 0
+    misses = 0
+    id_mask = np.int64((1 << HOT_ID_BITS) - 1)
+    shift = np.uint64(64) - np.uint64(np.log2(np.float64(hot.shape[0] >> 1)) + 0.5)
     for j in range(k):
         if kinds[j] == 1:
             out[w] = pa[j]
@@ -363,42 +453,69 @@ def _emit(src, kinds, pa, pb, k, out, w, byte_id, merge_tab, syms,
             continue
         a = pa[j]
         b = pb[j]
-        if b - a == 1:
+        n = b - a
+        if n == 1:
             out[w] = byte_id[src[a]]
             w += 1
             continue
-        cacheable = b - a <= MAX_CACHED_KEY
+        hs = np.int64(-1)
+        p0 = np.int64(0)
+        if n <= HOT_KEY:
+            p0 = _word_at(src, a, n)
+            hs = np.int64(((np.uint64(p0) ^ np.uint64(n)) * np.uint64(0x9E3779B97F4A7C15))
+                          >> shift) << np.int64(1)
+            e1 = hot[hs + 1]
+            if hot[hs] == p0 and (e1 >> np.int64(44)) == n:
+                out[w] = e1 & id_mask
+                if (e1 >> np.int64(40)) & np.int64(0xF) == 2:
+                    out[w + 1] = (e1 >> np.int64(HOT_ID_BITS)) & id_mask
+                    w += 2
+                else:
+                    w += 1
+                continue
+        cacheable = n <= MAX_CACHED_KEY
         slot = np.uint64(0)
         h = np.uint64(0)
-        p0 = np.int64(0)
         p1 = np.int64(0)
+        nsym = 0
+        found = False
         if cacheable:
             h, p0, p1 = _key_hash(src, a, b)
             slot, found = _cache_find(src, a, b, h, p0, p1, ctab, ckeys)
-            if found:
-                cstate[4] += 1
-                s = np.int64(slot) << np.int64(2)
-                nv = ctab[s] & np.int64(0xFF)
-                vv = ctab[s + 3]
-                if nv <= 2:
-                    out[w] = vv & np.int64(0xFFFFFFFF)
-                    if nv == 2:
-                        out[w + 1] = vv >> np.int64(32)
-                else:
-                    for t in range(nv):
-                        out[w + t] = cvals[vv + t]
-                w += nv
-                continue
-        if b - a <= LONG_WORD:
-            nsym = bpe_word_packed(src, a, b, byte_id, merge_tab, syms, mvals)
+        if found:
+            hits += 1
+            s = np.int64(slot) << np.int64(2)
+            nv = ctab[s] & np.int64(0xFF)
+            vv = ctab[s + 3]
+            if nv <= 2:
+                out[w] = vv & np.int64(0xFFFFFFFF)
+                if nv == 2:
+                    out[w + 1] = vv >> np.int64(32)
+            else:
+                for t in range(nv):
+                    out[w + t] = cvals[vv + t]
+            nsym = nv
         else:
-            nsym = bpe_word_heap_packed(src, a, b, byte_id, merge_tab, syms)
-        for t in range(nsym):
-            out[w + t] = syms[t]
-        cstate[5] += 1
-        if cacheable and cstate[3] == 0:
-            _cache_put(src, a, b, h, p0, p1, slot, syms, nsym, ctab, ckeys, cvals, cstate)
+            if n <= LONG_WORD:
+                nsym = bpe_word_pairs(src, a, b, byte_id, pair_tab, merge_tab, syms, mvals)
+            else:
+                nsym = bpe_word_heap_packed(src, a, b, byte_id, merge_tab, syms)
+            for t in range(nsym):
+                out[w + t] = syms[t]
+            misses += 1
+            if cacheable and cstate[3] == 0:
+                _cache_put(src, a, b, h, p0, p1, slot, syms, nsym, ctab, ckeys, cvals,
+                           cstate)
+        if hs >= 0 and nsym <= 2:
+            i0 = np.int64(out[w])
+            i1 = np.int64(out[w + 1]) if nsym == 2 else np.int64(0)
+            if i0 <= id_mask and i1 <= id_mask:
+                hot[hs] = p0
+                hot[hs + 1] = (i0 | (i1 << np.int64(HOT_ID_BITS)) | (np.int64(nsym) << 40)
+                               | (np.int64(n) << np.int64(44)))
         w += nsym
+    cstate[4] += hits
+    cstate[5] += misses
     return w
 
 
@@ -460,6 +577,7 @@ def _split_piece(src, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb,
     ``[pa, pb)``): the GPT-2 regex (``family`` 0) or a Split-regex family (see
     :mod:`pythia_data.kernels.pretokenize_split`). Returns the number of entries."""
     has_trie = ntrie_tok.shape[0] > 1
+    one = root_byte(ntrie_next) if has_trie else -1
     seg = lo
     p = lo if has_trie else hi
     m = 0
@@ -467,9 +585,13 @@ def _split_piece(src, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb,
         tok = -1
         tend = p
         if p < hi:
-            # the bytes no normalized added token starts with, in a tight loop
-            while p < hi and ntrie_next[np.int64(src[p])] < 0:
-                p += 1
+            # the bytes no normalized added token starts with, in a tight loop (8 at a
+            # time when the tokens all start with one byte: GPT-NeoX's space runs)
+            if one >= 0:
+                p = find_byte(src, p, hi, one)
+            else:
+                while p < hi and ntrie_next[np.int64(src[p])] < 0:
+                    p += 1
         if p < hi:
             n1 = ntrie_next[np.int64(src[p])]
             # look one more byte ahead before calling the trie walk (a lone space)
@@ -484,7 +606,7 @@ def _split_piece(src, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb,
             m = split_family(src, q, p, cls, family, kinds, pa, pb, m)
             q = p
         while q < p:
-            r = next_pretoken(src, q, p, cls)
+            r = next_pretoken_fast(src, q, p, cls)
             kinds[m] = 0
             pa[m] = q
             pb[m] = r
@@ -509,7 +631,7 @@ def _needs_nfc(data, lo, hi, nfc_flag):  # pragma: no cover - jit
     p = lo
     while p < hi:
         if data[p] < 0x80:
-            p += 1
+            p = ascii_end(data, p + 1, hi)
             continue
         c, w = cp_at(data, p)
         if nfc_flag[c]:
@@ -521,7 +643,7 @@ def _needs_nfc(data, lo, hi, nfc_flag):  # pragma: no cover - jit
 @njit(cache=True, nogil=True)
 def _piece_core(data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data, comp_keys,
                 comp_vals, ntrie_next, ntrie_tok, byte_id, merge_tab,
-                ctab, ckeys, cvals, cstate, out, w, cps, boff, cps2, boff2, nbuf,
+                ctab, ckeys, cvals, cstate, hot, pair_tab, out, w, cps, boff, cps2, boff2, nbuf,
                 syms, mvals, kinds, pa, pb, family):  # pragma: no cover - jit
     """Ids of the raw piece ``data[lo:hi]`` (between special tokens): NFC if it has work,
     then added tokens / regex / cache / BPE. Scratch arrays hold >= 4 x (hi - lo) items."""
@@ -531,22 +653,22 @@ def _piece_core(data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data, 
         nb = utf8_encode(cps2, m, nbuf, boff2)
         k = _split_piece(nbuf, 0, nb, cls, ntrie_next, ntrie_tok, kinds, pa, pb, family)
         return _emit(nbuf, kinds, pa, pb, k, out, w, byte_id, merge_tab, syms, mvals, ctab,
-                     ckeys, cvals, cstate)
+                     ckeys, cvals, cstate, hot, pair_tab)
     k = _split_piece(data, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb, family)
     return _emit(data, kinds, pa, pb, k, out, w, byte_id, merge_tab,
-                 syms, mvals, ctab, ckeys, cvals, cstate)
+                 syms, mvals, ctab, ckeys, cvals, cstate, hot, pair_tab)
 
 
 @njit(cache=True, nogil=True)
 def _piece_alloc(data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data, comp_keys,
                  comp_vals, ntrie_next, ntrie_tok, byte_id, merge_tab,
-                 ctab, ckeys, cvals, cstate, out, w, family):  # pragma: no cover - jit
+                 ctab, ckeys, cvals, cstate, hot, pair_tab, out, w, family):  # pragma: no cover - jit
     """:func:`_piece_core` with scratch arrays sized for this (large) piece."""
     size = hi - lo
     return _piece_core(
         data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data, comp_keys, comp_vals,
         ntrie_next, ntrie_tok, byte_id, merge_tab,
-        ctab, ckeys, cvals, cstate, out, w,
+        ctab, ckeys, cvals, cstate, hot, pair_tab, out, w,
         np.empty(size + 1, dtype=np.int32), np.empty(size + 1, dtype=np.int64),
         np.empty(4 * size + 4, dtype=np.int32), np.empty(4 * size + 5, dtype=np.int64),
         np.empty(4 * size + 16, dtype=np.uint8), np.empty(4 * size + 4, dtype=np.int32),
@@ -560,7 +682,12 @@ def _next_special(data, p, hi, strie_next, strie_tok):  # pragma: no cover - jit
     """(position, id, end) of the first special (raw) added token at or after ``p``, or
     (hi, -1, hi)."""
     if strie_tok.shape[0] > 1:
+        one = root_byte(strie_next)
         while p < hi:
+            if one >= 0:
+                p = find_byte(data, p, hi, one)
+                if p >= hi:
+                    break
             if strie_next[np.int64(data[p])] >= 0:
                 tok, tend = trie_longest(data, p, hi, strie_next, strie_tok)
                 if tok >= 0:
@@ -619,7 +746,7 @@ def encode_kernel(
     cls, ccc, nfc_flag, dec_index, dec_off, dec_data, comp_keys, comp_vals,
     strie_next, strie_tok, ntrie_next, ntrie_tok,
     byte_id, merge_tab,
-    ctab, ckeys, cvals, cstate,
+    ctab, ckeys, cvals, cstate, hot, pair_tab,
     out, out_offsets, out_pos, family=0,
 ):  # pragma: no cover - jit
     """Encode documents ``doc_start..doc_end`` (UTF-8 ``data[offsets[i]:offsets[i+1]]``).
@@ -673,14 +800,14 @@ def encode_kernel(
                 if e - q <= small:
                     w = _piece_core(
                         data, q, e, cls, ccc, nfc_flag, dec_index, dec_off, dec_data,
-                        comp_keys, comp_vals, ntrie_next, ntrie_tok, byte_id, merge_tab, ctab, ckeys, cvals, cstate, out, w,
+                        comp_keys, comp_vals, ntrie_next, ntrie_tok, byte_id, merge_tab, ctab, ckeys, cvals, cstate, hot, pair_tab, out, w,
                         cps, boff, cps2, boff2, nbuf, syms, mvals, kinds, pa, pb,
                         family)
                 else:
                     w = _piece_alloc(
                         data, q, e, cls, ccc, nfc_flag, dec_index, dec_off, dec_data,
-                        comp_keys, comp_vals, ntrie_next, ntrie_tok, byte_id, merge_tab, ctab, ckeys, cvals, cstate, out,
-                        w, family)
+                        comp_keys, comp_vals, ntrie_next, ntrie_tok, byte_id, merge_tab, ctab, ckeys, cvals, cstate, hot, pair_tab,
+                        out, w, family)
                 q = e
             if tok < 0:
                 break

@@ -21,7 +21,10 @@ The regex is GPT-2's ``'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.cpython.unsafe.numbers import trailing_zeros
+from numba.extending import intrinsic
 
 __all__ = [
     "CLS_L",
@@ -35,6 +38,12 @@ __all__ = [
     "trie_longest",
     "comp_lookup",
     "nfc_utf8_kernel",
+    "load8",
+    "ascii_letters_end",
+    "next_pretoken_fast",
+    "find_byte",
+    "ascii_end",
+    "root_byte",
 ]
 
 CLS_L = 1
@@ -227,7 +236,7 @@ def cp_at(data, p):
     return c, 4
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def next_pretoken(data, p, end, cls):  # pragma: no cover - jit
     """End (exclusive byte) of the GPT-2 regex match that starts at byte ``p`` (< end) of
     the valid UTF-8 ``data[:end]``."""
@@ -283,6 +292,132 @@ def next_pretoken(data, p, end, cls):  # pragma: no cover - jit
     if q == end or last == p:
         return q
     return last
+
+
+@intrinsic
+def load8(typingctx, arr, idx):
+    """The 8 bytes ``arr[idx:idx+8]`` of a C-contiguous uint8 array as one little-endian
+    uint64: one unaligned load, no checks (the caller guarantees ``0 <= idx`` and
+    ``idx + 8 <= len(arr)``). CPU only."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.uint8 and arr.layout == "C"
+            and isinstance(idx, types.Integer)):
+        return None
+    sig = types.uint64(arr, idx)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        index = context.cast(builder, args[1], signature.args[1], types.intp)
+        ptr = builder.gep(ary.data, [index])
+        word = builder.bitcast(ptr, ir.IntType(64).as_pointer())
+        return builder.load(word, align=1)
+
+    return sig, codegen
+
+
+_HIGH = np.uint64(0x8080808080808080)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _is_ascii_alpha(b):
+    return (np.uint32(b) | np.uint32(32)) - np.uint32(97) < np.uint32(26)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def ascii_letters_end(data, q, end):  # pragma: no cover - jit
+    """The first byte position >= ``q`` (<= ``end``) of ``data[:end]`` that is not an ASCII
+    letter (A-Z, a-z), 8 bytes at a time (SWAR): per byte, clear bit 7, set bit 5 (fold
+    case), add 0x1F and 0x05 -- bit 7 then says ``>= 'a'`` resp. ``> 'z'``, no carry between
+    bytes -- and drop the bytes that had bit 7 set (non-ASCII)."""
+    lim = data.shape[0] - 8
+    while q < end and q <= lim:
+        v = load8(data, q)
+        x = (v & np.uint64(0x7F7F7F7F7F7F7F7F)) | np.uint64(0x2020202020202020)
+        ge_a = x + np.uint64(0x1F1F1F1F1F1F1F1F)
+        gt_z = x + np.uint64(0x0505050505050505)
+        other = ~(ge_a & ~gt_z & ~v) & _HIGH
+        if other != np.uint64(0):
+            return min(q + np.int64(trailing_zeros(other) >> 3), end)
+        q += 8
+    while q < end and _is_ascii_alpha(data[q]):
+        q += 1
+    return min(q, end)
+
+
+_ONES = np.uint64(0x0101010101010101)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def find_byte(data, p, end, x):  # pragma: no cover - jit
+    """The first position >= ``p`` of the byte ``x`` in ``data[:end]``, or ``end``; 8 bytes
+    at a time (the lowest byte flagged by ``(t - 0x01..) & ~t & 0x80..``, t = word ^ x
+    repeated, is always a true zero byte of t)."""
+    lim = data.shape[0] - 8
+    pat = _ONES * np.uint64(x)
+    while p < end and p <= lim:
+        t = load8(data, p) ^ pat
+        z = (t - _ONES) & ~t & _HIGH
+        if z != np.uint64(0):
+            return min(p + np.int64(trailing_zeros(z) >> 3), end)
+        p += 8
+    while p < end and data[p] != x:
+        p += 1
+    return min(p, end)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def ascii_end(data, p, end):  # pragma: no cover - jit
+    """The first position >= ``p`` in ``data[:end]`` of a byte >= 0x80, or ``end``; 8 bytes
+    at a time."""
+    lim = data.shape[0] - 8
+    while p < end and p <= lim:
+        z = load8(data, p) & _HIGH
+        if z != np.uint64(0):
+            return min(p + np.int64(trailing_zeros(z) >> 3), end)
+        p += 8
+    while p < end and data[p] < 0x80:
+        p += 1
+    return min(p, end)
+
+
+@njit(cache=True, nogil=True)
+def root_byte(trie_next):  # pragma: no cover - jit
+    """The one byte an added token of the trie can start with; -1 when there is none (or
+    several)."""
+    x = -1
+    for b in range(256):
+        if trie_next[b] >= 0:
+            if x >= 0:
+                return -1
+            x = b
+    return x
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _letters_from(data, q, end, cls):  # pragma: no cover - jit
+    """End of the ``\\p{L}`` run from ``q``: ASCII letters 8 at a time, then (from the
+    first non-ASCII byte, if the ASCII run stopped there) character by character."""
+    q = ascii_letters_end(data, q, end)
+    if q < end and data[q] >= 0x80:
+        while q < end:
+            c, w = cp_at(data, q)
+            if not cls[c] & CLS_L:
+                break
+            q += w
+    return q
+
+
+@njit(cache=True, nogil=True, inline="always")
+def next_pretoken_fast(data, p, end, cls):  # pragma: no cover - jit
+    """:func:`next_pretoken` (the same ends, by construction and tests) with a fast path for
+    the commonest starts: an ASCII letter, or a space then an ASCII letter (`` ?\\p{L}+``);
+    the letter run is scanned by :func:`_letters_from`. Everything else: ``next_pretoken``."""
+    b0 = data[p]
+    if b0 < 0x80:
+        if _is_ascii_alpha(b0):
+            return _letters_from(data, p + 1, end, cls)
+        if b0 == _SPACE and p + 1 < end and _is_ascii_alpha(data[p + 1]):
+            return _letters_from(data, p + 2, end, cls)
+    return next_pretoken(data, p, end, cls)
 
 
 @njit(cache=True, nogil=True)

@@ -52,7 +52,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from pythia_data.kernels.pretokenize import cp_at
+from pythia_data.kernels.pretokenize import _is_ascii_alpha, _letters_from, cp_at
 
 __all__ = ["FAMILY_CL100K", "FAMILY_O200K", "FAMILY_QWEN2", "FAMILY_DEEPSEEK_V3", "FAMILY_QWEN3_5",
            "split_family", "split_family_kernel"]
@@ -148,7 +148,7 @@ def _ws_match(data, p, end, cls):  # pragma: no cover - jit
     return last
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def match_cl100k(data, p, end, cls, max_digits, letters):  # pragma: no cover - jit
     """End of the cl100k-family match at ``p`` (< end); Qwen 2 and 3.5 have ``max_digits``
     1; ``letters`` is the class of the letter runs: ``\\p{L}`` (C_L), or ``[\\p{L}\\p{M}]``
@@ -183,6 +183,22 @@ def match_cl100k(data, p, end, cls, max_digits, letters):  # pragma: no cover - 
         if not cls[c1] & not_other:
             return _other_run(data, p + 1, end, cls, False, not_other)
     return _ws_match(data, p, end, cls)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def match_cl100k_fast(data, p, end, cls, max_digits, letters):  # pragma: no cover - jit
+    """:func:`match_cl100k` (the same ends) with a fast path for the commonest starts when
+    the letter runs are ``\\p{L}+`` (``letters`` = C_L): an ASCII letter, or an ASCII
+    character outside ``[\\r\\n\\p{L}\\p{N}']`` then an ASCII letter; the run is
+    scanned 8 ASCII letters at a time. CPU only (the CUDA kernels use match_cl100k)."""
+    b0 = data[p]
+    if b0 < 0x80 and letters == C_L:
+        if _is_ascii_alpha(b0):
+            return _letters_from(data, p + 1, end, cls)
+        if (b0 != _QUOTE and b0 != _LF and b0 != _CR and not cls[b0] & C_N and p + 1 < end
+                and _is_ascii_alpha(data[p + 1])):
+            return _letters_from(data, p + 2, end, cls)
+    return match_cl100k(data, p, end, cls, max_digits, letters)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -372,15 +388,16 @@ def split_family(data, lo, hi, cls, family, kinds, pa, pb, m):  # pragma: no cov
     if family == FAMILY_DEEPSEEK_V3:
         return _split_deepseek(data, lo, hi, cls, kinds, pa, pb, m)
     p = lo
-    while p < hi:
-        if family == FAMILY_O200K:
+    if family == FAMILY_O200K:
+        while p < hi:
             q = match_o200k(data, p, hi, cls)
-        elif family == FAMILY_QWEN2:
-            q = match_cl100k(data, p, hi, cls, 1, C_L)
-        elif family == FAMILY_QWEN3_5:
-            q = match_cl100k(data, p, hi, cls, 1, C_L | C_M)
-        else:
-            q = match_cl100k(data, p, hi, cls, 3, C_L)
+            m = _put(kinds, pa, pb, m, p, q)
+            p = q
+        return m
+    digits = 1 if family == FAMILY_QWEN2 or family == FAMILY_QWEN3_5 else 3
+    letters = C_L | C_M if family == FAMILY_QWEN3_5 else C_L
+    while p < hi:
+        q = match_cl100k_fast(data, p, hi, cls, digits, letters)
         m = _put(kinds, pa, pb, m, p, q)
         p = q
     return m

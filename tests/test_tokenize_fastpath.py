@@ -1,0 +1,228 @@
+"""The cpu engine's fast paths against the general kernels and plain Python oracles: the
+8-bytes-at-a-time scans (ASCII letters, one byte, ASCII), the fast-start pre-token
+matchers, BPE with the byte-pair table, and the hot pre-token table (``_emit``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pythia_data.kernels.bpe import (
+    bpe_word_packed,
+    bpe_word_pairs,
+    hot_table,
+    pack_merge_table,
+    pair_table,
+)
+from pythia_data.kernels.pretokenize import (
+    ascii_end,
+    ascii_letters_end,
+    find_byte,
+    next_pretoken,
+    next_pretoken_fast,
+    root_byte,
+)
+from pythia_data.kernels.pretokenize_split import C_L, C_M, match_cl100k, match_cl100k_fast
+from pythia_data.tokenize import load_tokenizer
+from pythia_data.tokenize.cpu import unicode_tables
+
+_TOK = load_tokenizer(backend="cpu", workers=1)
+_T = _TOK.tables
+_PACKED = pack_merge_table(_T.merge_keys, _T.merge_rank, _T.merge_new)
+_PAIRS = pair_table(_T.byte_id, _PACKED)
+_CLS = unicode_tables().cls
+
+# bytes near the scans' edges: letters of both cases and the codes around them, the
+# searched byte, high bytes
+_EDGE_BYTES = st.sampled_from(b"@AZ[`az{ \x00\x7f\x80\xc3\xff<")
+_BYTES = st.lists(st.one_of(_EDGE_BYTES, st.integers(0, 255)), max_size=40).map(bytes)
+# text with every kind of character, ASCII-heavy runs, and all of Unicode
+_ANY = st.characters(blacklist_categories=("Cs",))
+_TEXT = st.text(alphabet=st.one_of(st.sampled_from("aZq '\n\r\t.,1(_s"), _ANY), max_size=60)
+
+
+def _ranges(data: bytes, draw_start, draw_end):
+    n = len(data)
+    start = min(draw_start, n)
+    end = min(max(draw_end, start), n)
+    return start, end
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=_BYTES, s=st.integers(0, 40), e=st.integers(0, 40))
+def test_ascii_letters_end_equals_oracle(data, s, e):
+    start, end = _ranges(data, s, e)
+    want = start
+    while want < end and (65 <= data[want] <= 90 or 97 <= data[want] <= 122):
+        want += 1
+    assert ascii_letters_end(np.frombuffer(data, dtype=np.uint8), start, end) == want
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=_BYTES, s=st.integers(0, 40), e=st.integers(0, 40), x=_EDGE_BYTES)
+def test_find_byte_equals_oracle(data, s, e, x):
+    start, end = _ranges(data, s, e)
+    at = data.find(bytes([x]), start, end)
+    want = end if at < 0 else at
+    assert find_byte(np.frombuffer(data, dtype=np.uint8), start, end, x) == want
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=_BYTES, s=st.integers(0, 40), e=st.integers(0, 40))
+def test_ascii_end_equals_oracle(data, s, e):
+    start, end = _ranges(data, s, e)
+    want = start
+    while want < end and data[want] < 0x80:
+        want += 1
+    assert ascii_end(np.frombuffer(data, dtype=np.uint8), start, end) == want
+
+
+def test_root_byte():
+    nxt = np.full(256 * 3, -1, dtype=np.int32)
+    assert root_byte(nxt) == -1
+    nxt[32] = 1
+    assert root_byte(nxt) == 32
+    nxt[60] = 2
+    assert root_byte(nxt) == -1
+    assert root_byte(_T.ntrie_next) == 32  # GPT-NeoX's space runs
+
+
+def _all_matches(fn, data: bytes, *extra):
+    arr = np.frombuffer(data, dtype=np.uint8)
+    return [fn(arr, p, len(data), _CLS, *extra) for p in range(len(data))
+            if p == 0 or (data[p] & 0xC0) != 0x80]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=_TEXT)
+def test_next_pretoken_fast_equals_general(text):
+    data = text.encode("utf-8")
+    assert _all_matches(next_pretoken_fast, data) == _all_matches(next_pretoken, data)
+
+
+@pytest.mark.parametrize("digits,letters", [(3, C_L), (1, C_L), (1, C_L | C_M)])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=_TEXT)
+def test_match_cl100k_fast_equals_general(digits, letters, text):
+    data = text.encode("utf-8")
+    assert (_all_matches(match_cl100k_fast, data, digits, letters)
+            == _all_matches(match_cl100k, data, digits, letters))
+
+
+def test_fast_matchers_at_the_end_of_the_array():
+    # a letter run reaching the last byte of the buffer (the 8-byte loads stop before it)
+    for n in range(1, 20):
+        data = b" " + b"x" * n
+        assert _all_matches(next_pretoken_fast, data) == _all_matches(next_pretoken, data)
+        assert (_all_matches(match_cl100k_fast, data, 3, C_L)
+                == _all_matches(match_cl100k, data, 3, C_L))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(word=st.one_of(st.text(st.sampled_from("aeinrst lo'9 "), min_size=2, max_size=60),
+                      st.text(_ANY, min_size=1, max_size=20)))
+def test_bpe_with_pair_table_equals_packed(word):
+    data = word.encode("utf-8")
+    if len(data) < 2:
+        return
+    arr = np.frombuffer(data, dtype=np.uint8)
+    n = arr.size
+    s1 = np.empty(n + 1, dtype=np.int32)
+    s2 = np.empty(n + 1, dtype=np.int32)
+    v = np.empty(n + 1, dtype=np.int64)
+    k1 = bpe_word_packed(arr, 0, n, _T.byte_id, _PACKED, s1, v)
+    k2 = bpe_word_pairs(arr, 0, n, _T.byte_id, _PAIRS, _PACKED, s2, v)
+    assert s2[:k2].tolist() == s1[:k1].tolist()
+
+
+def test_hot_table_is_empty_and_sized():
+    hot = hot_table(4)
+    assert hot.shape == (32,) and hot.dtype == np.int64 and not hot.any()
+
+
+@pytest.fixture(scope="module")
+def hf():
+    from tokenizers import Tokenizer
+
+    from pythia_data.tokenize.spec import bundled_path
+
+    return Tokenizer.from_file(str(bundled_path()))
+
+
+def _words(seed: int, n: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    alphabet = list("abcdefghijklmnopqrstuvwxyzABC  ,.'\n") + ["é", "ß", "日本", "ка"]
+    docs = []
+    for _ in range(n):
+        k = int(rng.integers(1, 200))
+        docs.append("".join(alphabet[i] for i in rng.integers(0, len(alphabet), k)))
+    return docs
+
+
+@pytest.mark.parametrize("bits", [1, 3, 15])
+def test_hot_table_ids_equal_hf_when_slots_collide(hf, bits):
+    """A hot table of 2 and 8 slots (every short pre-token replaces another's entry) and
+    the default one: ids equal HF's on two passes (the second reads the hot entries)."""
+    tok = load_tokenizer(backend="cpu", workers=1)
+    tok._cache(0).hot = hot_table(bits)
+    docs = _words(bits, 300)
+    want = [e.ids for e in hf.encode_batch(docs, add_special_tokens=False)]
+    for _ in range(2):
+        ids, offs = tok.encode_flat(docs)
+        got = [ids[offs[i]:offs[i + 1]].tolist() for i in range(len(docs))]
+        assert got == want
+    hot = tok._cache(0).hot
+    assert hot[1::2].any()  # short pre-tokens were stored
+    lengths = hot[1::2] >> 44
+    assert ((lengths == 0) | ((lengths >= 2) & (lengths <= 8))).all()
+
+
+def _quick():
+    from pythia_data.tokenize.cpu import nfc_quick_tables
+
+    u = unicode_tables()
+    q = nfc_quick_tables(u)
+    freed = np.flatnonzero((u.nfc_flag != 0) & (q.nfc_flag == 0))
+    return u, q, freed
+
+
+def test_nfc_quick_flag_frees_precomposed_letters_only():
+    u, q, freed = _quick()
+    assert q.nfc_flag.shape == u.nfc_flag.shape
+    assert not (q.nfc_flag & ~u.nfc_flag).any()  # only ever unflags
+    assert {0xE9, 0xF1, 0xFC, 0xAC00} <= set(freed.tolist())  # é ñ ü 가
+    assert not set(freed.tolist()) & {0x301, 0x212B, 0x0958, 0x1161}  # mark, Å sign, singletons
+    assert (u.ccc[freed] == 0).all()
+
+
+def test_nfc_quick_flag_chars_are_nfc_inert_in_context():
+    """Each freed code point between unflagged neighbours (ASCII, starters that begin
+    compositions, Hangul jamo L, a freed syllable) is left alone by HF's NFC."""
+    from tokenizers.normalizers import NFC
+
+    norm = NFC()
+    _u, q, freed = _quick()
+    befores = ["", "a", "e", "\u1100", "\uac00", "\u00e9"]
+    afters = ["", "b", "\u3042", "\u00e9"]
+    for c in map(chr, freed.tolist()):
+        for b in befores:
+            for a in afters:
+                s = b + c + a
+                assert norm.normalize_str(s) == s, (hex(ord(c)), b, a)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_text_of_unflagged_chars_is_nfc(data):
+    from tokenizers.normalizers import NFC
+
+    _u, q, freed = _quick()
+    pool = st.one_of(st.sampled_from([chr(c) for c in freed[::7].tolist()]),
+                     st.characters(blacklist_categories=("Cs",)))
+    s = data.draw(st.text(alphabet=pool, max_size=20))
+    cps = np.array([ord(ch) for ch in s], dtype=np.int64)
+    if cps.size and q.nfc_flag[cps].any():
+        return
+    assert NFC().normalize_str(s) == s
