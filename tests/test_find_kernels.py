@@ -11,16 +11,22 @@ from pythia_data.errors import UsageError
 from pythia_data.kernels import find as KF
 
 
-@st.composite
-def scan_case(draw):
-    n = draw(st.integers(1, 120))
-    vocab = draw(st.sampled_from([3, 5, 70_000]))
+def _tokens_in_documents(draw, n, vocabs):
+    """A vocabulary size drawn from ``vocabs``, ``n`` tokens of it (uint16, or int32 past
+    65,536) and document boundaries cut at up to 8 drawn places (empty documents too)."""
+    vocab = draw(st.sampled_from(vocabs))
     dtype = np.uint16 if vocab < 65536 else np.int32
     buf = np.array(draw(st.lists(st.integers(0, vocab - 1), min_size=n, max_size=n)),
                    dtype=dtype)
     cuts = sorted(draw(st.lists(st.integers(0, n), max_size=8)))
-    starts = np.array([0, *cuts], dtype=np.int64)
-    ends = np.array([*cuts, n], dtype=np.int64)
+    return (vocab, buf, np.array([0, *cuts], dtype=np.int64),
+            np.array([*cuts, n], dtype=np.int64))
+
+
+@st.composite
+def scan_case(draw):
+    n = draw(st.integers(1, 120))
+    vocab, buf, starts, ends = _tokens_in_documents(draw, n, [3, 5, 70_000])
     queries = []
     for _ in range(draw(st.integers(1, 5))):
         if draw(st.booleans()):
@@ -43,13 +49,7 @@ def long_query_case(draw):
     """Queries of 3 or more tokens (at least two distinct anchors likely): the scan then
     takes the sampled-pair pass (every step-th position) instead of the anchor pass."""
     n = draw(st.integers(3, 160))
-    vocab = draw(st.sampled_from([2, 3, 5, 70_000]))
-    dtype = np.uint16 if vocab < 65536 else np.int32
-    buf = np.array(draw(st.lists(st.integers(0, vocab - 1), min_size=n, max_size=n)),
-                   dtype=dtype)
-    cuts = sorted(draw(st.lists(st.integers(0, n), max_size=8)))
-    starts = np.array([0, *cuts], dtype=np.int64)
-    ends = np.array([*cuts, n], dtype=np.int64)
+    vocab, buf, starts, ends = _tokens_in_documents(draw, n, [2, 3, 5, 70_000])
     queries = []
     for _ in range(draw(st.integers(2, 6))):
         m = draw(st.integers(3, min(12, n)))

@@ -115,17 +115,11 @@ def merge_get(merge_tab, a, b):  # pragma: no cover - jit
         slot = (slot + np.uint64(1)) & mask
 
 
-@njit(cache=True, nogil=True)
-def bpe_word_packed(data, a, b, byte_id, merge_tab, syms, vals):  # pragma: no cover - jit
-    """BPE of the bytes ``data[a:b]`` into ``syms`` (room for b - a) over a packed merge
-    table (``vals``: scratch int64, room for b - a); returns the count. Always merges the
-    lowest-rank adjacent pair, the leftmost one on ties (what HF's priority-queue BPE does):
-    the lowest ``rank << 32 | id`` is the lowest rank, the leftmost on ties."""
-    n = b - a
-    for i in range(n):
-        syms[i] = byte_id[data[a + i]]
-    for i in range(n - 1):
-        vals[i] = merge_get(merge_tab, syms[i], syms[i + 1])
+@njit(cache=True, nogil=True, inline="always")
+def _merge_lowest(n, syms, vals, merge_tab):  # pragma: no cover - jit
+    """The merge loop of :func:`bpe_word_packed` and :func:`bpe_word_pairs`: ``syms[:n]``
+    with ``vals[i]`` the packed lookup of the pair (i, i + 1); merges the lowest value
+    (lowest rank, leftmost on ties) until none is left. Returns the count."""
     while n > 1:
         best = NO_MERGE
         at = -1
@@ -145,6 +139,20 @@ def bpe_word_packed(data, a, b, byte_id, merge_tab, syms, vals):  # pragma: no c
         if at < n - 1:
             vals[at] = merge_get(merge_tab, syms[at], syms[at + 1])
     return n
+
+
+@njit(cache=True, nogil=True)
+def bpe_word_packed(data, a, b, byte_id, merge_tab, syms, vals):  # pragma: no cover - jit
+    """BPE of the bytes ``data[a:b]`` into ``syms`` (room for b - a) over a packed merge
+    table (``vals``: scratch int64, room for b - a); returns the count. Always merges the
+    lowest-rank adjacent pair, the leftmost one on ties (what HF's priority-queue BPE does):
+    the lowest ``rank << 32 | id`` is the lowest rank, the leftmost on ties."""
+    n = b - a
+    for i in range(n):
+        syms[i] = byte_id[data[a + i]]
+    for i in range(n - 1):
+        vals[i] = merge_get(merge_tab, syms[i], syms[i + 1])
+    return _merge_lowest(n, syms, vals, merge_tab)
 
 
 @njit(cache=True, nogil=True)
@@ -176,25 +184,7 @@ def bpe_word_pairs(data, a, b, byte_id, pair_tab, merge_tab, syms,
         syms[i] = byte_id[cur]
         vals[i - 1] = pair_tab[(prev << np.int64(8)) | cur]
         prev = cur
-    while n > 1:
-        best = NO_MERGE
-        at = -1
-        for i in range(n - 1):
-            if vals[i] < best:
-                best = vals[i]
-                at = i
-        if at < 0:
-            break
-        syms[at] = np.int32(best & np.int64(0xFFFFFFFF))
-        for i in range(at + 1, n - 1):
-            syms[i] = syms[i + 1]
-            vals[i] = vals[i + 1]
-        n -= 1
-        if at > 0:
-            vals[at - 1] = merge_get(merge_tab, syms[at - 1], syms[at])
-        if at < n - 1:
-            vals[at] = merge_get(merge_tab, syms[at], syms[at + 1])
-    return n
+    return _merge_lowest(n, syms, vals, merge_tab)
 
 
 @njit(cache=True, nogil=True, inline="always")

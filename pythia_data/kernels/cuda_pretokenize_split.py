@@ -49,7 +49,7 @@ _QUOTE = 39
 # The cpu engine's matchers, compiled again as device functions: each Python function is
 # cloned with a globals dict in which the functions it calls are the device copies (so the
 # CUDA simulator, which runs device code as Python, never calls a cpu-compiled function).
-_SHARED = ["_contraction", "_run", "_other_run", "_ws_match", "match_cl100k",
+_SHARED = ["_contraction", "class_run", "_other_run", "_ws_match", "match_cl100k",
            "_o200k_upper_lower", "_o200k_upper_plus", "_contraction_tail", "match_o200k",
            "_ascii_punct", "_ascii_alpha", "_is_cjk", "match_deepseek"]
 

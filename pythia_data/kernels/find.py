@@ -85,6 +85,27 @@ def _f1_index(t, exact16):  # pragma: no cover - jit
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _emit_if_match(buf, base, start, de, doc, q, qtok, qoff, ds, out_doc, out_off, out_q,
+                   n_out):  # pragma: no cover - jit
+    """A candidate of both passes: query ``q`` at stream position ``start`` (known to be in
+    the document and the range). If the whole query fits before ``de`` and matches, it is
+    written as hit ``n_out``. Returns the new output count, or -1 when the output is full."""
+    m = qoff[q + 1] - qoff[q]
+    if start + m > de:
+        return n_out
+    i = start - base
+    for j in range(m):
+        if buf[i + j] != qtok[qoff[q] + j]:
+            return n_out
+    if n_out >= out_doc.shape[0]:
+        return -1
+    out_doc[n_out] = doc
+    out_off[n_out] = start - ds
+    out_q[n_out] = q
+    return n_out + 1
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _anchor_hits(buf, base, v, t, flag, pair_bits, pair_shift, lo, hi, ds, de, doc, qtok,
                  qoff, anchor, tbl_keys, tbl_lo, tbl_hi, qorder, out_doc, out_off, out_q,
                  n_out):  # pragma: no cover - jit
@@ -108,28 +129,15 @@ def _anchor_hits(buf, base, v, t, flag, pair_bits, pair_shift, lo, hi, ds, de, d
     s = _probe(tbl_keys, _mix(np.uint64(t) + np.uint64(1)) | np.uint64(1))
     if s < 0:
         return n_out
-    cap = out_doc.shape[0]
     for r in range(tbl_lo[s], tbl_hi[s]):
         q = qorder[r]
         start = v - anchor[q]
         if start < lo or start >= hi or start < ds:
             continue
-        m = qoff[q + 1] - qoff[q]
-        if start + m > de:
-            continue
-        ok = True
-        i = start - base
-        for j in range(m):
-            if buf[i + j] != qtok[qoff[q] + j]:
-                ok = False
-                break
-        if ok:
-            if n_out >= cap:
-                return -1
-            out_doc[n_out] = doc
-            out_off[n_out] = start - ds
-            out_q[n_out] = q
-            n_out += 1
+        n_out = _emit_if_match(buf, base, start, de, doc, q, qtok, qoff, ds, out_doc,
+                               out_off, out_q, n_out)
+        if n_out < 0:
+            return -1
     return n_out
 
 
@@ -139,7 +147,6 @@ def _strided_hits(buf, base, first, e, step, lo, hi, ds, de, doc, qtok, qoff, sp
                   n_out):  # pragma: no cover - jit
     """The sampled pass over one document: the pairs (token p, token p + 1) at positions p
     = first, first + step, ... below e. Returns the new output count, or -1 when full."""
-    cap = out_doc.shape[0]
     six = np.uint64(6)
     low6 = np.uint64(63)
     one = np.uint64(1)
@@ -162,22 +169,10 @@ def _strided_hits(buf, base, first, e, step, lo, hi, ds, de, doc, qtok, qoff, sp
             start = p - sp_j[r]
             if start < lo or start >= hi or start < ds:
                 continue
-            m = qoff[q + 1] - qoff[q]
-            if start + m > de:
-                continue
-            ok = True
-            i = start - base
-            for j in range(m):
-                if buf[i + j] != qtok[qoff[q] + j]:
-                    ok = False
-                    break
-            if ok:
-                if n_out >= cap:
-                    return -1
-                out_doc[n_out] = doc
-                out_off[n_out] = start - ds
-                out_q[n_out] = q
-                n_out += 1
+            n_out = _emit_if_match(buf, base, start, de, doc, q, qtok, qoff, ds, out_doc,
+                                   out_off, out_q, n_out)
+            if n_out < 0:
+                return -1
     return n_out
 
 

@@ -237,6 +237,17 @@ def cp_at(data, p):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def class_run(data, q, end, cls, bits):  # pragma: no cover - jit
+    """End of the run of characters from ``q`` whose class (``cls``) has one of ``bits``."""
+    while q < end:
+        c, w = cp_at(data, q)
+        if not cls[c] & bits:
+            break
+        q += w
+    return q
+
+
+@njit(cache=True, nogil=True, inline="always")
 def next_pretoken(data, p, end, cls):  # pragma: no cover - jit
     """End (exclusive byte) of the GPT-2 regex match that starts at byte ``p`` (< end) of
     the valid UTF-8 ``data[:end]``."""
@@ -260,19 +271,9 @@ def next_pretoken(data, p, end, cls):  # pragma: no cover - jit
             q = p + 1
             k = k1
     if k & CLS_L:
-        while q < end:
-            c, w = cp_at(data, q)
-            if not cls[c] & CLS_L:
-                break
-            q += w
-        return q
+        return class_run(data, q, end, cls, CLS_L)
     if k & CLS_N:
-        while q < end:
-            c, w = cp_at(data, q)
-            if not cls[c] & CLS_N:
-                break
-            q += w
-        return q
+        return class_run(data, q, end, cls, CLS_N)
     if _is_other(k):
         while q < end:
             c, w = cp_at(data, q)
@@ -398,11 +399,7 @@ def _letters_from(data, q, end, cls):  # pragma: no cover - jit
     first non-ASCII byte, if the ASCII run stopped there) character by character."""
     q = ascii_letters_end(data, q, end)
     if q < end and data[q] >= 0x80:
-        while q < end:
-            c, w = cp_at(data, q)
-            if not cls[c] & CLS_L:
-                break
-            q += w
+        q = class_run(data, q, end, cls, CLS_L)
     return q
 
 

@@ -52,7 +52,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from pythia_data.kernels.pretokenize import _is_ascii_alpha, _letters_from, cp_at
+from pythia_data.kernels.pretokenize import _is_ascii_alpha, _letters_from, class_run, cp_at
 
 __all__ = ["FAMILY_CL100K", "FAMILY_O200K", "FAMILY_QWEN2", "FAMILY_DEEPSEEK_V3", "FAMILY_QWEN3_5",
            "split_family", "split_family_kernel"]
@@ -95,17 +95,6 @@ def _contraction(data, p, end):  # pragma: no cover - jit
     if l1 == 108 and l2 == 108:  # ll
         return p + 3
     return -1
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _run(data, q, end, cls, bits):  # pragma: no cover - jit
-    """End of the run of characters whose class has one of ``bits``, from ``q``."""
-    while q < end:
-        c, w = cp_at(data, q)
-        if not cls[c] & bits:
-            break
-        q += w
-    return q
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -160,11 +149,11 @@ def match_cl100k(data, p, end, cls, max_digits, letters):  # pragma: no cover - 
         if r >= 0:
             return r
     if k & letters:
-        return _run(data, p + w, end, cls, letters)
+        return class_run(data, p + w, end, cls, letters)
     if c != _LF and c != _CR and not k & C_N and p + w < end:  # [^\r\n\p{L}\p{N}]? first
         c1, w1 = cp_at(data, p + w)
         if cls[c1] & letters:
-            return _run(data, p + w + w1, end, cls, letters)
+            return class_run(data, p + w + w1, end, cls, letters)
     if k & C_N:
         q = p + w
         n = 1
@@ -216,16 +205,16 @@ def _o200k_upper_lower(data, s, end, cls):  # pragma: no cover - jit
         q += w
     if best < 0:
         return -1
-    return _run(data, best, end, cls, C_LO)
+    return class_run(data, best, end, cls, C_LO)
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _o200k_upper_plus(data, s, end, cls):  # pragma: no cover - jit
     """``U+W*`` from ``s``: its end or -1."""
-    q = _run(data, s, end, cls, C_UP)
+    q = class_run(data, s, end, cls, C_UP)
     if q == s:
         return -1
-    return _run(data, q, end, cls, C_LO)
+    return class_run(data, q, end, cls, C_LO)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -308,9 +297,9 @@ def match_deepseek(data, p, end, cls):  # pragma: no cover - jit
     if c != _LF and c != _CR and not k & (C_L | C_PS) and p + w < end:
         c1, w1 = cp_at(data, p + w)
         if cls[c1] & (C_L | C_M):
-            return _run(data, p + w + w1, end, cls, C_L | C_M)
+            return class_run(data, p + w + w1, end, cls, C_L | C_M)
     if k & (C_L | C_M):
-        return _run(data, p + w, end, cls, C_L | C_M)
+        return class_run(data, p + w, end, cls, C_L | C_M)
     q = -1
     if k & C_PS:
         q = p
@@ -319,7 +308,7 @@ def match_deepseek(data, p, end, cls):  # pragma: no cover - jit
         if cls[c1] & C_PS:
             q = p + 1
     if q >= 0:
-        q = _run(data, q, end, cls, C_PS)
+        q = class_run(data, q, end, cls, C_PS)
         while q < end and (data[q] == _LF or data[q] == _CR):
             q += 1
         return q

@@ -300,6 +300,26 @@ def _merge_then_finish(store: JobStore, keep_job: bool, outputs: Sequence[str],
         store.remove()
 
 
+def _run_and_merge(store: JobStore, executor: Executor, fn, todo_before: int,
+                   out_prefix: str, dtype, *, overwrite: bool, keep_job: bool,
+                   progress: ProgressFactory | None, desc: str) -> tuple[list, dict, float]:
+    """Run the job's units, their dataset parts merged into ``out_prefix`` while they run
+    (:class:`PartMerger`) and committed after the last; returns the records, the job info
+    and the seconds the merge took after the units."""
+    merger = PartMerger(store, out_prefix, dtype, overwrite=overwrite)
+    try:
+        records = run_units(store, executor, fn, progress=progress, desc=desc,
+                            on_unit=merger.advance)
+        info = _job_info(store, executor, todo_before, records)
+        ran = time.monotonic()
+        _merge_then_finish(store, keep_job, _dataset_files(out_prefix),
+                           lambda: merge_dataset_parts(store, records, out_prefix, dtype,
+                                                       overwrite=overwrite, merger=merger))
+    finally:
+        merger.abort()
+    return records, info, time.monotonic() - ran
+
+
 def _dataset_files(prefix: str) -> list[str]:
     return [prefix + ".bin", prefix + ".idx"]
 
@@ -376,18 +396,9 @@ def tokenize_units(files: Sequence[str], out_prefix: str, tokenizer, executor: E
         todo, _ = store.pending()
         ctx = _Context(store.folder, tuple(inputs), ref, key=key, errors=errors,
                        append_eod=append_eod)
-        merger = PartMerger(store, out_prefix, dtype, overwrite=overwrite)
-        try:
-            records = run_units(store, executor, partial(_tokenize_unit, ctx),
-                                progress=progress, desc="tokenize", on_unit=merger.advance)
-            info = _job_info(store, executor, len(todo), records)
-            ran = time.monotonic()
-            _merge_then_finish(store, keep_job, _dataset_files(out_prefix),
-                               lambda: merge_dataset_parts(store, records, out_prefix, dtype,
-                                                           overwrite=overwrite, merger=merger))
-        finally:
-            merger.abort()
-        merged = time.monotonic()
+        records, info, merge_seconds = _run_and_merge(
+            store, executor, partial(_tokenize_unit, ctx), len(todo), out_prefix, dtype,
+            overwrite=overwrite, keep_job=keep_job, progress=progress, desc="tokenize")
     summary = _sum(records, "documents", "skipped_empty", "tokens", "input_bytes")
     warnings = []
     if summary["documents"] == 0:
@@ -399,7 +410,7 @@ def tokenize_units(files: Sequence[str], out_prefix: str, tokenizer, executor: E
             "eod": tokenizer.eod_id if append_eod else None, "tokenizer": tokenizer.name,
             "backend": tokenizer.backend, "seconds": round(time.monotonic() - started, 3),
             "plan_seconds": round(planned - started, 3),
-            "merge_seconds": round(merged - ran, 3), "inputs": len(files), **info}
+            "merge_seconds": round(merge_seconds, 3), "inputs": len(files), **info}
 
 
 def _plan_ds(ds: IndexedDataset, unit_bytes: int) -> list[Unit]:
@@ -437,16 +448,9 @@ def retokenize_units(data, old, new, out_prefix, executor: Executor, *,
         todo, _ = store.pending()
         ctx = _Context(store.folder, tuple(inputs), new_ref, old_ref, dataset=prefix,
                        extra={"eod_id": eod_id})
-        merger = PartMerger(store, out_prefix, dtype, overwrite=overwrite)
-        try:
-            records = run_units(store, executor, partial(_retokenize_unit, ctx),
-                                progress=progress, desc="retokenize", on_unit=merger.advance)
-            info = _job_info(store, executor, len(todo), records)
-            _merge_then_finish(store, keep_job, _dataset_files(out_prefix),
-                               lambda: merge_dataset_parts(store, records, out_prefix, dtype,
-                                                           overwrite=overwrite, merger=merger))
-        finally:
-            merger.abort()
+        records, info, _ = _run_and_merge(
+            store, executor, partial(_retokenize_unit, ctx), len(todo), out_prefix, dtype,
+            overwrite=overwrite, keep_job=keep_job, progress=progress, desc="retokenize")
     return {"output": out_prefix, **_sum(records, "documents", "tokens"), "dtype": dtype.name,
             "from_tokenizer": old.name, "tokenizer": new.name,
             "seconds": round(time.monotonic() - started, 3), **info}
