@@ -36,6 +36,7 @@ from pythia_data.tokenize.units import (
     detokenize_units,
     retokenize_units,
     tokenize_units,
+    unit_batches,
     unit_documents,
 )
 from tests.conftest import subprocess_env
@@ -523,8 +524,9 @@ def test_parts_of_units_with_any_batching_merge_to_one_process_bytes(
 
 
 class _InterruptingTokenizer:
-    """The tokenizer, but Ctrl-C arrives in its ``encode_flat`` call number ``at`` (the
-    reader thread is then reading ahead)."""
+    """The tokenizer, but Ctrl-C arrives in its encode call number ``at`` (``encode_flat``
+    or ``encode_utf8_flat``, which the tokenize reader's batches use; the reader thread is
+    then reading ahead)."""
 
     def __init__(self, tok, at):
         self._tok, self._at, self.calls = tok, at, 0
@@ -537,6 +539,12 @@ class _InterruptingTokenizer:
         if self.calls == self._at:
             raise KeyboardInterrupt
         return self._tok.encode_flat(texts)
+
+    def encode_utf8_flat(self, data, offsets, **kwargs):
+        self.calls += 1
+        if self.calls == self._at:
+            raise KeyboardInterrupt
+        return self._tok.encode_utf8_flat(data, offsets, **kwargs)
 
 
 def _reader_threads():
@@ -558,7 +566,7 @@ def test_ctrl_c_during_the_overlap_leaves_no_thread_and_resumes(tmp_path, tok, m
     calls_per_unit = []
     for u in plan_files(src, 8000)[1][:4]:
         counter = _InterruptingTokenizer(tok, at=-1)
-        pl.write_part(unit_documents(u), counter, str(tmp_path / "probe"), durable=False)
+        pl.write_part(unit_batches(u), counter, str(tmp_path / "probe"), durable=False)
         calls_per_unit.append(counter.calls)
     assert calls_per_unit[3] >= 2  # the overlap is in use inside the unit
     at = sum(calls_per_unit[:3]) + 2

@@ -31,7 +31,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from pythia_data.errors import UsageError
+from pythia_data.errors import InputError, UsageError
 from pythia_data.kernels.bpe import (
     MAX_CACHED_KEY,
     SCRATCH,
@@ -286,6 +286,63 @@ class CpuTokenizer(Tokenizer):
             out_offsets[d0 + 1 : d1 + 1] = part_offs[1:] + base
             base += part_ids.size
         return ids, out_offsets
+
+    def encode_utf8_flat(self, data, offsets, *, checked: bool = True
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`encode_flat` of documents already in UTF-8 (no ``str`` made): ``data``
+        (bytes or a uint8 array), int64 ``offsets`` (document ``i`` is
+        ``data[offsets[i]:offsets[i + 1]]``). Invalid UTF-8 raises InputError naming the
+        document (``checked=False``: the caller vouches for it, as the tokenize reader does,
+        whose kernel checked it)."""
+        buf = np.frombuffer(data, dtype=np.uint8) if isinstance(
+            data, bytes | bytearray | memoryview) else np.ascontiguousarray(data)
+        offs = np.asarray(offsets)
+        if buf.dtype != np.uint8 or buf.ndim != 1:
+            raise UsageError("data must be bytes or a 1-D uint8 array")
+        if offs.ndim != 1 or offs.size < 1 or offs.dtype.kind not in "iu":
+            raise UsageError("offsets must be a 1-D integer array of length n_docs + 1")
+        offs = offs.astype(np.int64, copy=False)
+        if offs[0] != 0 or np.any(np.diff(offs) < 0) or offs[-1] > buf.size:
+            raise UsageError("offsets must start at 0, never decrease and end within data")
+        if checked:
+            from pythia_data.kernels.jsonl import first_invalid_document
+
+            bad = first_invalid_document(buf, offs)
+            if bad >= 0:
+                raise InputError(f"document {bad}: invalid UTF-8")
+        n = offs.size - 1
+        with self._lock:
+            size = int(offs[-1])
+            nw = min(self.workers, n)
+            if nw <= 1 or size < _PARALLEL_MIN_BYTES:
+                return self._run(buf, offs, 0, n, self._cache(0))
+            # consecutive chunks of ~size / (_CHUNKS_PER_WORKER * nw) bytes, taken by the
+            # workers as they free up (as encode_flat; the UTF-8 is there already)
+            per = max(_PARALLEL_MIN_BYTES // 4, size // (_CHUNKS_PER_WORKER * nw))
+            cuts = np.unique(np.searchsorted(offs, np.arange(per, size, per), side="left"))
+            cuts = [0, *(int(c) for c in cuts if 0 < c < n), n]
+            free: queue.SimpleQueue[_Cache] = queue.SimpleQueue()
+            for i in range(nw):
+                free.put(self._cache(i))
+            if self._pool is None or self._pool._max_workers < nw:
+                self._pool = ThreadPoolExecutor(max_workers=max(self.workers, nw))
+            futures = [self._pool.submit(self._run_free, buf, offs, d0, d1, free)
+                       for d0, d1 in zip(cuts[:-1], cuts[1:])]
+            parts = [f.result() for f in futures]
+        ids = np.concatenate([p[0] for p in parts])
+        out_offsets = np.zeros(n + 1, dtype=np.int64)
+        base = 0
+        for (part_ids, part_offs), d0, d1 in zip(parts, cuts[:-1], cuts[1:]):
+            out_offsets[d0 + 1 : d1 + 1] = part_offs[1:] + base
+            base += part_ids.size
+        return ids, out_offsets
+
+    def _run_free(self, buf, offs, d0: int, d1: int, free):
+        cache = free.get()
+        try:
+            return self._run(buf, offs, d0, d1, cache)
+        finally:
+            free.put(cache)
 
     def _chunk(self, texts, d0: int, d1: int, free):
         buf, offsets = encode_utf8(texts[d0:d1], self.errors, first=d0)

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import os
 import queue
@@ -50,7 +51,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,10 +66,12 @@ from pythia_data.tokenize.base import _check_errors, clean_text
 __all__ = [
     "INPUT_SUFFIXES",
     "Document",
+    "TextBatch",
     "dataset_documents",
     "detokenize",
     "expand_inputs",
     "output_prefix",
+    "read_batches",
     "read_documents",
     "retokenize",
     "tokenize_documents",
@@ -247,6 +250,51 @@ def _big_line_text(raw: bytes, key: bytes) -> bytearray | None:
     return out
 
 
+def _line_document(raw: bytes, name: str, lineno: int, key: str, key_utf8: bytes,
+                   errors: str, strip_bom: bool) -> str | bytearray | None:
+    """The document of one JSON line (None for a blank line), or InputError naming
+    ``name:lineno``. ``strip_bom``: the line starts a (not compressed) file."""
+    if strip_bom and raw.startswith(_BOM):
+        raw = raw[len(_BOM):]  # jsonlines opens a .jsonl as "utf-8-sig"
+    if len(raw) >= BIG_LINE:
+        text = _big_line_text(raw, key_utf8)
+        if text is not None:
+            return text
+    if not raw.strip():
+        return None
+    line = _decode(raw, name, lineno, errors)
+    if line.startswith(_SKIPPED_FIRST_CHARS):
+        line = line[1:]  # jsonlines skips one BOM or RS at the start of any line
+    try:
+        value = json.loads(line)
+    except ValueError as exc:
+        # json's own message may end in "at" ("Invalid control character at")
+        msg = getattr(exc, "msg", str(exc)).removesuffix(" at")
+        pos = getattr(exc, "pos", None)  # characters into the line, 0-based
+        where = f" at character {pos + 1}" if pos is not None else ""
+        raise InputError(f"{name}:{lineno}: not valid JSON ({msg}{where})") from None
+    except RecursionError:
+        raise InputError(
+            f"{name}:{lineno}: not valid JSON (nested too deeply to read)") from None
+    if isinstance(value, dict):
+        if key not in value:
+            raise InputError(f"{name}:{lineno}: no key {key!r} in the JSON object")
+        text = value[key]
+    elif isinstance(value, str):
+        text = value
+    else:
+        raise InputError(
+            f"{name}:{lineno}: expected a JSON object or string, got "
+            f"{type(value).__name__}")
+    if isinstance(text, list) and all(isinstance(t, str) for t in text):
+        text = "\n\n".join(text)
+    if not isinstance(text, str):
+        raise InputError(
+            f"{name}:{lineno}: {key!r} is a {type(text).__name__}, not a string "
+            "(or a list of strings)")
+    return clean_text(text, f"{name}:{lineno}", errors)
+
+
 def _jsonl(fh, name: str, key: str, errors: str, zst: bool = False,
            file_start: bool = True) -> Iterator[Document]:
     lineno = 0
@@ -254,47 +302,11 @@ def _jsonl(fh, name: str, key: str, errors: str, zst: bool = False,
     try:
         for raw in fh:
             lineno += 1
-            if lineno == 1 and file_start and raw.startswith(_BOM) and not zst:
-                raw = raw[len(_BOM):]  # jsonlines opens a .jsonl as "utf-8-sig"
-            if len(raw) >= BIG_LINE:
-                text = _big_line_text(raw, key_utf8)
-                if text is not None:
-                    del raw  # only the document's bytes stay while it is tokenized
-                    yield Document(text, name, lineno)
-                    continue
-            if not raw.strip():
-                continue
-            line = _decode(raw, name, lineno, errors)
-            if line.startswith(_SKIPPED_FIRST_CHARS):
-                line = line[1:]  # jsonlines skips one BOM or RS at the start of any line
-            try:
-                value = json.loads(line)
-            except ValueError as exc:
-                # json's own message may end in "at" ("Invalid control character at")
-                msg = getattr(exc, "msg", str(exc)).removesuffix(" at")
-                pos = getattr(exc, "pos", None)  # characters into the line, 0-based
-                where = f" at character {pos + 1}" if pos is not None else ""
-                raise InputError(f"{name}:{lineno}: not valid JSON ({msg}{where})") from None
-            except RecursionError:
-                raise InputError(
-                    f"{name}:{lineno}: not valid JSON (nested too deeply to read)") from None
-            if isinstance(value, dict):
-                if key not in value:
-                    raise InputError(f"{name}:{lineno}: no key {key!r} in the JSON object")
-                text = value[key]
-            elif isinstance(value, str):
-                text = value
-            else:
-                raise InputError(
-                    f"{name}:{lineno}: expected a JSON object or string, got "
-                    f"{type(value).__name__}")
-            if isinstance(text, list) and all(isinstance(t, str) for t in text):
-                text = "\n\n".join(text)
-            if not isinstance(text, str):
-                raise InputError(
-                    f"{name}:{lineno}: {key!r} is a {type(text).__name__}, not a string "
-                    "(or a list of strings)")
-            yield Document(clean_text(text, f"{name}:{lineno}", errors), name, lineno)
+            text = _line_document(raw, name, lineno, key, key_utf8, errors,
+                                  lineno == 1 and file_start and not zst)
+            del raw  # only the document's bytes stay while it is tokenized
+            if text is not None:
+                yield Document(text, name, lineno)
     except OSError as exc:  # e.g. a corrupt .zst frame
         raise InputError(f"{name}:{lineno + 1}: cannot read ({exc})") from None
 
@@ -331,6 +343,230 @@ def read_documents(inputs: Iterable[str | os.PathLike], *, key: str = "text",
 
 #: The first batch of a run is this fraction of the full size; each next one doubles.
 RAMP = 64
+
+
+# --------------------------------------------------------------------------- reading in batches
+
+
+@dataclass(frozen=True)
+class TextBatch:
+    """Documents as one buffer of UTF-8: document ``i`` is ``data[offsets[i]:offsets[i +
+    1]]`` (``offsets`` int64, ``offsets[0] == 0``, ``offsets[-1] == data.size``)."""
+
+    data: np.ndarray
+    offsets: np.ndarray
+
+    @property
+    def documents(self) -> int:
+        return self.offsets.size - 1
+
+    @classmethod
+    def of_texts(cls, texts: Sequence[str | bytearray]) -> TextBatch:
+        """Texts already cleaned (no lone surrogates) or ``bytearray`` UTF-8."""
+        parts = [t if isinstance(t, bytearray) else t.encode("utf-8") for t in texts]
+        offsets = np.zeros(len(parts) + 1, dtype=np.int64)
+        np.cumsum([len(b) for b in parts], out=offsets[1:])
+        return cls(np.frombuffer(b"".join(parts), dtype=np.uint8), offsets)
+
+    @classmethod
+    def join(cls, batches: Sequence[TextBatch]) -> TextBatch:
+        if len(batches) == 1:
+            return batches[0]
+        bases = np.cumsum([0] + [int(b.data.size) for b in batches[:-1]])
+        offsets = np.concatenate([batches[0].offsets[:1]] + [
+            b.offsets[1:] + base for b, base in zip(batches, bases)])
+        return cls(np.concatenate([b.data for b in batches]), offsets)
+
+
+class _Ramp:
+    """The batch limits (documents, input bytes): ``1/ramp`` of the full ones at first,
+    twice the last after each batch (see :func:`_batches`)."""
+
+    def __init__(self, max_docs: int, max_bytes: int, ramp: int | None = None):
+        ramp = max(RAMP if ramp is None else ramp, 1)
+        self.max_docs, self.max_bytes = max(1, max_docs), max(1, max_bytes)
+        self.docs = max(1, self.max_docs // ramp)
+        self.bytes = max(1, self.max_bytes // ramp)
+
+    def step(self) -> None:
+        self.docs = min(self.max_docs, 2 * self.docs)
+        self.bytes = min(self.max_bytes, 2 * self.bytes)
+
+
+#: JSON lines are read in blocks of at least this many bytes (cut at line ends)
+_MIN_BLOCK = 1 << 16
+
+
+def _read_block(fh, buf: np.ndarray, have: int, need: int):
+    """Fill ``buf[have:need]`` from ``fh``: (bytes held, end of input reached, the read's
+    exception or None)."""
+    view = memoryview(buf)
+    while have < need:
+        try:
+            n = fh.readinto(view[have:need])
+        except (OSError, InputError) as exc:
+            return have, False, exc
+        if not n:
+            return have, True, None
+        have += n
+    return have, False, None
+
+
+def _jsonl_batches(fh, name: str, key: str, errors: str, ramp: _Ramp, *, zst: bool = False,
+                   file_start: bool = True) -> Iterator[TextBatch]:
+    """The documents of the JSON lines of ``fh`` (binary, with ``readinto``) in batches:
+    the same documents, errors and line numbers as :func:`_jsonl`. Blocks of lines go
+    through :func:`~pythia_data.kernels.jsonl.jsonl_block` (no Python object per line);
+    the lines it does not take, through :func:`_line_document`, in order."""
+    from pythia_data.kernels.jsonl import last_byte
+
+    key_utf8 = key.encode("utf-8", "surrogatepass")
+    key_arr = np.frombuffer(key_utf8, dtype=np.uint8)
+    buf = np.empty(0, dtype=np.uint8)
+    have = lineno = 0
+    need = max(ramp.bytes, _MIN_BLOCK)
+    while True:
+        if buf.size < need:
+            grown = np.empty(need, dtype=np.uint8)
+            grown[:have] = buf[:have]
+            buf = grown
+        have, eof, failure = _read_block(fh, buf, have, need)
+        if eof:
+            cut = have
+        else:
+            cut = last_byte(buf, 0, have, 10) + 1
+            if cut == 0 and failure is None:
+                need *= 2  # a line longer than the block
+                continue
+        pos = 0
+        while pos < cut:
+            batch, pos, done = _block_batch(buf, pos, cut, key_arr, ramp.docs, name, lineno,
+                                            key, key_utf8, errors,
+                                            file_start and not zst and lineno == 0)
+            lineno += done
+            if batch is not None:
+                yield batch
+        if failure is not None:
+            if isinstance(failure, InputError):
+                raise failure
+            raise InputError(f"{name}:{lineno + 1}: cannot read ({failure})") from None
+        if eof:
+            return
+        rest = have - cut
+        buf[:rest] = buf[cut:have]
+        have = rest
+        need = max(ramp.bytes, _MIN_BLOCK, 2 * have)
+        if buf.size > 4 * need:  # after a very long line: let its buffer go
+            buf = buf[:have].copy()
+
+
+def _block_batch(buf: np.ndarray, pos: int, cut: int, key_arr: np.ndarray, max_docs: int,
+                 name: str, lineno: int, key: str, key_utf8: bytes, errors: str,
+                 strip_bom: bool) -> tuple[TextBatch | None, int, int]:
+    """The documents of up to ``max_docs`` lines of ``buf[pos:cut]`` (whole lines; the
+    first is line ``lineno + 1``): (the batch or None when it has no document, the
+    position after those lines, how many lines)."""
+    from pythia_data.kernels.jsonl import jsonl_block
+
+    out = np.empty(cut - pos, dtype=np.uint8)
+    cap = max(1, min(max_docs, cut - pos))
+    doc_off = np.empty(cap + 1, dtype=np.int64)
+    line_end = np.empty(cap, dtype=np.int64)
+    taken = np.empty(cap, dtype=np.uint8)
+    n, end, w = jsonl_block(buf, pos, cut, key_arr, out, 0, doc_off, line_end, taken)
+    doc_off = doc_off[: n + 1]
+    if w < out.size // 2:
+        out = out[:w].copy()  # the batch does not hold the block's whole room
+    bad = np.flatnonzero(taken[:n] == 0)
+    if bad.size == 0:
+        return TextBatch(out[:w], doc_off), end, n
+    # lines the kernel did not take: the per-line path, in order, with its messages
+    datas, offs = [], [np.zeros(1, dtype=np.int64)]
+    base = prev = 0
+    for i in bad.tolist():
+        if i > prev:
+            datas.append(out[doc_off[prev] : doc_off[i]])
+            offs.append(doc_off[prev + 1 : i + 1] - doc_off[prev] + base)
+            base += int(doc_off[i] - doc_off[prev])
+        start = pos if i == 0 else int(line_end[i - 1])
+        raw = buf[start : int(line_end[i])].tobytes()
+        text = _line_document(raw, name, lineno + i + 1, key, key_utf8, errors,
+                              strip_bom and i == 0)
+        del raw
+        if text is not None:
+            data = np.frombuffer(text if isinstance(text, bytearray) else
+                                 text.encode("utf-8"), dtype=np.uint8)
+            datas.append(data)
+            base += data.size
+            offs.append(np.array([base], dtype=np.int64))
+        prev = i + 1
+    if prev < n:
+        datas.append(out[doc_off[prev] : doc_off[n]])
+        offs.append(doc_off[prev + 1 : n + 1] - doc_off[prev] + base)
+    offsets = np.concatenate(offs)
+    if offsets.size == 1:
+        return None, end, n
+    data = np.concatenate(datas) if datas else np.zeros(0, dtype=np.uint8)
+    return TextBatch(data, offsets), end, n
+
+
+def read_jsonl_batches(fh, name: str, key: str = "text", errors: str = "strict", *,
+                       file_start: bool = True, batch_documents: int = BATCH_DOCUMENTS,
+                       batch_chars: int = BATCH_CHARS) -> Iterator[TextBatch]:
+    """:func:`jsonl_documents` of the binary stream ``fh`` as :class:`TextBatch` es (see
+    :func:`read_batches`)."""
+    limits = _Ramp(batch_documents, batch_chars)
+    return _coalesced(_jsonl_batches(fh, name, key, _check_errors(errors), limits,
+                                     file_start=file_start), limits)
+
+
+def read_batches(inputs: Iterable[str | os.PathLike], *, key: str = "text",
+                 errors: str = "strict", stdin=None, batch_documents: int = BATCH_DOCUMENTS,
+                 batch_chars: int = BATCH_CHARS,
+                 ramp: int | None = None) -> Iterator[TextBatch]:
+    """The documents :func:`read_documents` reads, as :class:`TextBatch` es of at most
+    ``batch_documents`` documents or ``batch_chars`` bytes of input (the first ones
+    smaller, see :func:`_batches`); batching never changes the documents."""
+    errors = _check_errors(errors)
+    limits = _Ramp(batch_documents, batch_chars, ramp)
+    return _coalesced(_file_batches(expand_inputs(inputs), key, errors, stdin, limits),
+                      limits)
+
+
+def _file_batches(paths: Sequence[str], key: str, errors: str, stdin,
+                  limits: _Ramp) -> Iterator[TextBatch]:
+    for path in paths:
+        if path.endswith(".txt"):
+            doc = next(read_documents([path], key=key, errors=errors))
+            yield TextBatch.of_texts([doc.text])
+            del doc
+        else:
+            name = "<stdin>" if path == "-" else path
+            with _open_binary(path, stdin) as fh:
+                yield from _jsonl_batches(fh, name, key, errors, limits,
+                                          zst=path.endswith(".zst"))
+
+
+def _coalesced(batches: Iterable[TextBatch], limits: _Ramp) -> Iterator[TextBatch]:
+    """``batches`` with runs of small ones (the ends of files) joined, up to ``limits``,
+    which step after each batch handed on."""
+    pending: list[TextBatch] = []
+    docs = size = 0
+    for batch in batches:
+        if not pending and (batch.documents >= limits.docs
+                            or batch.data.size >= limits.bytes // 2):
+            yield batch
+            limits.step()
+            continue
+        pending.append(batch)
+        docs += batch.documents
+        size += batch.data.size
+        if docs >= limits.docs or size >= limits.bytes // 2:
+            yield TextBatch.join(pending)
+            limits.step()
+            pending, docs, size = [], 0, 0
+    if pending:
+        yield TextBatch.join(pending)
 
 
 def _batches(documents: Iterable, max_docs: int, max_chars: int,
@@ -432,6 +668,18 @@ def _write_batch(builder: DatasetBuilder, ids: np.ndarray, offsets: np.ndarray,
     return int(ids.size)
 
 
+def _encode_utf8(tokenizer, data: np.ndarray, offsets: np.ndarray):
+    """``tokenizer.encode_flat`` of documents already in (valid) UTF-8."""
+    if tokenizer.backend == "cpu":
+        return tokenizer.encode_utf8_flat(data, offsets, checked=False)
+    if hasattr(tokenizer, "encode_utf8_flat"):
+        return tokenizer.encode_utf8_flat(data, offsets)
+    raw = data.tobytes()
+    bounds = offsets.tolist()
+    return tokenizer.encode_flat([raw[a:b].decode("utf-8")
+                                  for a, b in zip(bounds[:-1], bounds[1:])])
+
+
 def write_part(documents: Iterable, tokenizer, prefix: str, *, append_eod: bool = False,
                overwrite: bool = True, durable: bool = True,
                progress: Progress | None = None, batch_documents: int = BATCH_DOCUMENTS,
@@ -439,27 +687,50 @@ def write_part(documents: Iterable, tokenizer, prefix: str, *, append_eod: bool 
     """Encode ``documents`` and write them as the dataset ``prefix``: one document and one
     sequence each, empty ones skipped (as ``preprocess_data.py``), an empty dataset when
     none is left. The seam between reading documents and the writers: the whole input of
-    one process, or one work unit's part (``durable=False``: not fsynced). Returns the
-    counts ``documents``, ``skipped_empty``, ``tokens``, ``input_bytes``."""
+    one process, or one work unit's part (``durable=False``: not fsynced). ``documents``:
+    :class:`Document` objects or strings, or :class:`TextBatch` es (:func:`read_batches`;
+    then the batch limits are theirs). Returns the counts ``documents``,
+    ``skipped_empty``, ``tokens``, ``input_bytes``."""
     eod = tokenizer.eod_id if append_eod else None
     dtype = np.dtype(tokenizer.dtype)
     docs = skipped = tokens = nbytes = 0
     with DatasetBuilder(prefix, dtype, overwrite=overwrite, durable=durable) as builder:
-        batches = _prefetched(_batches(documents, batch_documents, batch_chars))
+        if not isinstance(documents, Iterator):
+            documents = iter(documents)
+        first = next(documents, None)
+        source = [] if first is None else itertools.chain([first], documents)
+        if not isinstance(first, TextBatch):
+            source = _batches(source, batch_documents, batch_chars)
+        batches = _prefetched(source)
         try:
             for batch in batches:
-                texts = [d.text if isinstance(d, Document) else d for d in batch]
-                n_texts = len(texts)
-                kept = [t for t in texts if t]
-                batch = texts = None  # a huge document is held by ``kept`` alone
-                skipped += n_texts - len(kept)
                 size = n_kept = 0
-                if kept:
-                    size = sum(len(t) if not isinstance(t, str) else
-                               len(t.encode("utf-8", errors="surrogatepass")) for t in kept)
-                    ids, offsets = tokenizer.encode_flat(kept)
+                if isinstance(batch, TextBatch):
+                    data, offsets = batch.data, batch.offsets
+                    n_texts = offsets.size - 1
+                    keep = np.diff(offsets) > 0
+                    n_kept = int(np.count_nonzero(keep))
+                    if n_kept < n_texts:
+                        offsets = np.concatenate([offsets[:1], offsets[1:][keep]])
+                    batch = None
+                    if n_kept:
+                        size = int(offsets[-1])
+                        ids, offsets = _encode_utf8(tokenizer, data, offsets)
+                    data = None
+                else:
+                    texts = [d.text if isinstance(d, Document) else d for d in batch]
+                    n_texts = len(texts)
+                    kept = [t for t in texts if t]
+                    batch = texts = None  # a huge document is held by ``kept`` alone
                     n_kept = len(kept)
+                    if kept:
+                        size = sum(len(t) if not isinstance(t, str) else
+                                   len(t.encode("utf-8", errors="surrogatepass"))
+                                   for t in kept)
+                        ids, offsets = tokenizer.encode_flat(kept)
                     kept = None
+                skipped += n_texts - n_kept
+                if n_kept:
                     ids = ids.astype(dtype, copy=False)  # the int32 ids are freed here
                     tokens += _write_batch(builder, ids, offsets, eod)
                     ids = None
@@ -520,9 +791,9 @@ def tokenize_files(inputs, prefix: str | os.PathLike, tokenizer, *, key: str = "
     _check_errors(errors)
     out = output_prefix(prefix, key)
     refuse_overlap([out + ".bin", out + ".idx"], [f for f in files if f != "-"])
-    docs = read_documents(files, key=key, errors=errors, stdin=stdin)
-    summary = tokenize_documents(docs, tokenizer, out, append_eod=append_eod,
-                                 overwrite=overwrite, progress=progress, **kwargs)
+    batches = read_batches(files, key=key, errors=errors, stdin=stdin, **kwargs)
+    summary = tokenize_documents(batches, tokenizer, out, append_eod=append_eod,
+                                 overwrite=overwrite, progress=progress)
     summary["inputs"] = len(files)
     return summary
 

@@ -14,6 +14,7 @@ from its ``tokenizer.json`` once per worker process (or thread).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -58,6 +59,7 @@ __all__ = [
     "detokenize_units",
     "retokenize_units",
     "tokenize_units",
+    "unit_batches",
     "unit_documents",
 ]
 
@@ -164,6 +166,32 @@ def unit_documents(unit: Unit, *, key: str = "text", errors: str = "strict"
     if unit.kind == "file":
         yield from _pl.read_documents([unit.path], key=key, errors=errors)
         return
+    with _unit_slice(unit) as reader:
+        yield from _pl.jsonl_documents(reader, unit.path, key, errors,
+                                       file_start=unit.start == 0)
+
+
+def unit_batches(unit: Unit, *, key: str = "text", errors: str = "strict",
+                 batch_documents: int = _pl.BATCH_DOCUMENTS,
+                 batch_chars: int = _pl.BATCH_CHARS) -> Iterator[_pl.TextBatch]:
+    """The documents of :func:`unit_documents` as
+    :class:`~pythia_data.tokenize.pipeline.TextBatch` es (see
+    :func:`~pythia_data.tokenize.pipeline.read_batches`): what a tokenize unit encodes."""
+    if unit.kind == "file":
+        yield from _pl.read_batches([unit.path], key=key, errors=errors,
+                                    batch_documents=batch_documents, batch_chars=batch_chars)
+        return
+    with _unit_slice(unit) as reader:
+        yield from _pl.read_jsonl_batches(reader, unit.path, key, errors,
+                                          file_start=unit.start == 0,
+                                          batch_documents=batch_documents,
+                                          batch_chars=batch_chars)
+
+
+@contextlib.contextmanager
+def _unit_slice(unit: Unit):
+    """The bytes of a ``lines`` unit as a buffered binary reader; an InputError raised
+    while it is read names the line of the file (not of the slice)."""
     if unit.kind != "lines":
         raise UsageError(f"unit {unit.id} is a {unit.kind} unit, not text")
     try:
@@ -174,8 +202,7 @@ def unit_documents(unit: Unit, *, key: str = "text", errors: str = "strict"
         fh.seek(unit.start)
         reader = io.BufferedReader(_Slice(fh, unit.end - unit.start), buffer_size=1 << 20)
         try:
-            yield from _pl.jsonl_documents(reader, unit.path, key, errors,
-                                           file_start=unit.start == 0)
+            yield reader
         except InputError as exc:
             if unit.start == 0:
                 raise
@@ -216,8 +243,8 @@ def _tokenize_unit(ctx: _Context, unit: Unit) -> dict:
     cpu = _cpu()
     tok = ctx.tokenizer.load()
     prefix = part_path(ctx.folder, unit, "")
-    counts = _pl.write_part(unit_documents(unit, key=ctx.key, errors=ctx.errors), tok, prefix,
-                        append_eod=ctx.append_eod, durable=False)
+    counts = _pl.write_part(unit_batches(unit, key=ctx.key, errors=ctx.errors), tok, prefix,
+                            append_eod=ctx.append_eod, durable=False)
     counts.update(_worker_stats(cpu))
     return record_unit(ctx.folder, unit, ctx.inputs_of(unit), [prefix + ".bin",
                                                                prefix + ".idx"], counts)
