@@ -399,11 +399,13 @@ _MIN_BLOCK = 1 << 16
 
 def _read_block(fh, buf: np.ndarray, have: int, need: int):
     """Fill ``buf[have:need]`` from ``fh``: (bytes held, end of input reached, the read's
-    exception or None)."""
+    exception or None). One raw read a call (``readinto1``), so that the bytes read before
+    a failing read are kept: their lines come before the error, as line by line."""
     view = memoryview(buf)
+    readinto = getattr(fh, "readinto1", None) or fh.readinto
     while have < need:
         try:
-            n = fh.readinto(view[have:need])
+            n = readinto(view[have:need])
         except (OSError, InputError) as exc:
             return have, False, exc
         if not n:
