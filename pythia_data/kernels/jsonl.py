@@ -1,13 +1,21 @@
-"""Very long JSON lines without Python strings: the UTF-8 text of one member of a JSON object
-line, unescaped straight from the line's bytes.
+"""JSON lines without Python strings: the UTF-8 text of one member of a JSON object line,
+unescaped straight from the line's bytes.
 
-A 200 MB JSON line of CJK text is a 700 MB Python ``str`` (4 bytes per character once one
-character is outside the BMP), and ``json.loads`` holds the line's ``str`` and the value's
-``str`` at once. :func:`json_text_utf8` instead validates the whole line (UTF-8 and JSON
-grammar) and writes the member's unescaped value as UTF-8 bytes. It answers -1 for anything
-it does not take (the value is not a string, the key repeats, a ``\\u`` escape leaves a lone
-surrogate, invalid UTF-8 or JSON anywhere); the caller then uses ``json.loads``, whose error
-messages users see.
+:func:`jsonl_block` reads a block of many lines (how ``tokenize`` reads its input): for
+each line it takes, the document's UTF-8 goes into one output buffer with its offsets, so
+the encoder gets the block's documents as one buffer, without a ``str`` per line (per-line
+``json.loads`` + ``str.encode`` kept a worker's reader thread at ~0.1 core beside the
+encoder). :func:`json_text_utf8` does the same for one line (a 200 MB JSON line of CJK text
+is a 700 MB Python ``str``, and ``json.loads`` holds the line's and the value's at once).
+
+A line is taken only when it is a JSON object whose member ``key`` appears once with a
+string value (or the line is a JSON string), the whole line is valid JSON (RFC 8259,
+nesting up to 256 levels) and valid UTF-8 (no overlongs, no encoded surrogates), and no
+``\\u`` escape leaves a lone surrogate. Anything else -- a blank line, a BOM or RS at its
+start, a list of strings, NaN, a repeated key, ... -- is declined, and the caller reads that
+line with ``json.loads``, whose documents and error messages users see. Bytes outside
+strings must be JSON's own ASCII, so checking UTF-8 inside strings checks the whole line;
+plain runs of string bytes are scanned and copied 8 at a time (:func:`_special`).
 """
 
 from __future__ import annotations

@@ -23,6 +23,11 @@ Reading (:func:`read_documents`):
   (UTF-8 and JSON) and unescapes the document straight into UTF-8 bytes, so a document's
   :attr:`Document.text` is then a ``bytearray`` of valid UTF-8 (a 200 MB line of CJK text
   would be a 700 MB ``str``); anything else goes through ``json.loads`` as above.
+* :func:`read_batches` (what ``tokenize`` reads with) gives the same documents as
+  :class:`TextBatch` es -- one UTF-8 buffer and offsets per batch -- read in blocks of lines
+  by that kernel (:func:`~pythia_data.kernels.jsonl.jsonl_block`), no ``str`` per
+  document; the lines it declines go through the per-line path above, in order, with its
+  error messages and line numbers.
 
 Writing (:func:`tokenize_documents`), byte for byte what ``preprocess_data.py`` writes with
 the same tokenizer: empty documents are skipped (whitespace-only ones are kept; input with
