@@ -446,25 +446,34 @@ def _jsonl_batches(fh, name: str, key: str, errors: str, ramp: _Ramp, *, zst: bo
                 need *= 2  # a line longer than the block
                 continue
         pos = 0
-        while pos < cut:
-            batch, pos, done = _block_batch(buf, pos, cut, key_arr, ramp.docs, name, lineno,
-                                            key, key_utf8, errors,
-                                            file_start and not zst and lineno == 0)
-            lineno += done
-            if batch is not None:
-                yield batch
+        batches: list[TextBatch] = []
+        try:
+            while pos < cut:
+                batch, pos, done = _block_batch(buf, pos, cut, key_arr, ramp.docs, name,
+                                                lineno, key, key_utf8, errors,
+                                                file_start and not zst and lineno == 0)
+                lineno += done
+                if batch is not None:
+                    batches.append(batch)
+        except InputError as exc:  # after the documents of the lines before it
+            failure = exc
+        if failure is None and not eof:
+            rest = have - cut
+            buf[:rest] = buf[cut:have]
+            have = rest
+            need = max(ramp.bytes, _MIN_BLOCK, 2 * have)
+            if buf.size > 4 * need:  # after a very long line: its buffer goes first
+                buf = buf[:have].copy()
+        else:
+            buf = None
+        while batches:
+            yield batches.pop(0)
         if failure is not None:
             if isinstance(failure, InputError):
                 raise failure
             raise InputError(f"{name}:{lineno + 1}: cannot read ({failure})") from None
         if eof:
             return
-        rest = have - cut
-        buf[:rest] = buf[cut:have]
-        have = rest
-        need = max(ramp.bytes, _MIN_BLOCK, 2 * have)
-        if buf.size > 4 * need:  # after a very long line: let its buffer go
-            buf = buf[:have].copy()
 
 
 def _block_batch(buf: np.ndarray, pos: int, cut: int, key_arr: np.ndarray, max_docs: int,
