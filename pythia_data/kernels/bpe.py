@@ -25,6 +25,7 @@ from numba import njit
 from pythia_data.kernels.pretokenize import (
     CLS_WS,
     ascii_end,
+    borrow,
     cp_at,
     find_byte,
     load8,
@@ -744,21 +745,55 @@ def encode_kernel(
     Ids go to ``out`` from ``out_pos``; ``out_offsets[i - doc_start + 1]`` gets the end of
     document i. Returns (next document, out position, status): status ST_NEED_ROOM when
     ``out`` filled up before document ``next`` (nothing of it is kept). ``family``: the
-    pre-tokenizer (:class:`pythia_data.tokenize.families.Family`; 0 = GPT-2's regex)."""
+    pre-tokenizer (:class:`pythia_data.tokenize.families.Family`; 0 = GPT-2's regex).
+
+    Every array is used through a :func:`borrow`-ed view (no reference counting in the
+    per-pre-token loops); the scratch arrays allocated here stay alive to the end."""
     small = 16
     for i in range(doc_start, doc_end):
         small = max(small, offsets[i + 1] - offsets[i])
     small = min(small, SCRATCH)
-    cps = np.empty(small + 1, dtype=np.int32)
-    boff = np.empty(small + 1, dtype=np.int64)
-    cps2 = np.empty(4 * small + 4, dtype=np.int32)
-    boff2 = np.empty(4 * small + 5, dtype=np.int64)
-    nbuf = np.empty(4 * small + 16, dtype=np.uint8)
-    syms = np.empty(4 * small + 4, dtype=np.int32)
-    mvals = np.empty(4 * small + 4, dtype=np.int64)
-    kinds = np.empty(4 * small + 4, dtype=np.int8)
-    pa = np.empty(4 * small + 4, dtype=np.int64)
-    pb = np.empty(4 * small + 4, dtype=np.int64)
+    own_i32 = np.empty(small + 1 + 3 * (4 * small + 4), dtype=np.int32)
+    own_i64 = np.empty(small + 1 + (4 * small + 5) + 3 * (4 * small + 4), dtype=np.int64)
+    own_u8 = np.empty(4 * small + 16, dtype=np.uint8)
+    own_i8 = np.empty(4 * small + 4, dtype=np.int8)
+    i32 = borrow(own_i32)
+    i64 = borrow(own_i64)
+    q4 = 4 * small + 4
+    cps = i32[:small + 1]
+    cps2 = i32[small + 1:small + 1 + q4]
+    syms = i32[small + 1 + q4:small + 1 + 2 * q4]
+    boff = i64[:small + 1]
+    boff2 = i64[small + 1:small + 1 + q4 + 1]
+    mvals = i64[small + 2 + q4:small + 2 + 2 * q4]
+    pa = i64[small + 2 + 2 * q4:small + 2 + 3 * q4]
+    pb = i64[small + 2 + 3 * q4:small + 2 + 4 * q4]
+    nbuf = borrow(own_u8)
+    kinds = borrow(own_i8)
+    data = borrow(data)
+    offsets = borrow(offsets)
+    cls = borrow(cls)
+    ccc = borrow(ccc)
+    nfc_flag = borrow(nfc_flag)
+    dec_index = borrow(dec_index)
+    dec_off = borrow(dec_off)
+    dec_data = borrow(dec_data)
+    comp_keys = borrow(comp_keys)
+    comp_vals = borrow(comp_vals)
+    strie_next = borrow(strie_next)
+    strie_tok = borrow(strie_tok)
+    ntrie_next = borrow(ntrie_next)
+    ntrie_tok = borrow(ntrie_tok)
+    byte_id = borrow(byte_id)
+    merge_tab = borrow(merge_tab)
+    ctab = borrow(ctab)
+    ckeys = borrow(ckeys)
+    cvals = borrow(cvals)
+    cstate = borrow(cstate)
+    hot = borrow(hot)
+    pair_tab = borrow(pair_tab)
+    out = borrow(out)
+    out_offsets = borrow(out_offsets)
     cap = out.shape[0]
     w = out_pos
     pairs = np.zeros(1, dtype=np.uint8)
@@ -805,6 +840,8 @@ def encode_kernel(
             w += 1
             piece = tend
         out_offsets[d - doc_start + 1] = w
+    # the scratch arrays' owners, used after their views' last use (kept alive)
+    own_i32[0] = own_i64[0] = own_u8[0] = own_i8[0] = 0
     return doc_end, w, ST_OK
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
 
@@ -44,6 +45,7 @@ __all__ = [
     "find_byte",
     "ascii_end",
     "root_byte",
+    "borrow",
 ]
 
 CLS_L = 1
@@ -313,6 +315,31 @@ def load8(typingctx, arr, idx):
         return builder.load(word, align=1)
 
     return sig, codegen
+
+
+@intrinsic
+def borrow(typingctx, arr):
+    """A view of the array ``arr`` (same data, shape and strides) without its reference
+    count: numba's reference counting of the view (an atomic increment and decrement of
+    the array's meminfo each time an array is passed to a function or copied into a
+    variable, inline functions included) is a no-op on it. Those atomics cost ~20 ns per
+    pre-token in the encoder's loops (and contend between threads sharing the tables):
+    the kernels run on borrowed views. The caller keeps ``arr`` alive while the view is
+    in use (an argument of the calling kernel is; a local array needs a use after the
+    view's last). CPU only."""
+    if not isinstance(arr, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        src = context.make_array(signature.args[0])(context, builder, args[0])
+        view = context.make_array(signature.return_type)(context, builder)
+        for field in ("nitems", "itemsize", "data", "shape", "strides"):
+            setattr(view, field, getattr(src, field))
+        view.meminfo = cgutils.get_null_value(view.meminfo.type)
+        view.parent = cgutils.get_null_value(view.parent.type)
+        return view._getvalue()
+
+    return arr(arr), codegen
 
 
 _HIGH = np.uint64(0x8080808080808080)
