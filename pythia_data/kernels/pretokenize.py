@@ -46,6 +46,8 @@ __all__ = [
     "ascii_end",
     "root_byte",
     "borrow",
+    "find_pair",
+    "root_pair",
 ]
 
 CLS_L = 1
@@ -390,6 +392,57 @@ def find_byte(data, p, end, x):  # pragma: no cover - jit
     while p < end and data[p] != x:
         p += 1
     return min(p, end)
+
+
+_LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _zero_bytes(t):
+    """Bit 7 of each byte of ``t`` that is zero, exactly (no borrow between bytes)."""
+    return ~(((t & _LOW7) + _LOW7) | t | _LOW7)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def find_pair(data, p, end, x, y):  # pragma: no cover - jit
+    """The first position i >= ``p`` with ``data[i] == x`` and ``data[i + 1] == y``,
+    ``i + 1 < end``; ``end`` when there is none. 8 bytes at a time, 7 apart (so the pair
+    across two loads is the first pair of the next): the bytes equal to x, and those whose
+    next byte equals y, flagged exactly."""
+    lim = data.shape[0] - 8
+    px = _ONES * np.uint64(x)
+    py = _ONES * np.uint64(y)
+    while p + 1 < end and p <= lim:
+        v = load8(data, p)
+        m = _zero_bytes(v ^ px) & (_zero_bytes(v ^ py) >> np.uint64(8))
+        if m != np.uint64(0):
+            i = p + np.int64(trailing_zeros(m) >> 3)
+            return i if i + 1 < end else end
+        p += 7
+    while p + 1 < end:
+        if data[p] == x and data[p + 1] == y:
+            return p
+        p += 1
+    return end
+
+
+@njit(cache=True, nogil=True)
+def root_pair(trie_next, trie_tok):  # pragma: no cover - jit
+    """``x | y << 8`` when every token of the trie starts with the two bytes x y (and none
+    is the one byte x); else -1."""
+    x = root_byte(trie_next)
+    if x < 0 or trie_tok[trie_next[x]] >= 0:
+        return -1
+    node = np.int64(trie_next[x])
+    y = -1
+    for b in range(256):
+        if trie_next[node * 256 + b] >= 0:
+            if y >= 0:
+                return -1
+            y = b
+    if y < 0:
+        return -1
+    return x | (y << 8)
 
 
 @njit(cache=True, nogil=True, inline="always")
