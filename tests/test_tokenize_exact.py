@@ -148,6 +148,19 @@ def test_hypothesis_biased_alphabet(cpu, hf, texts):
     assert_same(cpu, hf, texts)
 
 
+_SPACEY = st.sampled_from([" ", " ", "  ", "   ", " " * 7, " " * 9, " " * 23, " " * 24,
+                          " " * 25, " " * 26, "a", "word", "x1", "\n", "\t", ".", "'s", "é",
+                          "\u00a0", "日本"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(_SPACEY, max_size=40).map("".join), min_size=1, max_size=4))
+def test_hypothesis_space_runs(cpu, hf, texts):
+    """Runs of spaces of every length among words (the added tokens of 2..24 spaces are
+    found by the two-byte scan, 8 bytes at a time) against HF."""
+    assert_same(cpu, hf, texts)
+
+
 def test_multilingual_corpus(cpu, hf, tmp_path):
     sys.path.insert(0, str(REPO / "tools"))
     try:

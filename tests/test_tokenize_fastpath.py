@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from numba import njit
 
 from pythia_data.kernels.bpe import (
     bpe_word_packed,
@@ -19,10 +20,13 @@ from pythia_data.kernels.bpe import (
 from pythia_data.kernels.pretokenize import (
     ascii_end,
     ascii_letters_end,
+    borrow,
     find_byte,
+    find_pair,
     next_pretoken,
     next_pretoken_fast,
     root_byte,
+    root_pair,
 )
 from pythia_data.kernels.pretokenize_split import C_L, C_M, match_cl100k, match_cl100k_fast
 from pythia_data.tokenize import load_tokenizer
@@ -77,6 +81,47 @@ def test_ascii_end_equals_oracle(data, s, e):
     while want < end and data[want] < 0x80:
         want += 1
     assert ascii_end(np.frombuffer(data, dtype=np.uint8), start, end) == want
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.lists(st.sampled_from(b"  a\x00\x80\xff<|"), max_size=40).map(bytes),
+       s=st.integers(0, 40), e=st.integers(0, 40), x=st.sampled_from(b" a<\x00\xff"),
+       y=st.sampled_from(b" a|\x00\x80"))
+def test_find_pair_equals_oracle(data, s, e, x, y):
+    start, end = _ranges(data, s, e)
+    at = data.find(bytes([x, y]), start, end)
+    want = end if at < 0 else at
+    assert find_pair(np.frombuffer(data, dtype=np.uint8), start, end, x, y) == want
+
+
+def test_root_pair():
+    nxt = np.full(256 * 4, -1, dtype=np.int32)
+    tok = np.full(4, -1, dtype=np.int32)
+    assert root_pair(nxt, tok) == -1
+    nxt[32] = 1
+    nxt[256 + 32] = 2
+    tok[2] = 7
+    assert root_pair(nxt, tok) == 32 | 32 << 8
+    tok[1] = 5  # the one byte is a token itself
+    assert root_pair(nxt, tok) == -1
+    tok[1] = -1
+    nxt[256 + 9] = 3  # two second bytes
+    assert root_pair(nxt, tok) == -1
+    assert root_pair(_T.ntrie_next, _T.ntrie_tok) == 32 | 32 << 8  # GPT-NeoX's space runs
+
+
+@njit
+def _through_view(a):
+    v = borrow(a)
+    v[1] = 7
+    return v.sum(), v.shape[0], v[2:].sum()
+
+
+def test_borrow_is_a_view_of_the_same_data():
+    a = np.arange(5, dtype=np.int64)
+    total, n, tail = _through_view(a)
+    assert a.tolist() == [0, 7, 2, 3, 4]
+    assert (total, n, tail) == (16, 5, 9)
 
 
 def test_root_byte():

@@ -25,17 +25,20 @@ from numba import njit
 from pythia_data.kernels.pretokenize import (
     CLS_WS,
     ascii_end,
+    borrow,
     cp_at,
     find_byte,
+    find_pair,
     load8,
     next_pretoken_fast,
     nfc,
     root_byte,
+    root_pair,
     trie_longest,
     utf8_decode,
     utf8_encode,
 )
-from pythia_data.kernels.pretokenize_split import split_family
+from pythia_data.kernels.pretokenize_split import FAMILY_DEEPSEEK_V3, match_family, split_family
 
 __all__ = [
     "build_merge_table",
@@ -559,15 +562,28 @@ def bpe_single_ids(keys, key_off, byte_id, merge_tab):  # pragma: no cover - jit
     return out
 
 
+FLUSH = 256  # entries _split_piece collects before _emit writes their ids
+
+
 @njit(cache=True, nogil=True)
-def _split_piece(src, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb,
-                 family):  # pragma: no cover
-    """Split the normalized UTF-8 piece ``src[lo:hi]`` into normalized added tokens
+def _split_piece(src, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb, family, out, w,
+                 byte_id, merge_tab, syms, mvals, ctab, ckeys, cvals, cstate, hot,
+                 pair_tab):  # pragma: no cover
+    """Write the ids of the normalized UTF-8 piece ``src[lo:hi]`` to ``out`` from ``w``;
+    returns the new position. The piece is split into normalized added tokens
     (leftmost-longest; kind 1, id in ``pa``) and pre-tokens between them (kind 0, bytes
     ``[pa, pb)``): the GPT-2 regex (``family`` 0) or a Split-regex family (see
-    :mod:`pythia_data.kernels.pretokenize_split`). Returns the number of entries."""
+    :mod:`pythia_data.kernels.pretokenize_split`); every FLUSH entries (and at the end)
+    :func:`_emit` writes their ids, so the entry arrays stay in the L1 cache. The entry
+    arrays hold FLUSH + 4 (hi - lo) entries.
+
+    Added tokens: the bytes no normalized added token starts with are skipped in a tight
+    loop: 8 at a time for the first two bytes when every token starts with the same two
+    (GPT-NeoX's runs of 2..24 spaces: a lone space is passed at full speed), or for the
+    first byte when they all start with one."""
     has_trie = ntrie_tok.shape[0] > 1
     one = root_byte(ntrie_next) if has_trie else -1
+    two = root_pair(ntrie_next, ntrie_tok) if has_trie else -1
     seg = lo
     p = lo if has_trie else hi
     m = 0
@@ -575,9 +591,9 @@ def _split_piece(src, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb,
         tok = -1
         tend = p
         if p < hi:
-            # the bytes no normalized added token starts with, in a tight loop (8 at a
-            # time when the tokens all start with one byte: GPT-NeoX's space runs)
-            if one >= 0:
+            if two >= 0:
+                p = find_pair(src, p, hi, two & 255, two >> 8)
+            elif one >= 0:
                 p = find_byte(src, p, hi, one)
             else:
                 while p < hi and ntrie_next[np.int64(src[p])] < 0:
@@ -592,24 +608,35 @@ def _split_piece(src, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb,
                 p += 1
                 continue
         q = seg
-        if family != 0:
+        if family == FAMILY_DEEPSEEK_V3:
             m = split_family(src, q, p, cls, family, kinds, pa, pb, m)
             q = p
         while q < p:
-            r = next_pretoken_fast(src, q, p, cls)
+            if family == 0:
+                r = next_pretoken_fast(src, q, p, cls)
+            else:
+                r = match_family(src, q, p, cls, family)
             kinds[m] = 0
             pa[m] = q
             pb[m] = r
             m += 1
             q = r
+            if m >= FLUSH:
+                w = _emit(src, kinds, pa, pb, m, out, w, byte_id, merge_tab, syms, mvals,
+                          ctab, ckeys, cvals, cstate, hot, pair_tab)
+                m = 0
         if p >= hi:
-            return m
+            break
         kinds[m] = 1
         pa[m] = tok
         pb[m] = 0
         m += 1
         p = tend
         seg = tend
+    if m > 0:
+        w = _emit(src, kinds, pa, pb, m, out, w, byte_id, merge_tab, syms, mvals, ctab,
+                  ckeys, cvals, cstate, hot, pair_tab)
+    return w
 
 
 @njit(cache=True, nogil=True)
@@ -641,12 +668,12 @@ def _piece_core(data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data, 
         n, _needs = utf8_decode(data, lo, hi, cps, boff, nfc_flag)
         m = nfc(cps, n, cps2, ccc, dec_index, dec_off, dec_data, comp_keys, comp_vals)
         nb = utf8_encode(cps2, m, nbuf, boff2)
-        k = _split_piece(nbuf, 0, nb, cls, ntrie_next, ntrie_tok, kinds, pa, pb, family)
-        return _emit(nbuf, kinds, pa, pb, k, out, w, byte_id, merge_tab, syms, mvals, ctab,
-                     ckeys, cvals, cstate, hot, pair_tab)
-    k = _split_piece(data, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb, family)
-    return _emit(data, kinds, pa, pb, k, out, w, byte_id, merge_tab,
-                 syms, mvals, ctab, ckeys, cvals, cstate, hot, pair_tab)
+        return _split_piece(nbuf, 0, nb, cls, ntrie_next, ntrie_tok, kinds, pa, pb, family,
+                            out, w, byte_id, merge_tab, syms, mvals, ctab, ckeys, cvals,
+                            cstate, hot, pair_tab)
+    return _split_piece(data, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb, family,
+                        out, w, byte_id, merge_tab, syms, mvals, ctab, ckeys, cvals, cstate,
+                        hot, pair_tab)
 
 
 @njit(cache=True, nogil=True)
@@ -662,8 +689,9 @@ def _piece_alloc(data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data,
         np.empty(size + 1, dtype=np.int32), np.empty(size + 1, dtype=np.int64),
         np.empty(4 * size + 4, dtype=np.int32), np.empty(4 * size + 5, dtype=np.int64),
         np.empty(4 * size + 16, dtype=np.uint8), np.empty(4 * size + 4, dtype=np.int32),
-        np.empty(4 * size + 4, dtype=np.int64), np.empty(4 * size + 4, dtype=np.int8), np.empty(4 * size + 4, dtype=np.int64),
-        np.empty(4 * size + 4, dtype=np.int64), family,
+        np.empty(4 * size + 4, dtype=np.int64), np.empty(4 * size + 4 + FLUSH, dtype=np.int8),
+        np.empty(4 * size + 4 + FLUSH, dtype=np.int64),
+        np.empty(4 * size + 4 + FLUSH, dtype=np.int64), family,
     )
 
 
@@ -744,21 +772,56 @@ def encode_kernel(
     Ids go to ``out`` from ``out_pos``; ``out_offsets[i - doc_start + 1]`` gets the end of
     document i. Returns (next document, out position, status): status ST_NEED_ROOM when
     ``out`` filled up before document ``next`` (nothing of it is kept). ``family``: the
-    pre-tokenizer (:class:`pythia_data.tokenize.families.Family`; 0 = GPT-2's regex)."""
+    pre-tokenizer (:class:`pythia_data.tokenize.families.Family`; 0 = GPT-2's regex).
+
+    Every array is used through a :func:`borrow`-ed view (no reference counting in the
+    per-pre-token loops); the scratch arrays allocated here stay alive to the end."""
     small = 16
     for i in range(doc_start, doc_end):
         small = max(small, offsets[i + 1] - offsets[i])
     small = min(small, SCRATCH)
-    cps = np.empty(small + 1, dtype=np.int32)
-    boff = np.empty(small + 1, dtype=np.int64)
-    cps2 = np.empty(4 * small + 4, dtype=np.int32)
-    boff2 = np.empty(4 * small + 5, dtype=np.int64)
-    nbuf = np.empty(4 * small + 16, dtype=np.uint8)
-    syms = np.empty(4 * small + 4, dtype=np.int32)
-    mvals = np.empty(4 * small + 4, dtype=np.int64)
-    kinds = np.empty(4 * small + 4, dtype=np.int8)
-    pa = np.empty(4 * small + 4, dtype=np.int64)
-    pb = np.empty(4 * small + 4, dtype=np.int64)
+    q4 = 4 * small + 4
+    qe = q4 + FLUSH  # the entry arrays (see _split_piece)
+    own_i32 = np.empty(small + 1 + 2 * q4, dtype=np.int32)
+    own_i64 = np.empty(small + 2 + 2 * q4 + 2 * qe, dtype=np.int64)
+    own_u8 = np.empty(4 * small + 16, dtype=np.uint8)
+    own_i8 = np.empty(qe, dtype=np.int8)
+    i32 = borrow(own_i32)
+    i64 = borrow(own_i64)
+    cps = i32[:small + 1]
+    cps2 = i32[small + 1:small + 1 + q4]
+    syms = i32[small + 1 + q4:small + 1 + 2 * q4]
+    boff = i64[:small + 1]
+    boff2 = i64[small + 1:small + 2 + q4]
+    mvals = i64[small + 2 + q4:small + 2 + 2 * q4]
+    pa = i64[small + 2 + 2 * q4:small + 2 + 2 * q4 + qe]
+    pb = i64[small + 2 + 2 * q4 + qe:small + 2 + 2 * q4 + 2 * qe]
+    nbuf = borrow(own_u8)
+    kinds = borrow(own_i8)
+    data = borrow(data)
+    offsets = borrow(offsets)
+    cls = borrow(cls)
+    ccc = borrow(ccc)
+    nfc_flag = borrow(nfc_flag)
+    dec_index = borrow(dec_index)
+    dec_off = borrow(dec_off)
+    dec_data = borrow(dec_data)
+    comp_keys = borrow(comp_keys)
+    comp_vals = borrow(comp_vals)
+    strie_next = borrow(strie_next)
+    strie_tok = borrow(strie_tok)
+    ntrie_next = borrow(ntrie_next)
+    ntrie_tok = borrow(ntrie_tok)
+    byte_id = borrow(byte_id)
+    merge_tab = borrow(merge_tab)
+    ctab = borrow(ctab)
+    ckeys = borrow(ckeys)
+    cvals = borrow(cvals)
+    cstate = borrow(cstate)
+    hot = borrow(hot)
+    pair_tab = borrow(pair_tab)
+    out = borrow(out)
+    out_offsets = borrow(out_offsets)
     cap = out.shape[0]
     w = out_pos
     pairs = np.zeros(1, dtype=np.uint8)
@@ -805,6 +868,8 @@ def encode_kernel(
             w += 1
             piece = tend
         out_offsets[d - doc_start + 1] = w
+    # the scratch arrays' owners, used after their views' last use (kept alive)
+    own_i32[0] = own_i64[0] = own_u8[0] = own_i8[0] = 0
     return doc_end, w, ST_OK
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
 
@@ -44,6 +45,9 @@ __all__ = [
     "find_byte",
     "ascii_end",
     "root_byte",
+    "borrow",
+    "find_pair",
+    "root_pair",
 ]
 
 CLS_L = 1
@@ -315,6 +319,31 @@ def load8(typingctx, arr, idx):
     return sig, codegen
 
 
+@intrinsic
+def borrow(typingctx, arr):
+    """A view of the array ``arr`` (same data, shape and strides) without its reference
+    count: numba's reference counting of the view (an atomic increment and decrement of
+    the array's meminfo each time an array is passed to a function or copied into a
+    variable, inline functions included) is a no-op on it. Those atomics cost ~20 ns per
+    pre-token in the encoder's loops (and contend between threads sharing the tables):
+    the kernels run on borrowed views. The caller keeps ``arr`` alive while the view is
+    in use (an argument of the calling kernel is; a local array needs a use after the
+    view's last). CPU only."""
+    if not isinstance(arr, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        src = context.make_array(signature.args[0])(context, builder, args[0])
+        view = context.make_array(signature.return_type)(context, builder)
+        for field in ("nitems", "itemsize", "data", "shape", "strides"):
+            setattr(view, field, getattr(src, field))
+        view.meminfo = cgutils.get_null_value(view.meminfo.type)
+        view.parent = cgutils.get_null_value(view.parent.type)
+        return view._getvalue()
+
+    return arr(arr), codegen
+
+
 _HIGH = np.uint64(0x8080808080808080)
 
 
@@ -363,6 +392,57 @@ def find_byte(data, p, end, x):  # pragma: no cover - jit
     while p < end and data[p] != x:
         p += 1
     return min(p, end)
+
+
+_LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _zero_bytes(t):
+    """Bit 7 of each byte of ``t`` that is zero, exactly (no borrow between bytes)."""
+    return ~(((t & _LOW7) + _LOW7) | t | _LOW7)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def find_pair(data, p, end, x, y):  # pragma: no cover - jit
+    """The first position i >= ``p`` with ``data[i] == x`` and ``data[i + 1] == y``,
+    ``i + 1 < end``; ``end`` when there is none. 8 bytes at a time, 7 apart (so the pair
+    across two loads is the first pair of the next): the bytes equal to x, and those whose
+    next byte equals y, flagged exactly."""
+    lim = data.shape[0] - 8
+    px = _ONES * np.uint64(x)
+    py = _ONES * np.uint64(y)
+    while p + 1 < end and p <= lim:
+        v = load8(data, p)
+        m = _zero_bytes(v ^ px) & (_zero_bytes(v ^ py) >> np.uint64(8))
+        if m != np.uint64(0):
+            i = p + np.int64(trailing_zeros(m) >> 3)
+            return i if i + 1 < end else end
+        p += 7
+    while p + 1 < end:
+        if data[p] == x and data[p + 1] == y:
+            return p
+        p += 1
+    return end
+
+
+@njit(cache=True, nogil=True)
+def root_pair(trie_next, trie_tok):  # pragma: no cover - jit
+    """``x | y << 8`` when every token of the trie starts with the two bytes x y (and none
+    is the one byte x); else -1."""
+    x = root_byte(trie_next)
+    if x < 0 or trie_tok[trie_next[x]] >= 0:
+        return -1
+    node = np.int64(trie_next[x])
+    y = -1
+    for b in range(256):
+        if trie_next[node * 256 + b] >= 0:
+            if y >= 0:
+                return -1
+            y = b
+    if y < 0:
+        return -1
+    return x | (y << 8)
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -55,7 +55,7 @@ from numba import njit
 from pythia_data.kernels.pretokenize import _is_ascii_alpha, _letters_from, class_run, cp_at
 
 __all__ = ["FAMILY_CL100K", "FAMILY_O200K", "FAMILY_QWEN2", "FAMILY_DEEPSEEK_V3", "FAMILY_QWEN3_5",
-           "split_family", "split_family_kernel"]
+           "split_family", "split_family_kernel", "match_family"]
 
 FAMILY_GPT2 = 0
 FAMILY_CL100K = 1
@@ -390,6 +390,20 @@ def split_family(data, lo, hi, cls, family, kinds, pa, pb, m):  # pragma: no cov
         m = _put(kinds, pa, pb, m, p, q)
         p = q
     return m
+
+
+@njit(cache=True, nogil=True, inline="always")
+def match_family(data, p, end, cls, family):  # pragma: no cover - jit
+    """End of the match at ``p`` (< end) of the one-regex families (all but DeepSeek V3,
+    whose stages :func:`split_family` runs on whole pieces): the matches
+    :func:`split_family` makes, one at a time."""
+    if family == FAMILY_O200K:
+        return match_o200k(data, p, end, cls)
+    if family == FAMILY_QWEN3_5:
+        return match_cl100k_fast(data, p, end, cls, 1, C_L | C_M)
+    if family == FAMILY_QWEN2:
+        return match_cl100k_fast(data, p, end, cls, 1, C_L)
+    return match_cl100k_fast(data, p, end, cls, 3, C_L)
 
 
 @njit(cache=True, nogil=True)
