@@ -22,8 +22,8 @@ naming the document and character of a lone surrogate; ``"replace"`` substitutes
 
 from __future__ import annotations
 
+import mmap
 import os
-import queue
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -63,6 +63,18 @@ __all__ = ["CpuTokenizer", "EngineTables", "UnicodeTables", "unicode_tables",
 
 _PARALLEL_MIN_BYTES = 1 << 18
 _CHUNKS_PER_WORKER = 8
+_KEEP_OUT = 1 << 25  # a worker's output buffer kept between calls: up to 128 MiB
+
+
+def _ids_array(n: int) -> np.ndarray:
+    """An uninitialized int32[n] in its own anonymous mapping, in 4 KiB pages. (numpy asks
+    the kernel for transparent huge pages for arrays of 4 MiB and more; the first touch of
+    each 2 MiB page may then wait for the kernel to compact memory: on this machine the
+    first call on a 42 MB batch spent 0.27 s of system time growing its output arrays,
+    against 0.01 s in 4 KiB pages.)"""
+    if n * 4 < (4 << 20):
+        return np.empty(n, dtype=np.int32)
+    return np.frombuffer(mmap.mmap(-1, n * 4), dtype=np.int32)
 
 
 class _Cache:
@@ -93,7 +105,20 @@ class _Cache:
         self.optional = optional
         self.hits = 0
         self.misses = 0
+        #: the worker's output ids, reused by every call (see CpuTokenizer._run)
+        self.out = np.empty(0, dtype=np.int32)
         self._reseed()
+
+    def trim(self) -> None:
+        """Let go of an ``out`` over _KEEP_OUT ids (a call on a huge batch)."""
+        if self.out.size > _KEEP_OUT:
+            self.out = np.empty(0, dtype=np.int32)
+
+    def grow(self, need: int, keep: int) -> None:
+        """``out`` with room for ``need`` ids, its first ``keep`` kept."""
+        grown = _ids_array(max(need, 2 * self.out.size))
+        grown[:keep] = self.out[:keep]
+        self.out = grown
 
     def _reseed(self):
         if self.required is not None and not cache_seed(*self.required, *self.args()):
@@ -163,6 +188,46 @@ def _seed_arrays(words: list[tuple[bytes, int]]):
     return keys, offs, ids
 
 
+class _Regions:
+    """Which chunk each worker tokenizes next. The chunks (in document order, ``sizes`` their
+    lengths) are cut into ``nw`` runs of about equal size, one per worker; a worker takes
+    its own run's chunks front to back, then, when its run is done, the last chunk of the
+    run with the most left. Each worker (with its own pre-token cache) thus sees one stretch
+    of consecutive documents: the same language or kind of text stays on one cache, so
+    fewer words are missed by both caches and BPE'd twice (handing out chunks in turn, the
+    2-worker benchmark had 31 % more misses than one worker; see docs/performance.md)."""
+
+    def __init__(self, sizes: list[int], nw: int):
+        total = sum(sizes)
+        self._lock = threading.Lock()
+        self._runs: list[list[int]] = []  # [next chunk, end] per worker
+        start = 0
+        acc = 0
+        for w in range(nw):
+            end = start
+            goal = total * (w + 1) / nw
+            while end < len(sizes) and (w == nw - 1 or acc + sizes[end] / 2 <= goal):
+                acc += sizes[end]
+                end += 1
+            end = max(end, min(start + 1, len(sizes)))
+            if w < nw - 1:
+                end = min(end, len(sizes) - (nw - 1 - w))
+            self._runs.append([start, end])
+            start = end
+
+    def take(self, w: int) -> int | None:
+        with self._lock:
+            run = self._runs[w]
+            if run[0] < run[1]:
+                run[0] += 1
+                return run[0] - 1
+            left = max(self._runs, key=lambda r: r[1] - r[0])
+            if left[0] >= left[1]:
+                return None
+            left[1] -= 1
+            return left[1]
+
+
 class CpuTokenizer(Tokenizer):
     backend = "cpu"
     #: the pre-tokenizer families this engine's kernels run
@@ -225,12 +290,19 @@ class CpuTokenizer(Tokenizer):
         while len(self._caches) <= i:
             self._caches.append(_Cache(self._cache_slots, self._seed))
         return self._caches[i]
-    def _run(self, data: np.ndarray, offsets: np.ndarray, d0: int, d1: int, cache: _Cache):
+    def _run(self, data: np.ndarray, offsets: np.ndarray, d0: int, d1: int, cache: _Cache,
+             w: int = 0) -> tuple[int, np.ndarray]:
+        """Ids of documents d0..d1 into ``cache.out`` from ``w``; returns (end, offsets of the
+        documents' ends). ``cache.out`` is kept from call to call: a fresh multi-MB output
+        array per chunk cost more in page faults (numpy asks for huge pages, which the
+        kernel may compact memory for) than the BPE of the misses (see docs/performance.md)."""
         t, u = self.tables, self._enc_unicode
-        cap = max(1024, int(offsets[d1] - offsets[d0]) // 2 + 64)
-        out = np.empty(cap, dtype=np.int32)
         out_offsets = np.zeros(d1 - d0 + 1, dtype=np.int64)
-        d, w = d0, 0
+        out_offsets[0] = w
+        need = w + max(1024, int(offsets[d1] - offsets[d0]) // 2 + 64)
+        if cache.out.size < need:
+            cache.grow(need, w)
+        d = d0
         while True:
             d, w, status = encode_kernel(
                 data, offsets, d, d1,
@@ -239,16 +311,13 @@ class CpuTokenizer(Tokenizer):
                 t.strie_next, t.strie_tok, t.ntrie_next, t.ntrie_tok,
                 t.byte_id, self._merge_tab,
                 *cache.args(), cache.hot, self._pair_tab,
-                out, out_offsets[d - d0:], w, self.family,
+                cache.out, out_offsets[d - d0:], w, self.family,
             )
             cache.after_call()
             if status == 0:
-                return out[:w], out_offsets
+                return w, out_offsets
             # the kernel asks for room for one part of a document (<= SCRATCH bytes) at a time
-            need = w + 4 * min(int(offsets[d + 1] - offsets[d]), SCRATCH) + 16
-            grown = np.empty(max(2 * out.size, need), dtype=np.int32)
-            grown[:w] = out[:w]
-            out = grown
+            cache.grow(w + 4 * min(int(offsets[d + 1] - offsets[d]), SCRATCH) + 16, w)
 
     def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         n = len(texts)
@@ -258,42 +327,67 @@ class CpuTokenizer(Tokenizer):
             if nw <= 1 or size < _PARALLEL_MIN_BYTES:
                 buf, offsets = encode_utf8(texts, self.errors)
                 data = np.frombuffer(buf, dtype=np.uint8)
-                return self._run(data, offsets, 0, n, self._cache(0))
-            # consecutive chunks of documents (~_CHUNKS_PER_WORKER per worker) taken by the
-            # workers as they free up; a task encodes its chunk's UTF-8 (holding the GIL)
-            # while the other workers' kernels run, then tokenizes it with a free cache
+                cache = self._cache(0)
+                w, out_offsets = self._run(data, offsets, 0, n, cache)
+                ids = cache.out[:w].copy()
+                cache.trim()
+                return ids, out_offsets
+            # consecutive chunks of documents (~_CHUNKS_PER_WORKER per worker); a task encodes
+            # its chunk's UTF-8 (holding the GIL) while the other workers' kernels run, then
+            # tokenizes it (see _Regions for which worker takes which chunk)
             per = max(_PARALLEL_MIN_BYTES // 4, size // (_CHUNKS_PER_WORKER * nw))
             cuts = [0]
+            sizes = []
             acc = 0
             for i, t in enumerate(texts):
                 acc += len(t)
                 if acc >= per and i + 1 < n:
                     cuts.append(i + 1)
+                    sizes.append(acc)
                     acc = 0
             cuts.append(n)
-            free: queue.SimpleQueue[_Cache] = queue.SimpleQueue()
-            for i in range(nw):
-                free.put(self._cache(i))
+            sizes.append(acc)
+            nw = min(nw, len(sizes))
             if self._pool is None or self._pool._max_workers < nw:
                 self._pool = ThreadPoolExecutor(max_workers=max(self.workers, nw))
-            futures = [self._pool.submit(self._chunk, texts, d0, d1, free)
-                       for d0, d1 in zip(cuts[:-1], cuts[1:])]
-            parts = [f.result() for f in futures]
-        ids = np.concatenate([p[0] for p in parts])
-        out_offsets = np.zeros(n + 1, dtype=np.int64)
-        base = 0
-        for (part_ids, part_offs), d0, d1 in zip(parts, cuts[:-1], cuts[1:]):
-            out_offsets[d0 + 1 : d1 + 1] = part_offs[1:] + base
-            base += part_ids.size
+            regions = _Regions(sizes, nw)
+            for w in range(nw):
+                self._cache(w)  # made here, not by the workers at once
+            parts: list = [None] * len(sizes)
+            futures = [self._pool.submit(self._worker, texts, cuts, regions, w, parts)
+                       for w in range(nw)]
+            for f in futures:
+                f.result()
+            for p in parts:  # as in one pass: the error of the first bad document
+                if isinstance(p, BaseException):
+                    raise p
+            # each worker's chunks lie one after another in its cache's ``out``
+            ids = np.empty(sum(int(p[2][-1] - p[2][0]) for p in parts), dtype=np.int32)
+            out_offsets = np.zeros(n + 1, dtype=np.int64)
+            base = 0
+            for (w, _end, part_offs), d0, d1 in zip(parts, cuts[:-1], cuts[1:]):
+                a, e = int(part_offs[0]), int(part_offs[-1])
+                ids[base:base + e - a] = self._caches[w].out[a:e]
+                out_offsets[d0 + 1 : d1 + 1] = part_offs[1:] - a + base
+                base += e - a
+            for w in range(nw):
+                self._caches[w].trim()
         return ids, out_offsets
 
-    def _chunk(self, texts, d0: int, d1: int, free):
-        buf, offsets = encode_utf8(texts[d0:d1], self.errors, first=d0)
-        cache = free.get()
-        try:
-            return self._run(np.frombuffer(buf, dtype=np.uint8), offsets, 0, d1 - d0, cache)
-        finally:
-            free.put(cache)
+    def _worker(self, texts, cuts, regions: _Regions, w: int, parts: list) -> None:
+        """Worker ``w``: the chunks ``regions`` hands it, each tokenized with cache ``w``
+        into ``parts[chunk]`` (or the chunk's exception: the caller raises the first)."""
+        cache = self._cache(w)
+        end = 0
+        while (c := regions.take(w)) is not None:
+            d0, d1 = cuts[c], cuts[c + 1]
+            try:
+                buf, offsets = encode_utf8(texts[d0:d1], self.errors, first=d0)
+                end, offs = self._run(np.frombuffer(buf, dtype=np.uint8), offsets, 0,
+                                      d1 - d0, cache, end)
+                parts[c] = (w, end, offs)
+            except Exception as exc:  # noqa: BLE001 - re-raised in order by encode_flat
+                parts[c] = exc
 
     # ------------------------------------------------------------------ decode
 
