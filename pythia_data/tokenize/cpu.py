@@ -215,6 +215,13 @@ class _Regions:
             self._runs.append([start, end])
             start = end
 
+    def start(self, w: int) -> int:
+        """The first chunk of worker ``w``'s own run (before any is taken)."""
+        return self._runs[w][0]
+
+    def stop(self, w: int) -> int:
+        return self._runs[w][1]
+
     def take(self, w: int) -> int | None:
         with self._lock:
             run = self._runs[w]
@@ -379,6 +386,11 @@ class CpuTokenizer(Tokenizer):
         into ``parts[chunk]`` (or the chunk's exception: the caller raises the first)."""
         cache = self._cache(w)
         end = 0
+        # room for the worker's own run at once (growing chunk by chunk copies and touches
+        # about twice the memory); a chunk that needs more grows it
+        chars = sum(len(texts[i]) for i in range(cuts[regions.start(w)], cuts[regions.stop(w)]))
+        if cache.out.size < chars // 2 + 1024:
+            cache.grow(chars // 2 + 1024, 0)
         while (c := regions.take(w)) is not None:
             d0, d1 = cuts[c], cuts[c + 1]
             try:
