@@ -22,7 +22,6 @@ naming the document and character of a lone surrogate; ``"replace"`` substitutes
 
 from __future__ import annotations
 
-import mmap
 import os
 import threading
 from collections.abc import Sequence
@@ -66,17 +65,6 @@ _CHUNKS_PER_WORKER = 8
 _KEEP_OUT = 1 << 25  # a worker's output buffer kept between calls: up to 128 MiB
 
 
-def _ids_array(n: int) -> np.ndarray:
-    """An uninitialized int32[n] in its own anonymous mapping, in 4 KiB pages. (numpy asks
-    the kernel for transparent huge pages for arrays of 4 MiB and more; the first touch of
-    each 2 MiB page may then wait for the kernel to compact memory: on this machine the
-    first call on a 42 MB batch spent 0.27 s of system time growing its output arrays,
-    against 0.01 s in 4 KiB pages.)"""
-    if n * 4 < (4 << 20):
-        return np.empty(n, dtype=np.int32)
-    return np.frombuffer(mmap.mmap(-1, n * 4), dtype=np.int32)
-
-
 class _Cache:
     """One worker's pre-token cache (see :mod:`pythia_data.kernels.bpe`), seeded at creation
     and after every clear: ``required`` (keys, key offsets, ids: ignore_merges words BPE
@@ -116,7 +104,7 @@ class _Cache:
 
     def grow(self, need: int, keep: int) -> None:
         """``out`` with room for ``need`` ids, its first ``keep`` kept."""
-        grown = _ids_array(max(need, 2 * self.out.size))
+        grown = np.empty(max(need, 2 * self.out.size), dtype=np.int32)
         grown[:keep] = self.out[:keep]
         self.out = grown
 
@@ -301,8 +289,9 @@ class CpuTokenizer(Tokenizer):
              w: int = 0) -> tuple[int, np.ndarray]:
         """Ids of documents d0..d1 into ``cache.out`` from ``w``; returns (end, offsets of the
         documents' ends). ``cache.out`` is kept from call to call: a fresh multi-MB output
-        array per chunk cost more in page faults (numpy asks for huge pages, which the
-        kernel may compact memory for) than the BPE of the misses (see docs/performance.md)."""
+        array per chunk is page-faulted in again every call (19,000 faults a 42 MB call on
+        two workers against 7,400, and at times 0.2 s of system time: numpy asks the kernel
+        for huge pages, which may compact memory first; see docs/performance.md)."""
         t, u = self.tables, self._enc_unicode
         out_offsets = np.zeros(d1 - d0 + 1, dtype=np.int64)
         out_offsets[0] = w
