@@ -137,3 +137,35 @@ def test_encoder_through_the_cache_at_key_length_boundaries():
     for a, b, c in zip(first, second, theirs):
         assert a.tolist() == b.tolist() == c.tolist()
     assert cpu._caches[0].state[0] > 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 50), min_size=1, max_size=40), st.integers(1, 6),
+       st.lists(st.integers(0, 5), max_size=200))
+def test_regions_hand_out_every_chunk_once(sizes, nw, order):
+    """_Regions (which chunk each cpu worker takes): whatever order the workers ask in,
+    every chunk is handed out exactly once; a worker gets its own run's chunks first, in
+    order, and the runs are consecutive and cover the chunks."""
+    from pythia_data.tokenize.cpu import _Regions
+
+    nw = min(nw, len(sizes))
+    regions = _Regions(sizes, nw)
+    runs = [tuple(r) for r in regions._runs]
+    assert runs[0][0] == 0 and runs[-1][1] == len(sizes)
+    assert all(runs[i][1] == runs[i + 1][0] for i in range(nw - 1))
+    assert all(r[0] < r[1] for r in runs)
+    got: list[list[int]] = [[] for _ in range(nw)]
+    done = [False] * nw
+    asks = [w % nw for w in order] + [w for _ in range(len(sizes) + 1) for w in range(nw)]
+    for w in asks:
+        if done[w]:
+            continue
+        c = regions.take(w)
+        if c is None:
+            done[w] = True
+        else:
+            got[w].append(c)
+    assert sorted(c for g in got for c in g) == list(range(len(sizes)))
+    for w, (a, b) in enumerate(runs):
+        own = [c for c in got[w] if a <= c < b]
+        assert own == got[w][:len(own)] and own == sorted(own)

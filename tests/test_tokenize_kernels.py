@@ -153,3 +153,41 @@ def test_bpe_single_ids_on_vocabulary_words():
     want = [(o[0] if len(o) == 1 else -1) for o in map(oracle_bpe, words)]
     assert got == want
     assert sum(g >= 0 for g in got) > len(words) // 2  # most vocabulary words are one token
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, 300)), max_size=400),
+       st.lists(st.tuples(st.integers(0, 300), st.integers(0, 300)), max_size=200))
+def test_packed_merge_table_lookup_matches_dict(merges, probes):
+    """merge_get over pack_merge_table's layout (header, slots, Bloom filter) against a
+    dict: every merge found with its (rank, id) (a duplicate pair keeps its first entry),
+    every other pair NO_MERGE -- the filter never hides a merge."""
+    from pythia_data.kernels.bpe import NO_MERGE, build_merge_table, merge_get
+
+    n = len(merges)
+    left = np.array([a for a, _ in merges], dtype=np.int32)
+    right = np.array([b for _, b in merges], dtype=np.int32)
+    rank = np.arange(n, dtype=np.int32) * 3 + 1
+    new = np.arange(n, dtype=np.int32) + 1000
+    size = 1 << max(2, (2 * n + 1).bit_length())
+    tab = pack_merge_table(*build_merge_table(left, right, rank, new, size))
+    want: dict[tuple[int, int], int] = {}
+    for i, pair in enumerate(merges):
+        want.setdefault(pair, (int(rank[i]) << 32) | int(new[i]))
+    for a, b in merges + probes:
+        assert merge_get(tab, a, b) == want.get((a, b), NO_MERGE)
+
+
+def test_packed_merge_table_filter_rejects_most_absent_pairs():
+    """The filter of the 20B table (about 16 bits per merge): most absent pairs stop there
+    (a filter that passed everything would still give right answers, slower)."""
+    from pythia_data.kernels.bpe import _filter_at, _mix
+
+    rng = np.random.default_rng(1)
+    absent = [(int(a), int(b)) for a, b in rng.integers(0, 50000, (5000, 2))
+              if (int(a), int(b)) not in _RANKS]
+    passed = 0
+    for a, b in absent:
+        at, bits = _filter_at(_PACKED, np.uint64(_mix((a << 32) | b)))
+        passed += (int(_PACKED[at]) & int(bits)) == int(bits)
+    assert passed < len(absent) // 10

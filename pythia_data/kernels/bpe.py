@@ -92,27 +92,71 @@ def build_merge_table(left, right, rank, new_id, size):  # pragma: no cover - ji
 
 
 NO_MERGE = np.int64(2**63 - 1)
+MERGE_HEAD = 2  # words before a packed merge table's slots: (slot count, filter shift)
+FILTER_BITS = 16  # the packed table's filter bits per merge
 
 
 def pack_merge_table(merge_keys, merge_rank, merge_new):
-    """The merge table as one int64 array of (key, rank << 32 | merged id) pairs, the same
-    slots (one 16-byte entry: a lookup reads one cache line instead of three)."""
-    tab = np.empty(2 * merge_keys.shape[0], dtype=np.int64)
-    tab[0::2] = merge_keys
-    tab[1::2] = (merge_rank.astype(np.int64) << 32) | merge_new.astype(np.int64)
+    """The merge table (slots from :func:`build_merge_table`) as one int64 array for
+    :func:`merge_get`: the header (slot count S, then 64 - log2 F), the S slots as pairs
+    (key, rank << 32 | merged id) -- one 16-byte entry, a probe reads one cache line --,
+    then F 64-bit words of a blocked Bloom filter of the keys (F a power of two >= 2, about
+    FILTER_BITS bits per merge; each key sets two bits of one word).
+
+    The filter is there because most pairs a BPE asks about do not merge (58 % of the
+    lookups after a merge, on the words the benchmark's cache missed): the filter (128 KiB
+    for GPT-NeoX's 50,000 merges, against 2 MiB of slots; it stays in a core's L2 cache)
+    answers nearly all of those without reading the slots. A key's filter word and bits
+    come from the high bits of the slot hash; a set key always passes (no false "no")."""
+    slots = merge_keys.shape[0]
+    used = int(np.count_nonzero(merge_keys != -1))
+    nf = 2
+    while nf * 64 < FILTER_BITS * used:
+        nf *= 2
+    tab = np.zeros(MERGE_HEAD + 2 * slots + nf, dtype=np.int64)
+    tab[0] = slots
+    tab[1] = 64 - (nf.bit_length() - 1)
+    tab[MERGE_HEAD:MERGE_HEAD + 2 * slots:2] = merge_keys
+    tab[MERGE_HEAD + 1:MERGE_HEAD + 2 * slots:2] = (
+        (merge_rank.astype(np.int64) << 32) | merge_new.astype(np.int64))
+    _fill_filter(tab)
     return tab
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _filter_at(merge_tab, h):
+    """(index in ``merge_tab`` of the filter word, its two bits) of the slot hash ``h``."""
+    slots = merge_tab[0]
+    word = np.int64(h >> np.uint64(merge_tab[1]))
+    bits = ((np.uint64(1) << ((h >> np.uint64(20)) & np.uint64(63)))
+            | (np.uint64(1) << ((h >> np.uint64(26)) & np.uint64(63))))
+    return MERGE_HEAD + 2 * slots + word, np.int64(bits)
+
+
+@njit(cache=True, nogil=True)
+def _fill_filter(tab):  # pragma: no cover - jit
+    for slot in range(tab[0]):
+        key = tab[MERGE_HEAD + 2 * slot]
+        if key != -1:
+            at, bits = _filter_at(tab, _mix(key))
+            tab[at] |= bits
+
+
+@njit(cache=True, nogil=True, inline="always")
 def merge_get(merge_tab, a, b):  # pragma: no cover - jit
-    """``rank << 32 | merged id`` of the pair (a, b) in a packed table, or NO_MERGE."""
+    """``rank << 32 | merged id`` of the pair (a, b) in a packed table
+    (:func:`pack_merge_table`), or NO_MERGE: the filter first, then the slots."""
     key = (np.int64(a) << np.int64(32)) | np.int64(b)
-    mask = np.uint64((merge_tab.shape[0] >> 1) - 1)
-    slot = _mix(key) & mask
+    h = _mix(key)
+    at, bits = _filter_at(merge_tab, h)
+    if (merge_tab[at] & bits) != bits:
+        return NO_MERGE
+    mask = np.uint64(merge_tab[0] - 1)
+    slot = h & mask
     while True:
-        k = merge_tab[2 * slot]
+        k = merge_tab[MERGE_HEAD + 2 * slot]
         if k == key:
-            return merge_tab[2 * slot + 1]
+            return merge_tab[MERGE_HEAD + 1 + 2 * slot]
         if k == -1:
             return NO_MERGE
         slot = (slot + np.uint64(1)) & mask

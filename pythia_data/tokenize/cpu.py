@@ -23,7 +23,6 @@ naming the document and character of a lone surrogate; ``"replace"`` substitutes
 from __future__ import annotations
 
 import os
-import queue
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -63,6 +62,7 @@ __all__ = ["CpuTokenizer", "EngineTables", "UnicodeTables", "unicode_tables",
 
 _PARALLEL_MIN_BYTES = 1 << 18
 _CHUNKS_PER_WORKER = 8
+_KEEP_OUT = 1 << 25  # a worker's output buffer kept between calls: up to 128 MiB
 
 
 class _Cache:
@@ -93,7 +93,20 @@ class _Cache:
         self.optional = optional
         self.hits = 0
         self.misses = 0
+        #: the worker's output ids, reused by every call (see CpuTokenizer._run)
+        self.out = np.empty(0, dtype=np.int32)
         self._reseed()
+
+    def trim(self) -> None:
+        """Let go of an ``out`` over _KEEP_OUT ids (a call on a huge batch)."""
+        if self.out.size > _KEEP_OUT:
+            self.out = np.empty(0, dtype=np.int32)
+
+    def grow(self, need: int, keep: int) -> None:
+        """``out`` with room for ``need`` ids, its first ``keep`` kept."""
+        grown = np.empty(max(need, 2 * self.out.size), dtype=np.int32)
+        grown[:keep] = self.out[:keep]
+        self.out = grown
 
     def _reseed(self):
         if self.required is not None and not cache_seed(*self.required, *self.args()):
@@ -163,6 +176,53 @@ def _seed_arrays(words: list[tuple[bytes, int]]):
     return keys, offs, ids
 
 
+class _Regions:
+    """Which chunk each worker tokenizes next. The chunks (in document order, ``sizes`` their
+    lengths) are cut into ``nw`` runs of about equal size, one per worker; a worker takes
+    its own run's chunks front to back, then, when its run is done, the last chunk of the
+    run with the most left. Each worker (with its own pre-token cache) thus sees one stretch
+    of consecutive documents: the same language or kind of text stays on one cache, so
+    fewer words are missed by both caches and BPE'd twice (handing out chunks in turn, the
+    2-worker benchmark had 31 % more misses than one worker; see docs/performance.md)."""
+
+    def __init__(self, sizes: list[int], nw: int):
+        total = sum(sizes)
+        self._lock = threading.Lock()
+        self._runs: list[list[int]] = []  # [next chunk, end] per worker
+        start = 0
+        acc = 0
+        for w in range(nw):
+            end = start
+            goal = total * (w + 1) / nw
+            while end < len(sizes) and (w == nw - 1 or acc + sizes[end] / 2 <= goal):
+                acc += sizes[end]
+                end += 1
+            end = max(end, min(start + 1, len(sizes)))
+            if w < nw - 1:
+                end = min(end, len(sizes) - (nw - 1 - w))
+            self._runs.append([start, end])
+            start = end
+
+    def start(self, w: int) -> int:
+        """The first chunk of worker ``w``'s own run (before any is taken)."""
+        return self._runs[w][0]
+
+    def stop(self, w: int) -> int:
+        return self._runs[w][1]
+
+    def take(self, w: int) -> int | None:
+        with self._lock:
+            run = self._runs[w]
+            if run[0] < run[1]:
+                run[0] += 1
+                return run[0] - 1
+            left = max(self._runs, key=lambda r: r[1] - r[0])
+            if left[0] >= left[1]:
+                return None
+            left[1] -= 1
+            return left[1]
+
+
 class CpuTokenizer(Tokenizer):
     backend = "cpu"
     #: the pre-tokenizer families this engine's kernels run
@@ -225,12 +285,20 @@ class CpuTokenizer(Tokenizer):
         while len(self._caches) <= i:
             self._caches.append(_Cache(self._cache_slots, self._seed))
         return self._caches[i]
-    def _run(self, data: np.ndarray, offsets: np.ndarray, d0: int, d1: int, cache: _Cache):
+    def _run(self, data: np.ndarray, offsets: np.ndarray, d0: int, d1: int, cache: _Cache,
+             w: int = 0) -> tuple[int, np.ndarray]:
+        """Ids of documents d0..d1 into ``cache.out`` from ``w``; returns (end, offsets of the
+        documents' ends). ``cache.out`` is kept from call to call: a fresh multi-MB output
+        array per chunk is page-faulted in again every call (19,000 faults a 42 MB call on
+        two workers against 7,400, and at times 0.2 s of system time: numpy asks the kernel
+        for huge pages, which may compact memory first; see docs/performance.md)."""
         t, u = self.tables, self._enc_unicode
-        cap = max(1024, int(offsets[d1] - offsets[d0]) // 2 + 64)
-        out = np.empty(cap, dtype=np.int32)
         out_offsets = np.zeros(d1 - d0 + 1, dtype=np.int64)
-        d, w = d0, 0
+        out_offsets[0] = w
+        need = w + max(1024, int(offsets[d1] - offsets[d0]) // 2 + 64)
+        if cache.out.size < need:
+            cache.grow(need, w)
+        d = d0
         while True:
             d, w, status = encode_kernel(
                 data, offsets, d, d1,
@@ -239,16 +307,13 @@ class CpuTokenizer(Tokenizer):
                 t.strie_next, t.strie_tok, t.ntrie_next, t.ntrie_tok,
                 t.byte_id, self._merge_tab,
                 *cache.args(), cache.hot, self._pair_tab,
-                out, out_offsets[d - d0:], w, self.family,
+                cache.out, out_offsets[d - d0:], w, self.family,
             )
             cache.after_call()
             if status == 0:
-                return out[:w], out_offsets
+                return w, out_offsets
             # the kernel asks for room for one part of a document (<= SCRATCH bytes) at a time
-            need = w + 4 * min(int(offsets[d + 1] - offsets[d]), SCRATCH) + 16
-            grown = np.empty(max(2 * out.size, need), dtype=np.int32)
-            grown[:w] = out[:w]
-            out = grown
+            cache.grow(w + 4 * min(int(offsets[d + 1] - offsets[d]), SCRATCH) + 16, w)
 
     def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         n = len(texts)
@@ -257,35 +322,28 @@ class CpuTokenizer(Tokenizer):
             size = sum(len(t) for t in texts) if nw > 1 else 0
             if nw <= 1 or size < _PARALLEL_MIN_BYTES:
                 buf, offsets = encode_utf8(texts, self.errors)
-                data = np.frombuffer(buf, dtype=np.uint8)
-                return self._run(data, offsets, 0, n, self._cache(0))
-            # consecutive chunks of documents (~_CHUNKS_PER_WORKER per worker) taken by the
-            # workers as they free up; a task encodes its chunk's UTF-8 (holding the GIL)
-            # while the other workers' kernels run, then tokenizes it with a free cache
+                return self._encode_one(np.frombuffer(buf, dtype=np.uint8), offsets)
+            # consecutive chunks of documents (~_CHUNKS_PER_WORKER per worker); a task encodes
+            # its chunk's UTF-8 (holding the GIL) while the other workers' kernels run, then
+            # tokenizes it (see _Regions for which worker takes which chunk)
             per = max(_PARALLEL_MIN_BYTES // 4, size // (_CHUNKS_PER_WORKER * nw))
             cuts = [0]
+            sizes = []
             acc = 0
             for i, t in enumerate(texts):
                 acc += len(t)
                 if acc >= per and i + 1 < n:
                     cuts.append(i + 1)
+                    sizes.append(acc)
                     acc = 0
             cuts.append(n)
-            free: queue.SimpleQueue[_Cache] = queue.SimpleQueue()
-            for i in range(nw):
-                free.put(self._cache(i))
-            if self._pool is None or self._pool._max_workers < nw:
-                self._pool = ThreadPoolExecutor(max_workers=max(self.workers, nw))
-            futures = [self._pool.submit(self._chunk, texts, d0, d1, free)
-                       for d0, d1 in zip(cuts[:-1], cuts[1:])]
-            parts = [f.result() for f in futures]
-        ids = np.concatenate([p[0] for p in parts])
-        out_offsets = np.zeros(n + 1, dtype=np.int64)
-        base = 0
-        for (part_ids, part_offs), d0, d1 in zip(parts, cuts[:-1], cuts[1:]):
-            out_offsets[d0 + 1 : d1 + 1] = part_offs[1:] + base
-            base += part_ids.size
-        return ids, out_offsets
+            sizes.append(acc)
+
+            def utf8_of(d0: int, d1: int):
+                buf, offsets = encode_utf8(texts[d0:d1], self.errors, first=d0)
+                return np.frombuffer(buf, dtype=np.uint8), offsets
+
+            return self._encode_chunks(n, cuts, sizes, utf8_of)
 
     def encode_utf8_flat(self, data, offsets, *, checked: bool = True
                          ) -> tuple[np.ndarray, np.ndarray]:
@@ -315,42 +373,80 @@ class CpuTokenizer(Tokenizer):
             size = int(offs[-1])
             nw = min(self.workers, n)
             if nw <= 1 or size < _PARALLEL_MIN_BYTES:
-                return self._run(buf, offs, 0, n, self._cache(0))
-            # consecutive chunks of ~size / (_CHUNKS_PER_WORKER * nw) bytes, taken by the
-            # workers as they free up (as encode_flat; the UTF-8 is there already)
+                return self._encode_one(buf, offs)
+            # consecutive chunks of ~size / (_CHUNKS_PER_WORKER * nw) bytes (as encode_flat;
+            # the UTF-8 is there already: a chunk is a view of it)
             per = max(_PARALLEL_MIN_BYTES // 4, size // (_CHUNKS_PER_WORKER * nw))
             cuts = np.unique(np.searchsorted(offs, np.arange(per, size, per), side="left"))
             cuts = [0, *(int(c) for c in cuts if 0 < c < n), n]
-            free: queue.SimpleQueue[_Cache] = queue.SimpleQueue()
-            for i in range(nw):
-                free.put(self._cache(i))
-            if self._pool is None or self._pool._max_workers < nw:
-                self._pool = ThreadPoolExecutor(max_workers=max(self.workers, nw))
-            futures = [self._pool.submit(self._run_free, buf, offs, d0, d1, free)
-                       for d0, d1 in zip(cuts[:-1], cuts[1:])]
-            parts = [f.result() for f in futures]
-        ids = np.concatenate([p[0] for p in parts])
-        out_offsets = np.zeros(n + 1, dtype=np.int64)
-        base = 0
-        for (part_ids, part_offs), d0, d1 in zip(parts, cuts[:-1], cuts[1:]):
-            out_offsets[d0 + 1 : d1 + 1] = part_offs[1:] + base
-            base += part_ids.size
+            sizes = [int(offs[b] - offs[a]) for a, b in zip(cuts[:-1], cuts[1:])]
+
+            def utf8_of(d0: int, d1: int):
+                return buf, offs
+
+            return self._encode_chunks(n, cuts, sizes, utf8_of, views=True)
+
+    def _encode_one(self, data: np.ndarray, offsets: np.ndarray):
+        """Every document in this thread, with cache 0 (small calls, one worker)."""
+        cache = self._cache(0)
+        w, out_offsets = self._run(data, offsets, 0, offsets.size - 1, cache)
+        ids = cache.out[:w].copy()
+        cache.trim()
         return ids, out_offsets
 
-    def _run_free(self, buf, offs, d0: int, d1: int, free):
-        cache = free.get()
-        try:
-            return self._run(buf, offs, d0, d1, cache)
-        finally:
-            free.put(cache)
+    def _encode_chunks(self, n: int, cuts: list[int], sizes: list[int], utf8_of,
+                       views: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The chunks ``cuts`` (documents ``cuts[c]..cuts[c + 1]``, ``sizes[c]`` characters or
+        bytes) on the worker threads; ``utf8_of(d0, d1)`` gives a chunk's UTF-8 and offsets
+        (``views``: the whole buffer and all its offsets, of which the chunk's are used). Call with the
+        lock held."""
+        nw = min(self.workers, len(sizes))
+        if self._pool is None or self._pool._max_workers < nw:
+            self._pool = ThreadPoolExecutor(max_workers=max(self.workers, nw))
+        regions = _Regions(sizes, nw)
+        for w in range(nw):
+            self._cache(w)  # made here, not by the workers at once
+        parts: list = [None] * len(sizes)
+        futures = [self._pool.submit(self._worker, utf8_of, cuts, sizes, regions, w, parts,
+                                     views) for w in range(nw)]
+        for f in futures:
+            f.result()
+        for p in parts:  # as in one pass: the error of the first bad document
+            if isinstance(p, BaseException):
+                raise p
+        # each worker's chunks lie one after another in its cache's ``out``
+        ids = np.empty(sum(int(p[2][-1] - p[2][0]) for p in parts), dtype=np.int32)
+        out_offsets = np.zeros(n + 1, dtype=np.int64)
+        base = 0
+        for (w, _end, part_offs), d0, d1 in zip(parts, cuts[:-1], cuts[1:]):
+            a, e = int(part_offs[0]), int(part_offs[-1])
+            ids[base:base + e - a] = self._caches[w].out[a:e]
+            out_offsets[d0 + 1 : d1 + 1] = part_offs[1:] - a + base
+            base += e - a
+        for w in range(nw):
+            self._caches[w].trim()
+        return ids, out_offsets
 
-    def _chunk(self, texts, d0: int, d1: int, free):
-        buf, offsets = encode_utf8(texts[d0:d1], self.errors, first=d0)
-        cache = free.get()
-        try:
-            return self._run(np.frombuffer(buf, dtype=np.uint8), offsets, 0, d1 - d0, cache)
-        finally:
-            free.put(cache)
+    def _worker(self, utf8_of, cuts, sizes, regions: _Regions, w: int, parts: list,
+                views: bool) -> None:
+        """Worker ``w``: the chunks ``regions`` hands it, each tokenized with cache ``w``
+        into ``parts[chunk]`` (or the chunk's exception: the caller raises the first)."""
+        cache = self._cache(w)
+        end = 0
+        # room for the worker's own run at once (growing chunk by chunk copies and touches
+        # about twice the memory); a chunk that needs more grows it
+        chars = sum(sizes[regions.start(w):regions.stop(w)])
+        if cache.out.size < chars // 2 + 1024:
+            cache.grow(chars // 2 + 1024, 0)
+        while (c := regions.take(w)) is not None:
+            d0, d1 = cuts[c], cuts[c + 1]
+            try:
+                data, offsets = utf8_of(d0, d1)
+                lo, hi = (d0, d1) if views else (0, d1 - d0)
+                end, offs = self._run(data, offsets, lo, hi, cache, end)
+                parts[c] = (w, end, offs)
+            except Exception as exc:  # noqa: BLE001 - re-raised in order by encode_flat
+                parts[c] = exc
 
     # ------------------------------------------------------------------ decode
 
