@@ -36,37 +36,13 @@ def utf8_valid(data, lo, hi):  # pragma: no cover - jit
     """Is ``data[lo:hi]`` valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF)?"""
     p = lo
     while p < hi:
-        b = data[p]
-        if b < 0x80:
+        if data[p] < 0x80:
             p += 1
             continue
-        if 0xC2 <= b <= 0xDF:
-            n = 1
-            c_lo, c_hi = 0x80, 0xBF
-        elif b == 0xE0:
-            n, c_lo, c_hi = 2, 0xA0, 0xBF
-        elif b == 0xED:
-            n, c_lo, c_hi = 2, 0x80, 0x9F
-        elif 0xE1 <= b <= 0xEF:
-            n, c_lo, c_hi = 2, 0x80, 0xBF
-        elif b == 0xF0:
-            n, c_lo, c_hi = 3, 0x90, 0xBF
-        elif 0xF1 <= b <= 0xF3:
-            n, c_lo, c_hi = 3, 0x80, 0xBF
-        elif b == 0xF4:
-            n, c_lo, c_hi = 3, 0x80, 0x8F
-        else:
+        n = _utf8_seq(data, p, hi)
+        if n == 0:
             return False
-        if p + n >= hi:
-            return False
-        c = data[p + 1]
-        if c < c_lo or c > c_hi:
-            return False
-        for k in range(2, n + 1):
-            c = data[p + k]
-            if c < 0x80 or c > 0xBF:
-                return False
-        p += n + 1
+        p += n
     return True
 
 

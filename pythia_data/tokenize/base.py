@@ -85,6 +85,23 @@ def encode_utf8(texts: Sequence[str], errors: str = "strict",
     return b"".join(parts), offsets
 
 
+def utf8_batch(data, offsets) -> tuple[np.ndarray, np.ndarray]:
+    """The arguments of an ``encode_utf8_flat`` checked: ``data`` (bytes or a 1-D uint8
+    array) as a contiguous uint8 array, ``offsets`` as int64 starting at 0, never
+    decreasing, ending within ``data`` (UsageError otherwise)."""
+    buf = np.frombuffer(data, dtype=np.uint8) if isinstance(
+        data, bytes | bytearray | memoryview) else np.ascontiguousarray(data)
+    offs = np.asarray(offsets)
+    if buf.dtype != np.uint8 or buf.ndim != 1:
+        raise UsageError("data must be bytes or a 1-D uint8 array")
+    if offs.ndim != 1 or offs.size < 1 or offs.dtype.kind not in "iu":
+        raise UsageError("offsets must be a 1-D integer array of length n_docs + 1")
+    offs = offs.astype(np.int64, copy=False)
+    if offs[0] != 0 or np.any(np.diff(offs) < 0) or offs[-1] > buf.size:
+        raise UsageError("offsets must start at 0, never decrease and end within data")
+    return buf, offs
+
+
 class Tokenizer(abc.ABC):
     """What every backend provides (see the module docstring for the exactness contract).
 

@@ -41,7 +41,13 @@ from pythia_data.kernels.bpe import (
     pack_merge_table,
     pair_table,
 )
-from pythia_data.tokenize.base import Tokenizer, _check_errors, as_id_list, encode_utf8
+from pythia_data.tokenize.base import (
+    Tokenizer,
+    _check_errors,
+    as_id_list,
+    encode_utf8,
+    utf8_batch,
+)
 from pythia_data.tokenize.families import Family, kernel_family
 from pythia_data.tokenize.model import (
     GPT2_FAMILY,
@@ -352,16 +358,7 @@ class CpuTokenizer(Tokenizer):
         ``data[offsets[i]:offsets[i + 1]]``). Invalid UTF-8 raises InputError naming the
         document (``checked=False``: the caller vouches for it, as the tokenize reader does,
         whose kernel checked it)."""
-        buf = np.frombuffer(data, dtype=np.uint8) if isinstance(
-            data, bytes | bytearray | memoryview) else np.ascontiguousarray(data)
-        offs = np.asarray(offsets)
-        if buf.dtype != np.uint8 or buf.ndim != 1:
-            raise UsageError("data must be bytes or a 1-D uint8 array")
-        if offs.ndim != 1 or offs.size < 1 or offs.dtype.kind not in "iu":
-            raise UsageError("offsets must be a 1-D integer array of length n_docs + 1")
-        offs = offs.astype(np.int64, copy=False)
-        if offs[0] != 0 or np.any(np.diff(offs) < 0) or offs[-1] > buf.size:
-            raise UsageError("offsets must start at 0, never decrease and end within data")
+        buf, offs = utf8_batch(data, offsets)
         if checked:
             from pythia_data.kernels.jsonl import first_invalid_document
 

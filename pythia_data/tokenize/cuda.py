@@ -38,7 +38,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from pythia_data.errors import InputError, UsageError
-from pythia_data.tokenize.base import Tokenizer, _check_errors, clean_text
+from pythia_data.tokenize.base import Tokenizer, _check_errors, clean_text, utf8_batch
 from pythia_data.tokenize.cpu import CpuTokenizer
 from pythia_data.tokenize.model import N_CP, TokenizerModel, as_model, build_trie, nfc_bytes
 from pythia_data.tokenize.spec import TokenizerConfig
@@ -462,17 +462,7 @@ class CudaTokenizer(Tokenizer):
         """Like :meth:`encode_flat` for documents already in UTF-8: ``data`` (bytes or uint8
         array) and int64 ``offsets`` (document i is ``data[offsets[i]:offsets[i + 1]]``).
         Invalid UTF-8 raises :class:`~pythia_data.errors.InputError` naming the document."""
-        buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes | bytearray |
-                                                                  memoryview) else data
-        buf = np.ascontiguousarray(buf)
-        offs = np.asarray(offsets)
-        if buf.dtype != np.uint8 or buf.ndim != 1:
-            raise UsageError("data must be bytes or a 1-D uint8 array")
-        if offs.ndim != 1 or offs.size < 1 or offs.dtype.kind not in "iu":
-            raise UsageError("offsets must be a 1-D integer array of length n_docs + 1")
-        offs = offs.astype(np.int64, copy=False)
-        if offs[0] != 0 or np.any(np.diff(offs) < 0) or offs[-1] > buf.size:
-            raise UsageError("offsets must start at 0, never decrease and end within data")
+        buf, offs = utf8_batch(data, offsets)
         _check_utf8(buf, offs)
         n = offs.size - 1
         cap, cap_docs = self.batch_bytes, self.batch_docs
