@@ -19,7 +19,7 @@ PKG = Path(__file__).resolve().parent.parent / "pythia_data"
 #: (after ``pythia_data.``). Entries on one line share a layer and must not import each
 #: other (``tokenize`` and ``hub`` are siblings).
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "progress"),
+    ("errors", "progress", "cancel"),
     ("kernels",),
     ("format",),
     ("io",),

@@ -323,6 +323,104 @@ def test_process_worker_killed_mid_unit_is_retried(tmp_path):
     assert (tmp_path / "ran-1").read_text() == "xx"  # killed once, run again
 
 
+def _fail_or_wait(log, unit):
+    """Unit 0 fails at once with a package error; the others run batch after batch (as a
+    tokenize unit does) until a cancel point stops them, or give up after 60 s."""
+    from pythia_data.cancel import UnitCancelled, cancel_point
+
+    if unit.id == 0:
+        time.sleep(0.2)  # the other units are running by now
+        raise InputError("unit 0: bad input")
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            cancel_point()
+            time.sleep(0.01)  # one batch
+    except UnitCancelled:
+        log.append(("cancelled", unit.id))
+        raise
+    log.append(("ran out", unit.id))
+    return unit.id
+
+
+def test_thread_workers_stop_at_their_next_batch_when_the_run_ends():
+    """Threads cannot be killed: a run that ends early (a unit's error here, Ctrl-C alike)
+    sets its stop event, and each unit still running raises UnitCancelled at its next
+    cancel point instead of working on (and keeping the command waiting) to the end."""
+    log = []
+    t0 = time.monotonic()
+    with pytest.raises(InputError, match="unit 0: bad input"):
+        LocalExecutor(3, mode="thread").run(_units(3), partial(_fail_or_wait, log))
+    assert time.monotonic() - t0 < 30
+    assert sorted(log) == [("cancelled", 1), ("cancelled", 2)]
+    # outside a stopped run's worker thread a cancel point does nothing
+    from pythia_data.cancel import cancel_point, in_worker_thread
+
+    cancel_point()
+    assert not in_worker_thread()
+    assert LocalExecutor(2, mode="thread").run(_units(3), _unit_id_checked) == [0, 1, 2]
+
+
+def _unit_id_checked(unit):
+    from pythia_data.cancel import cancel_point, in_worker_thread
+
+    assert in_worker_thread()
+    cancel_point()  # the run was not stopped: nothing happens
+    return unit.id
+
+
+def test_cli_ctrl_c_with_thread_workers_stops_promptly_and_the_rerun_resumes(tmp_path, tok):
+    """SIGINT to `tokenize --workers 2` (worker threads, the default) mid-job: exit 130
+    within seconds, no output under the final names, the finished units' records kept;
+    the rerun does only the rest and writes the single-process bytes."""
+    src = str(_corpus(tmp_path / "a.jsonl", 3000))
+    one = tokenize_files([src], tmp_path / "one", tok)["output"]
+    out = str(tmp_path / "o")
+    args = [sys.executable, "-m", "pythia_data", "tokenize", src, "-o", out, "-q",
+            "--workers", "2", "--unit-size", "1k", "--json"]
+    proc = subprocess.Popen(args, env=subprocess_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    done_dir = out + "_text_document.job/done"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if os.path.isdir(done_dir) and len([n for n in os.listdir(done_dir)
+                                            if n.endswith(".json")]) >= 3:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)
+    t0 = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - t0 < 20
+    assert proc.returncode == 130, err
+    assert b"Traceback" not in err
+    assert not os.path.exists(out + "_text_document.bin")
+    assert not os.path.exists(out + "_text_document.idx")
+    finished = len([n for n in os.listdir(done_dir) if n.endswith(".json")])
+    r = subprocess.run(args, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["units_resumed"] == finished >= 3
+    assert _files(out + "_text_document") == _files(one)
+
+
+def test_cli_local_mode_process_matches_threads_and_needs_the_local_executor(tmp_path, tok):
+    src = str(_corpus(tmp_path / "a.jsonl", 300))
+    one = tokenize_files([src], tmp_path / "one", tok, append_eod=True)["output"]
+    r = subprocess.run([sys.executable, "-m", "pythia_data", "tokenize", src, "-o",
+                        str(tmp_path / "p"), "-q", "--append-eod", "--workers", "2",
+                        "--local-mode", "process", "--unit-size", "3k", "--json"],
+                       env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["units"] > 2 and s["workers"] == 2
+    assert _files(str(tmp_path / "p_text_document")) == _files(one)
+    bad = CliRunner().invoke(cli, ["tokenize", src, "-o", str(tmp_path / "r"),
+                                   "--executor", "ray", "--local-mode", "process"])
+    assert bad.exit_code == 2
+    assert "--local-mode needs --executor local" in bad.output
+
+
 def test_package_errors_are_not_retried(tmp_path):
     for ex in (LocalExecutor(1), LocalExecutor(2, mode="thread")):
         with pytest.raises(InputError, match="bad input"):
@@ -591,7 +689,7 @@ def _pid_of_worker(unit):
 
 
 def test_workers_started_ahead_run_the_units_and_close_stops_them(tmp_path):
-    ex = LocalExecutor(2)
+    ex = LocalExecutor(2, mode="process")
     ex.start("pythia_data.tokenize.units")
     procs = dict(ex._started._processes)
     deadline = time.monotonic() + 60
@@ -604,7 +702,7 @@ def test_workers_started_ahead_run_the_units_and_close_stops_them(tmp_path):
     assert ex._started is None  # run() took the pool (and shut it down)
     assert all(not p.is_alive() for p in procs.values())
     # started but never run: close() (leaving the with block) stops the processes
-    with LocalExecutor(2) as ex2:
+    with LocalExecutor(2, mode="process") as ex2:
         ex2.start()
         ex2._started.submit(os.getpid).result(timeout=60)
         early = list(ex2._started._processes.values())

@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from pythia_data.errors import UsageError
 from pythia_data.order.defaults import (
     PYTHIA_BATCH_SIZE,
     PYTHIA_SEED,
@@ -229,12 +230,20 @@ def job_options(func):
     command that runs as work units (docs/scale.md) spreads them out."""
     options = [
         click.option("--workers", type=click.IntRange(min=1), default=None,
-                     help="Units run side by side: local worker processes [all CPUs; 1 "
-                          "with --backend cuda], or Ray CPUs of a local Ray cluster."),
+                     help="Units run side by side: local worker threads (or processes: "
+                          "--local-mode) [all CPUs; 1 with --backend cuda], or Ray CPUs "
+                          "of a local Ray cluster."),
         click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
                      show_default=True,
-                     help="local: processes of this machine; ray: Ray tasks "
+                     help="local: this machine; ray: Ray tasks "
                           "(pip install 'pythia-data[ray]')."),
+        click.option("--local-mode", type=click.Choice(["thread", "process"]),
+                     default=None,
+                     help="How --executor local runs units side by side: threads of this "
+                          "process (the kernels release the GIL; no worker start-up) or "
+                          "worker processes (a unit that crashes or is OOM-killed takes "
+                          "only its worker, and is retried) [tokenize, retokenize: thread; "
+                          "detokenize: process, its JSON writing holds the GIL]."),
         click.option("--ray-address", default=None, metavar="ADDR",
                      help="A running Ray cluster (e.g. 10.0.0.1:6379, or auto); without it "
                           "--executor ray starts and stops a local one. Inputs and outputs "
@@ -253,11 +262,16 @@ def job_options(func):
     return func
 
 
-def make_job_executor(executor: str, workers, ray_address, *, gpu: bool = False):
-    """The executor for :func:`job_options` values (``gpu``: --backend cuda)."""
+def make_job_executor(executor: str, workers, ray_address, *, gpu: bool = False,
+                      local_mode: str | None = None, default_mode: str = "thread"):
+    """The executor for :func:`job_options` values (``gpu``: --backend cuda;
+    ``default_mode``: the command's local mode when --local-mode is not given, the faster
+    one for it in docs/scale.md's measurements)."""
     from pythia_data.jobs import make_executor
 
     if executor == "local" and workers is None and gpu:
         workers = 1
+    if local_mode is not None and executor != "local":
+        raise UsageError("--local-mode needs --executor local")
     return make_executor(executor, workers, ray_address=ray_address,
-                         gpus_per_unit=1 if gpu else 0)
+                         gpus_per_unit=1 if gpu else 0, mode=local_mode or default_mode)

@@ -72,7 +72,8 @@ def _rate(summary: dict) -> str:
 @json_option
 @quiet_option
 def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, errors, force,
-                 workers, executor, ray_address, unit_size, job_dir, keep_job, as_json, quiet):
+                 workers, executor, local_mode, ray_address, unit_size, job_dir, keep_job,
+                 as_json, quiet):
     """Tokenize text (.jsonl, .jsonl.zst, .txt, folders of them, - for JSON lines on
     stdin) into one MMIDIDX dataset, byte for byte as GPT-NeoX's preprocess_data.py:
     one document per JSON line (or .txt file), empty documents skipped, EOD appended
@@ -87,7 +88,7 @@ def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, errors, 
       pythia-data tokenize pile/ -o data/pile --append-eod --executor ray --ray-address auto
 
     The input is cut into work units (--unit-size bytes of JSON lines, whole .zst/.txt
-    files) run by --workers processes (or Ray tasks); parts and completion records go to
+    files) run by --workers threads (or processes, or Ray tasks); parts and records go to
     PREFIX_{KEY}_document.job/, so a rerun of an interrupted command does only the
     units left. The output is the same bytes whatever the units and workers.
     """
@@ -102,7 +103,8 @@ def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, errors, 
             if os.path.lexists(target + suffix):
                 raise OutputExistsError(target + suffix)
     unit_bytes = parse_size(unit_size)
-    runner = make_job_executor(executor, workers, ray_address, gpu=backend == "cuda")
+    runner = make_job_executor(executor, workers, ray_address, gpu=backend == "cuda",
+                               local_mode=local_mode)
     # the outputs' locks first: a second run into them is refused before the slow start-up
     with claim_outputs([target + ".bin", target + ".idx"]), contextlib.closing(runner):
         # Workers are not started ahead of the plan (LocalExecutor.start): it gained
@@ -144,8 +146,8 @@ def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, errors, 
 @job_options
 @json_option
 @quiet_option
-def detokenize_cmd(data, output, spec, backend, force, workers, executor, ray_address,
-                   unit_size, job_dir, keep_job, as_json, quiet):
+def detokenize_cmd(data, output, spec, backend, force, workers, executor, local_mode,
+                   ray_address, unit_size, job_dir, keep_job, as_json, quiet):
     """Write DATA back as text: one {"text": ...} JSON line per document, the tokenizer's
     decode (special tokens kept) of the document without its final EOD.
 
@@ -158,7 +160,8 @@ def detokenize_cmd(data, output, spec, backend, force, workers, executor, ray_ad
     from pythia_data.tokenize.units import detokenize_units
 
     unit_bytes = parse_size(unit_size)
-    runner = make_job_executor(executor, workers, ray_address, gpu=backend == "cuda")
+    runner = make_job_executor(executor, workers, ray_address, gpu=backend == "cuda",
+                               local_mode=local_mode, default_mode="process")
     with claim_outputs([output]):
         tok = load(spec, backend)
         stream = sys.stdout.buffer if output == "-" else None
@@ -188,7 +191,8 @@ def detokenize_cmd(data, output, spec, backend, force, workers, executor, ray_ad
 @json_option
 @quiet_option
 def retokenize_cmd(data, spec, output_prefix, from_spec, eod_id, backend, force, workers,
-                   executor, ray_address, unit_size, job_dir, keep_job, as_json, quiet):
+                   executor, local_mode, ray_address, unit_size, job_dir, keep_job, as_json,
+                   quiet):
     """Decode every document of DATA with the old tokenizer and encode it with the new
     one: same documents, same order, the new EOD where a document ended in the old one.
     Writes PREFIX_text_document.bin/.idx, the names tokenize gives.
@@ -202,7 +206,8 @@ def retokenize_cmd(data, spec, output_prefix, from_spec, eod_id, backend, force,
     from pythia_data.tokenize.units import retokenize_units
 
     unit_bytes = parse_size(unit_size)
-    runner = make_job_executor(executor, workers, ray_address, gpu=backend == "cuda")
+    runner = make_job_executor(executor, workers, ray_address, gpu=backend == "cuda",
+                               local_mode=local_mode)
     output_prefix = dataset_name(output_prefix)
     with claim_outputs([output_prefix + ".bin", output_prefix + ".idx"]):
         old = load(from_spec, backend)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import xxhash
 
+from pythia_data.cancel import cancel_point
 from pythia_data.errors import UsageError
 
 #: Hash algorithms by CLI name, with the length of their hex digests.
@@ -61,4 +62,5 @@ def hash_file(
             h.update(view[:n])
             if progress is not None:
                 progress(n)
+            cancel_point()  # a unit in a worker thread of a stopped run ends here
     return h.hexdigest()

@@ -6,7 +6,7 @@ returns a small picklable result; ``run`` returns ``[fn(u) for u in units]``, ca
 ``progress(unit.weight)`` in the calling process as each unit finishes (any order).
 Executors only schedule; they compute nothing themselves.
 
-* :class:`LocalExecutor`: ``workers`` processes (default) or threads of this machine;
+* :class:`LocalExecutor`: ``workers`` threads (default) or processes of this machine;
   ``workers=1`` runs the units in this process, one after the other.
 * :class:`RayExecutor`: units as Ray tasks (``pip install 'pythia-data[ray]'``) on the
   cluster at ``address`` or on a local cluster started and stopped here.
@@ -23,15 +23,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 
+from pythia_data.cancel import run_cancellable
 from pythia_data.errors import OutputError, PythiaDataError, UsageError
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "make_executor"]
+__all__ = ["EXECUTORS", "LOCAL_MODES", "Executor", "LocalExecutor", "RayExecutor",
+           "make_executor"]
 
 EXECUTORS = ("local", "ray")
+#: How :class:`LocalExecutor` runs units side by side (the first is the default).
+LOCAL_MODES = ("thread", "process")
 DEFAULT_RETRIES = 3
 
 Update = Callable[[int], None]
@@ -59,21 +64,30 @@ def _failed(unit, attempts: int, exc: BaseException) -> OutputError:
 
 
 class LocalExecutor(Executor):
-    """``workers`` processes (``mode="process"``) or threads (``mode="thread"``) on this
-    machine. Processes start with ``forkserver`` (no inherited threads or locks); a
-    process killed mid-unit (OOM killer, ``kill -9``) breaks the pool, which is started
-    again and the units that were running are retried."""
+    """``workers`` threads (``mode="thread"``, the default) or processes
+    (``mode="process"``) on this machine.
+
+    Threads: the units' heavy work (reading JSON, checking UTF-8, encoding, decoding) runs
+    in Numba kernels that release the GIL, and a thread starts at once where a process
+    must start an interpreter and load the tokenizer and the compiled kernels: on 2 cores
+    2 threads did 0.85x the ideal doubling, 2 processes 0.72x (docs/scale.md). A stopped
+    run (an error, Ctrl-C) stops its threads at their next batch (:mod:`pythia_data.cancel`).
+
+    Processes start with ``forkserver`` (no inherited threads or locks); a process killed
+    mid-unit (OOM killer, ``kill -9``) breaks the pool, which is started again and the
+    units that were running are retried: a crash takes one unit, not the run."""
 
     name = "local"
 
-    def __init__(self, workers: int | None = None, *, mode: str = "process",
+    def __init__(self, workers: int | None = None, *, mode: str = LOCAL_MODES[0],
                  retries: int = DEFAULT_RETRIES):
         if workers is None:
             workers = os.cpu_count() or 1
         if workers < 1:
             raise UsageError(f"--workers must be at least 1, not {workers}")
-        if mode not in ("process", "thread"):
-            raise UsageError(f"unknown local executor mode {mode!r} (process or thread)")
+        if mode not in LOCAL_MODES:
+            raise UsageError(f"unknown local executor mode {mode!r} "
+                             f"(choose from {', '.join(LOCAL_MODES)})")
         self.workers = workers
         self.mode = mode
         self.retries = retries
@@ -143,6 +157,7 @@ class LocalExecutor(Executor):
         todo = list(range(len(units)))
         n = min(self.workers, len(units))
         module = getattr(getattr(fn, "func", fn), "__module__", None)
+        stop = threading.Event()  # set when the run ends early: threads stop at a batch
         while todo:
             pool, self._started = self._started or self._pool(n, module), None
             broken = False
@@ -156,7 +171,11 @@ class LocalExecutor(Executor):
                     while queue and len(running) < 2 * n:
                         k = queue.pop(0)
                         attempts[k] += 1
-                        running[pool.submit(fn, units[k])] = k
+                        if self.mode == "thread":
+                            fut = pool.submit(run_cancellable, stop, fn, units[k])
+                        else:
+                            fut = pool.submit(fn, units[k])
+                        running[fut] = k
                     done, _ = wait_futures(running, return_when=FIRST_COMPLETED)
                     for fut in done:
                         k = running.pop(fut)
@@ -185,6 +204,7 @@ class LocalExecutor(Executor):
                 finished = True
             finally:
                 if not finished:  # an error ends the run: stop the units still running
+                    stop.set()
                     _terminate(pool)
                 pool.shutdown(wait=True, cancel_futures=True)
             todo.sort()
@@ -310,7 +330,7 @@ class RayExecutor(Executor):
 
 def make_executor(name: str = "local", workers: int | None = None, *,
                   ray_address: str | None = None, gpus_per_unit: float = 0,
-                  mode: str = "process", retries: int = DEFAULT_RETRIES) -> Executor:
+                  mode: str = LOCAL_MODES[0], retries: int = DEFAULT_RETRIES) -> Executor:
     """The executor a command's ``--executor/--workers/--ray-address`` ask for."""
     if name == "local":
         if ray_address:

@@ -61,6 +61,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pythia_data.cancel import cancel_point
 from pythia_data.dataset import DatasetBuilder, IndexedDataset
 from pythia_data.errors import InputError, UsageError
 from pythia_data.format.header import strip_suffix
@@ -720,6 +721,7 @@ def write_part(documents: Iterable, tokenizer, prefix: str, *, append_eod: bool 
         batches = _prefetched(source)
         try:
             for batch in batches:
+                cancel_point()  # a unit in a worker thread of a stopped run ends here
                 size = n_kept = 0
                 if isinstance(batch, TextBatch):
                     data, offsets = batch.data, batch.offsets
@@ -907,6 +909,7 @@ def detokenize_range(ds: IndexedDataset, tokenizer, out, start: int, stop: int, 
     eod = _eod_or_none(tokenizer)
     docs = nbytes = 0
     for batch in dataset_documents(ds, start=start, stop=stop):
+        cancel_point()
         bodies = [_body(doc, eod)[0] for doc in batch]
         texts = tokenizer.decode_batch(bodies)
         data_out = "".join(_json_line(t) for t in texts).encode("utf-8")
@@ -986,6 +989,7 @@ def retokenize_range(ds: IndexedDataset, old, new, prefix: str, start: int, stop
     docs = tokens = 0
     with DatasetBuilder(prefix, dtype, overwrite=overwrite, durable=durable) as builder:
         for batch in dataset_documents(ds, start=start, stop=stop):
+            cancel_point()
             parts = [_body(doc, old_eod) for doc in batch]
             texts = old.decode_batch([p[0] for p in parts])
             ids, offsets = new.encode_flat(texts)

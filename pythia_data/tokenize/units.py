@@ -28,6 +28,7 @@ from functools import partial
 
 import numpy as np
 
+from pythia_data.cancel import in_worker_thread
 from pythia_data.dataset import IndexedDataset
 from pythia_data.errors import InputError, OutputExistsError, UsageError
 from pythia_data.format.header import strip_suffix
@@ -292,15 +293,18 @@ def _peak_rss() -> int:
 
 
 def _cpu() -> float:
+    """CPU seconds of this worker: its process, or its own thread when it is one of a
+    pool's worker threads (the process's figure then counts the other units too)."""
+    if in_worker_thread():
+        return time.thread_time()
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
 
 
 def _worker_stats(cpu_before: float) -> dict:
-    """What a unit's record says about the worker that ran it: its pid, peak RSS, its
-    process's CPU seconds so far and during the unit (process-wide: exact when a process
-    runs one unit at a time - local processes, Ray tasks, one worker; with worker threads
-    the units' times overlap)."""
+    """What a unit's record says about the worker that ran it: its pid, peak RSS, its CPU
+    seconds so far and during the unit (see :func:`_cpu`: a worker thread's own; the
+    tokenizer threads it starts, with fewer workers than cores, are not counted)."""
     now = _cpu()
     return {"worker_pid": os.getpid(), "worker_peak_rss": _peak_rss(),
             "worker_cpu_seconds": round(now, 3), "cpu_seconds": round(now - cpu_before, 3)}
