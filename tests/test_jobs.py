@@ -885,3 +885,20 @@ def test_a_part_redone_with_other_bytes_after_it_was_merged_is_refused(tmp_path,
     with pytest.raises(OutputError, match="changed after it was merged"):
         tokenize_units(src, out, tok, LocalExecutor(1), unit_bytes=1000)
     assert sorted(os.listdir(tmp_path)) == ["a.jsonl", "o.job"]
+
+
+def test_each_command_gets_its_measured_local_mode():
+    """threads for tokenize/retokenize, processes for detokenize (its JSON writing holds the
+    GIL) and for --backend cuda; --local-mode overrides; it means nothing to Ray."""
+    from pythia_data.cli.options import make_job_executor
+
+    assert make_job_executor("local", 2, None).mode == "thread"
+    assert make_job_executor("local", 2, None, default_mode="process").mode == "process"
+    assert make_job_executor("local", 2, None, gpu=True).mode == "process"
+    assert make_job_executor("local", 2, None, gpu=True, local_mode="thread").mode == "thread"
+    assert make_job_executor("local", 2, None, local_mode="process").mode == "process"
+    assert make_job_executor("local", None, None, gpu=True).workers == 1
+    with pytest.raises(UsageError, match="--local-mode needs --executor local"):
+        make_job_executor("ray", 2, None, local_mode="thread")
+    with pytest.raises(UsageError, match="unknown local executor mode"):
+        LocalExecutor(2, mode="fiber")

@@ -243,7 +243,7 @@ def job_options(func):
                           "process (the kernels release the GIL; no worker start-up) or "
                           "worker processes (a unit that crashes or is OOM-killed takes "
                           "only its worker, and is retried) [tokenize, retokenize: thread; "
-                          "detokenize: process, its JSON writing holds the GIL]."),
+                          "detokenize and --backend cuda: process]."),
         click.option("--ray-address", default=None, metavar="ADDR",
                      help="A running Ray cluster (e.g. 10.0.0.1:6379, or auto); without it "
                           "--executor ray starts and stops a local one. Inputs and outputs "
@@ -273,5 +273,7 @@ def make_job_executor(executor: str, workers, ray_address, *, gpu: bool = False,
         workers = 1
     if local_mode is not None and executor != "local":
         raise UsageError("--local-mode needs --executor local")
+    if gpu:  # one CUDA context per worker, as before threads were the default
+        default_mode = "process"
     return make_executor(executor, workers, ray_address=ray_address,
                          gpus_per_unit=1 if gpu else 0, mode=local_mode or default_mode)
