@@ -232,7 +232,11 @@ class RayExecutor(Executor):
     package's own (deterministic) and retried up to ``retries`` times otherwise.
 
     Paths in the units must be visible under the same name on every node (a shared
-    filesystem): parts are written there and merged by the driver."""
+    filesystem): parts are written there and merged by the driver.
+
+    :meth:`run` alone connects and disconnects around the units; after :meth:`start`
+    (connect and start the job's Ray workers early) the connection stays open until
+    :meth:`close`."""
 
     name = "ray"
 
