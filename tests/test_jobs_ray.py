@@ -133,6 +133,45 @@ def test_two_node_loopback_cluster_cli_matches_one_process(tmp_path, tok, cluste
     assert _files(str(tmp_path / "cli_text_document")) == _files(one)
 
 
+def _modules(names, unit):
+    return [n for n in names if n in sys.modules], os.getpid()
+
+
+def test_start_connects_early_and_close_disconnects(tmp_path, tok, cluster):
+    """start() connects and starts the warm-up tasks; run() uses that connection and leaves
+    it open; close() ends it. A close() right after start() (an error or Ctrl-C before
+    the units) cancels the warm-ups and disconnects too."""
+    ex = RayExecutor(cluster)
+    ex.start("colorsys")  # a module nothing else here imports
+    assert ray.is_initialized()
+    units = [Unit(k, "file", f"/x/{k}", 0, 1, 1) for k in range(6)]
+    out = ex.run(units, partial(_modules, ["colorsys"]))
+    assert ray.is_initialized()  # start()'s caller closes
+    # the units ran in the workers the warm-ups started (a job's idle workers are reused)
+    assert any(mods == ["colorsys"] for mods, _ in out)
+    assert all(pid != os.getpid() for _, pid in out)
+    src = [str(_corpus(tmp_path / "a.jsonl", 300))]
+    one = tokenize_files(src, tmp_path / "one", tok, append_eod=True)["output"]
+    s = tokenize_units(src, str(tmp_path / "r"), tok, ex, append_eod=True, unit_bytes=2000)
+    assert s["units"] > 4 and _files(str(tmp_path / "r")) == _files(one)
+    ex.close()
+    assert not ray.is_initialized()
+    ex.close()  # twice: nothing left to do
+
+    early = RayExecutor(cluster)
+    early.start("colorsys")
+    early.close()
+    assert not ray.is_initialized()
+
+
+def test_warm_up_imports_the_module():
+    from pythia_data.jobs.executors import _warm_up
+
+    sys.modules.pop("colorsys", None)
+    assert _warm_up("colorsys") == os.getpid() and "colorsys" in sys.modules
+    assert _warm_up(None) == _warm_up("__main__") == os.getpid()
+
+
 def _suicide(marker_dir, unit):
     """Kill this Ray worker process (kill -9) the first time unit 1 runs."""
     marker = os.path.join(marker_dir, f"ran-{unit.id}")

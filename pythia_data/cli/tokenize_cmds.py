@@ -107,9 +107,12 @@ def tokenize_cmd(inputs, output_prefix, spec, backend, append_eod, key, errors, 
                                local_mode=local_mode)
     # the outputs' locks first: a second run into them is refused before the slow start-up
     with claim_outputs([target + ".bin", target + ".idx"]), contextlib.closing(runner):
-        # Workers are not started ahead of the plan (LocalExecutor.start): it gained
+        # Local workers are not started ahead of the plan (LocalExecutor.start): it gained
         # nothing measurable on 2 cores, and a Ctrl-C during that early start left workers
-        # unpickling the pool's semaphores the exiting driver had already removed.
+        # unpickling the pool's semaphores the exiting driver had already removed. Ray's
+        # are (they start slower and per job): closing the runner cancels them.
+        if executor == "ray" and "-" not in files:
+            runner.start("pythia_data.tokenize.units")
         tok = load(spec, backend, errors=errors)
         if "-" in files:  # standard input cannot be cut into units or read twice: one stream
             with byte_progress(None, quiet, "tokenize") as update:

@@ -252,7 +252,11 @@ class RayExecutor(Executor):
     package's own (deterministic) and retried up to ``retries`` times otherwise.
 
     Paths in the units must be visible under the same name on every node (a shared
-    filesystem): parts are written there and merged by the driver."""
+    filesystem): parts are written there and merged by the driver.
+
+    :meth:`run` alone connects and disconnects around the units; after :meth:`start`
+    (connect and start the job's Ray workers early) the connection stays open until
+    :meth:`close`."""
 
     name = "ray"
 
@@ -263,11 +267,14 @@ class RayExecutor(Executor):
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
         self.retries = retries
+        self._ray = None  # the ray module while connected (start() or run())
+        self._owned = False  # whether this executor called ray.init (then it shuts down)
+        self._warm: list = []  # the warm-up tasks start() submitted
 
-    @contextlib.contextmanager
-    def _cluster(self):
+    def _connect(self):
+        if self._ray is not None:
+            return self._ray
         ray = ray_module()
-        started = False
         if not ray.is_initialized():
             options = {"logging_level": logging.WARNING, "log_to_driver": False,
                        "configure_logging": True}
@@ -281,23 +288,70 @@ class RayExecutor(Executor):
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = self.address or "a local cluster"
                 raise UsageError(f"cannot start Ray on {where}: {exc}") from None
-            started = True
+            self._owned = True
+        self._ray = ray
+        return ray
+
+    def _options(self) -> dict:
+        """The tasks' resources, spread over the nodes: the units are independent, and
+        spreading keeps every node's workers fed when Ray hands a worker back between
+        tasks (a lease lasts ~0.5 s, then the next task is scheduled anew)."""
+        return {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus,
+                "scheduling_strategy": "SPREAD"}
+
+    def _slots(self, ray) -> int:
+        """How many units the cluster runs at once (its CPUs, and GPUs if units take one)."""
+        if not self.address:
+            return max(1, int(self.workers // max(self.num_cpus, 1e-9)))
+        total = ray.cluster_resources()
+        slots = int(total.get("CPU", 1) // max(self.num_cpus, 1e-9))
+        if self.num_gpus:
+            slots = min(slots, int(total.get("GPU", 0) // self.num_gpus))
+        return max(1, slots)
+
+    def start(self, module: str | None = None) -> None:
+        """Connect to the cluster (or start the local one) now, and start one warm-up task
+        per unit the cluster can run at once: each starts a Ray worker process of this job
+        and imports ``module`` (the unit function's) there, while this process goes on
+        loading the tokenizer and planning, so the workers are ready when the units come
+        (a job's Ray workers are its own: every job starts them anew). :meth:`run` uses
+        the connection; :meth:`close` ends it."""
+        if self._ray is not None:
+            return
+        ray = self._connect()
         try:
-            yield ray
-        finally:
-            if started:
-                ray.shutdown()
+            warm = ray.remote(_warm_up).options(max_retries=0, **self._options())
+            self._warm = [warm.remote(module) for _ in range(self._slots(ray))]
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Cancel the warm-up tasks still running and disconnect (or stop the local
+        cluster) if this executor connected."""
+        ray, self._ray = self._ray, None
+        warm, self._warm = self._warm, []
+        if ray is None:
+            return
+        for ref in warm:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref)
+        if self._owned:
+            self._owned = False
+            ray.shutdown()
 
     def run(self, units: Sequence, fn: Callable, progress: Update | None = None) -> list:
         units = list(units)
         results: list = [None] * len(units)
         if not units:
             return results
-        with self._cluster() as ray:
+        started = self._ray is not None  # by start(): its caller closes
+        ray = self._connect()
+        try:
             from ray.exceptions import RayTaskError
 
-            task = ray.remote(_call).options(num_cpus=self.num_cpus, num_gpus=self.num_gpus,
-                                             max_retries=self.retries, retry_exceptions=False)
+            task = ray.remote(_call).options(max_retries=self.retries,
+                                             retry_exceptions=False, **self._options())
             fn_ref = ray.put(fn)
             attempts = [1] * len(units)
             pending = {task.remote(fn_ref, u): k for k, u in enumerate(units)}
@@ -325,7 +379,20 @@ class RayExecutor(Executor):
                 for ref in pending:
                     with contextlib.suppress(Exception):
                         ray.cancel(ref, force=True)
+        finally:
+            if not started:
+                self.close()
         return results
+
+
+def _warm_up(module: str | None) -> int:
+    """A Ray worker's start: import the unit function's module (and with it the package,
+    numpy, numba) before the first unit."""
+    if module and module != "__main__":
+        import importlib
+
+        importlib.import_module(module)
+    return os.getpid()
 
 
 def make_executor(name: str = "local", workers: int | None = None, *,
