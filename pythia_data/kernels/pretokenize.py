@@ -538,14 +538,32 @@ def _letters_from(data, q, end, cls):  # pragma: no cover - jit
 @njit(cache=True, nogil=True, inline="always")
 def next_pretoken_fast(data, p, end, cls):  # pragma: no cover - jit
     """:func:`next_pretoken` (the same ends, by construction and tests) with a fast path for
-    the commonest starts: an ASCII letter, or a space then an ASCII letter (`` ?\\p{L}+``);
-    the letter run is scanned by :func:`_letters_from`. Everything else: ``next_pretoken``."""
+    the commonest starts: an ASCII letter, or a space then an ASCII letter (`` ?\\p{L}+``),
+    the letter run scanned by :func:`_letters_from`; and ASCII punctuation (not ``'``,
+    where a contraction may start), or a space then ASCII punctuation
+    (`` ?[^\\s\\p{L}\\p{N}]+``), the run of such characters scanned from there. Everything
+    else: ``next_pretoken``."""
     b0 = data[p]
     if b0 < 0x80:
         if _is_ascii_alpha(b0):
             return _letters_from(data, p + 1, end, cls)
-        if b0 == _SPACE and p + 1 < end and _is_ascii_alpha(data[p + 1]):
-            return _letters_from(data, p + 2, end, cls)
+        q = -1
+        if b0 == _SPACE:
+            if p + 1 < end:
+                b1 = data[p + 1]
+                if _is_ascii_alpha(b1):
+                    return _letters_from(data, p + 2, end, cls)
+                if b1 < 0x80 and _is_other(cls[b1]):
+                    q = p + 2
+        elif b0 != _QUOTE and _is_other(cls[b0]):
+            q = p + 1
+        if q >= 0:
+            while q < end:
+                c, w = cp_at(data, q)
+                if not _is_other(cls[c]):
+                    break
+                q += w
+            return q
     return next_pretoken(data, p, end, cls)
 
 
