@@ -271,3 +271,58 @@ def test_text_of_unflagged_chars_is_nfc(data):
     if cps.size and q.nfc_flag[cps].any():
         return
     assert NFC().normalize_str(s) == s
+
+
+def _nfc_regions_of(s: str, tables) -> str:
+    from pythia_data.kernels.pretokenize import nfc_regions
+
+    data = np.frombuffer(s.encode("utf-8") + b"\0" * 8, dtype=np.uint8)
+    n = data.size - 8
+    size = n + 1
+    out = np.zeros(4 * size + 16, dtype=np.uint8)
+    u = tables
+    nb = nfc_regions(data, 0, n, u.nfc_flag, u.ccc, u.dec_index, u.dec_off, u.dec_data,
+                     u.comp_keys, u.comp_vals, np.empty(size + 1, dtype=np.int32),
+                     np.empty(size + 1, dtype=np.int64), np.empty(4 * size + 4, dtype=np.int32),
+                     np.empty(4 * size + 5, dtype=np.int64), out)
+    return out[:nb].tobytes().decode("utf-8")
+
+
+_NFC_POOL = st.one_of(
+    st.sampled_from(list("aeAoun \n.")),
+    st.sampled_from(["\u00e9", "\u00c5", "\u212b", "\u0301", "\u0308", "\u0327", "\u0323",
+                     "\u1100", "\u1161", "\u11a8", "\uac00", "\uac01", "\u0958", "\u0f73",
+                     "\u3099", "\u304b", "\u1e0b", "\u0344", "\u05b0", "\u05bc", "\u0915",
+                     "\u093c", "\u0390", "\u1f00", "\u0345", "\U0001d15e", "\u00e0"]),
+    st.characters(blacklist_categories=("Cs",)),
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(alphabet=_NFC_POOL, max_size=24))
+def test_nfc_regions_equals_hf_nfc(s):
+    """Normalizing only the regions around flagged code points (the encoder's NFC) gives HF's
+    NFC of the whole text, with the plain flag table and the encoder's sharper one."""
+    from tokenizers.normalizers import NFC
+
+    u, q, _freed = _quick()
+    want = NFC().normalize_str(s)
+    assert _nfc_regions_of(s, u) == want
+    assert _nfc_regions_of(s, q) == want
+
+
+def test_nfc_regions_around_every_flagged_code_point():
+    """Each 13th flagged code point between context characters (ASCII, a freed precomposed
+    letter, a mark, a jamo, a syllable): the regions' NFC equals HF's."""
+    from tokenizers.normalizers import NFC
+
+    norm = NFC()
+    u, q, _freed = _quick()
+    flagged = np.flatnonzero(q.nfc_flag)
+    flagged = flagged[(flagged < 0xD800) | (flagged > 0xDFFF)]
+    ctx = ["a", "\u00e9", "\u0301", "\u1100", "\uac00", "e\u0308"]
+    for c in map(chr, flagged[::13].tolist()):
+        for b in ctx:
+            for a in ctx:
+                s = "x" + b + c + a + "y"
+                assert _nfc_regions_of(s, q) == norm.normalize_str(s), (hex(ord(c)), b, a)
