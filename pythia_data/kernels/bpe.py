@@ -31,10 +31,12 @@ from pythia_data.kernels.pretokenize import (
     find_pair,
     load8,
     next_pretoken_fast,
-    nfc_regions,
+    nfc,
     root_byte,
     root_pair,
     trie_longest,
+    utf8_decode,
+    utf8_encode,
 )
 from pythia_data.kernels.pretokenize_split import FAMILY_DEEPSEEK_V3, match_family, split_family
 
@@ -704,12 +706,12 @@ def _piece_core(data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data, 
                 comp_vals, ntrie_next, ntrie_tok, byte_id, merge_tab,
                 ctab, ckeys, cvals, cstate, hot, pair_tab, out, w, cps, boff, cps2, boff2, nbuf,
                 syms, mvals, kinds, pa, pb, family):  # pragma: no cover - jit
-    """Ids of the raw piece ``data[lo:hi]`` (between special tokens): NFC if it has work
-    (only the regions around the code points it may change, :func:`nfc_regions`), then
-    added tokens / regex / cache / BPE. Scratch arrays hold >= 4 x (hi - lo) items."""
+    """Ids of the raw piece ``data[lo:hi]`` (between special tokens): NFC if it has work,
+    then added tokens / regex / cache / BPE. Scratch arrays hold >= 4 x (hi - lo) items."""
     if _needs_nfc(data, lo, hi, nfc_flag):
-        nb = nfc_regions(data, lo, hi, nfc_flag, ccc, dec_index, dec_off, dec_data,
-                         comp_keys, comp_vals, cps, boff, cps2, boff2, nbuf)
+        n, _needs = utf8_decode(data, lo, hi, cps, boff, nfc_flag)
+        m = nfc(cps, n, cps2, ccc, dec_index, dec_off, dec_data, comp_keys, comp_vals)
+        nb = utf8_encode(cps2, m, nbuf, boff2)
         return _split_piece(nbuf, 0, nb, cls, ntrie_next, ntrie_tok, kinds, pa, pb, family,
                             out, w, byte_id, merge_tab, syms, mvals, ctab, ckeys, cvals,
                             cstate, hot, pair_tab)

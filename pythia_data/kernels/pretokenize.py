@@ -34,7 +34,6 @@ __all__ = [
     "utf8_decode",
     "utf8_encode",
     "nfc",
-    "nfc_regions",
     "next_pretoken",
     "cp_at",
     "trie_longest",
@@ -198,57 +197,6 @@ def nfc(cps, n, out, ccc, dec_index, dec_off, dec_data, comp_keys, comp_vals):  
         w += 1
         last_cc = cc
     return w
-
-
-@njit(cache=True, nogil=True)
-def nfc_regions(data, lo, hi, nfc_flag, ccc, dec_index, dec_off, dec_data, comp_keys,
-                comp_vals, cps, boff, cps2, boff2, out):  # pragma: no cover - jit
-    """NFC of the valid UTF-8 ``data[lo:hi]`` into ``out``; returns the byte length. The
-    same bytes as decoding it all, :func:`nfc`, encoding it all -- but only the regions
-    around flagged code points are decoded and normalized; the rest is copied.
-
-    Why that is the same: text splits, for NFC, before every code point ``c`` with
-    ``nfc_flag[c] == 0`` (ASCII included): NFC(x + y) = NFC(x) + NFC(y) when y starts with
-    such a ``c``. ``c`` is a starter (class 0) that is never the second of a composition
-    pair, and so is the first code point of its decomposition if it has one (both for the
-    plain flag and for ``nfc_quick_tables``'), so nothing of x composes with it or with
-    anything after it (a starter blocks), and reordering stops at it; and it is left alone by
-    NFC next to such code points. So a region runs from the last unflagged code point before
-    a flagged one (or ``lo``) to the next unflagged one after it; each region is normalized on
-    its own. Scratch: ``cps``/``boff`` hold hi - lo + 1 items, ``cps2`` 4 (hi - lo) + 4,
-    ``boff2`` 4 (hi - lo) + 5, ``out`` 4 (hi - lo) + 16 bytes."""
-    nb = 0
-    copied = lo  # data[copied:p] is still to be copied
-    safe = lo  # start of the last unflagged code point before p (a split point), or lo
-    p = lo
-    while p < hi:
-        if data[p] < 0x80:
-            p = ascii_end(data, p + 1, hi)
-            safe = p - 1
-            continue
-        c, w = cp_at(data, p)
-        if nfc_flag[c] == 0:
-            safe = p
-            p += w
-            continue
-        e = p + w
-        while e < hi and data[e] >= 0x80:
-            c2, w2 = cp_at(data, e)
-            if nfc_flag[c2] == 0:
-                break
-            e += w2
-        for t in range(copied, safe):
-            out[nb + t - copied] = data[t]
-        nb += safe - copied
-        n, _needs = utf8_decode(data, safe, e, cps, boff, nfc_flag)
-        m = nfc(cps, n, cps2, ccc, dec_index, dec_off, dec_data, comp_keys, comp_vals)
-        nb += utf8_encode(cps2, m, out[nb:], boff2)
-        copied = e
-        safe = e
-        p = e
-    for t in range(copied, hi):
-        out[nb + t - copied] = data[t]
-    return nb + hi - copied
 
 
 @njit(cache=True, nogil=True)
@@ -538,32 +486,14 @@ def _letters_from(data, q, end, cls):  # pragma: no cover - jit
 @njit(cache=True, nogil=True, inline="always")
 def next_pretoken_fast(data, p, end, cls):  # pragma: no cover - jit
     """:func:`next_pretoken` (the same ends, by construction and tests) with a fast path for
-    the commonest starts: an ASCII letter, or a space then an ASCII letter (`` ?\\p{L}+``),
-    the letter run scanned by :func:`_letters_from`; and ASCII punctuation (not ``'``,
-    where a contraction may start), or a space then ASCII punctuation
-    (`` ?[^\\s\\p{L}\\p{N}]+``), the run of such characters scanned from there. Everything
-    else: ``next_pretoken``."""
+    the commonest starts: an ASCII letter, or a space then an ASCII letter (`` ?\\p{L}+``);
+    the letter run is scanned by :func:`_letters_from`. Everything else: ``next_pretoken``."""
     b0 = data[p]
     if b0 < 0x80:
         if _is_ascii_alpha(b0):
             return _letters_from(data, p + 1, end, cls)
-        q = -1
-        if b0 == _SPACE:
-            if p + 1 < end:
-                b1 = data[p + 1]
-                if _is_ascii_alpha(b1):
-                    return _letters_from(data, p + 2, end, cls)
-                if b1 < 0x80 and _is_other(cls[b1]):
-                    q = p + 2
-        elif b0 != _QUOTE and _is_other(cls[b0]):
-            q = p + 1
-        if q >= 0:
-            while q < end:
-                c, w = cp_at(data, q)
-                if not _is_other(cls[c]):
-                    break
-                q += w
-            return q
+        if b0 == _SPACE and p + 1 < end and _is_ascii_alpha(data[p + 1]):
+            return _letters_from(data, p + 2, end, cls)
     return next_pretoken(data, p, end, cls)
 
 

@@ -178,31 +178,15 @@ def match_cl100k(data, p, end, cls, max_digits, letters):  # pragma: no cover - 
 def match_cl100k_fast(data, p, end, cls, max_digits, letters):  # pragma: no cover - jit
     """:func:`match_cl100k` (the same ends) with a fast path for the commonest starts when
     the letter runs are ``\\p{L}+`` (``letters`` = C_L): an ASCII letter, or an ASCII
-    character outside ``[\\r\\n\\p{L}\\p{N}']`` then an ASCII letter (the run scanned 8
-    ASCII letters at a time); CR or LF (``\\s*[\\r\\n]+`` and the rest); two spaces (the
-    whitespace alternatives); a space then ASCII punctuation, or ASCII punctuation (not
-    ``'``) then an ASCII character that is no letter (`` ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*``).
-    CPU only (the CUDA kernels use match_cl100k)."""
+    character outside ``[\\r\\n\\p{L}\\p{N}']`` then an ASCII letter; the run is
+    scanned 8 ASCII letters at a time. CPU only (the CUDA kernels use match_cl100k)."""
     b0 = data[p]
     if b0 < 0x80 and letters == C_L:
         if _is_ascii_alpha(b0):
             return _letters_from(data, p + 1, end, cls)
-        if b0 == _LF or b0 == _CR:
-            return _ws_match(data, p, end, cls)
-        if b0 == _QUOTE or cls[b0] & C_N:
-            return match_cl100k(data, p, end, cls, max_digits, letters)
-        if p + 1 < end:
-            b1 = data[p + 1]
-            if _is_ascii_alpha(b1):
-                return _letters_from(data, p + 2, end, cls)
-            if b1 < 0x80:
-                if b0 == 32:
-                    if b1 == 32:
-                        return _ws_match(data, p, end, cls)
-                    if not cls[b1] & 7:
-                        return _other_run(data, p + 1, end, cls, False, 7)
-                elif not cls[b0] & C_WS:
-                    return _other_run(data, p, end, cls, False, 7)
+        if (b0 != _QUOTE and b0 != _LF and b0 != _CR and not cls[b0] & C_N and p + 1 < end
+                and _is_ascii_alpha(data[p + 1])):
+            return _letters_from(data, p + 2, end, cls)
     return match_cl100k(data, p, end, cls, max_digits, letters)
 
 
