@@ -70,8 +70,8 @@ class LocalExecutor(Executor):
     Threads: the units' heavy work (reading JSON, checking UTF-8, encoding, decoding) runs
     in Numba kernels that release the GIL, and a thread starts at once where a process
     must start an interpreter and load the tokenizer and the compiled kernels: on 2 cores
-    2 threads did 0.85x the ideal doubling, 2 processes 0.72x (docs/scale.md). A stopped
-    run (an error, Ctrl-C) stops its threads at their next batch (:mod:`pythia_data.cancel`).
+    at 1 GB, 2 threads ran 10-14 % faster than 2 processes (docs/scale.md). A stopped run
+    (an error, Ctrl-C) stops its threads at their next batch (:mod:`pythia_data.cancel`).
 
     Processes start with ``forkserver`` (no inherited threads or locks); a process killed
     mid-unit (OOM killer, ``kill -9``) breaks the pool, which is started again and the
