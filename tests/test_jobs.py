@@ -63,6 +63,23 @@ def _files(prefix):
     return open(prefix + ".bin", "rb").read(), open(prefix + ".idx", "rb").read()
 
 
+def _records(done_dir) -> int:
+    """The complete completion records in a job's ``done`` folder (a record being written
+    is a ``.partial``)."""
+    return len([n for n in os.listdir(done_dir) if n.endswith(".json")])
+
+
+def _wait_for_records(proc, done_dir, n: int = 3, timeout: float = 120,
+                      poll: float = 0.02) -> None:
+    """Wait until the job ``proc`` runs has ``n`` complete records; fail if it ended first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if os.path.isdir(done_dir) and _records(done_dir) >= n:
+            break
+        time.sleep(poll)
+    assert proc.poll() is None, proc.communicate()
+
+
 # --------------------------------------------------------------------------- planning
 
 
@@ -273,17 +290,10 @@ def test_driver_killed_then_rerun_does_only_missing_units(tmp_path, tok):
     proc = subprocess.Popen(args, env=subprocess_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
     done_dir = out + "_text_document.job/done"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if os.path.isdir(done_dir) and len([n for n in os.listdir(done_dir)
-                                            if n.endswith(".json")]) >= 3:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, proc.communicate()
+    _wait_for_records(proc, done_dir)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    # complete records only (a record being written at the kill is a .partial)
-    finished = len([n for n in os.listdir(done_dir) if n.endswith(".json")])
+    finished = _records(done_dir)
     r = subprocess.run(args, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
@@ -381,13 +391,7 @@ def test_cli_ctrl_c_with_thread_workers_stops_promptly_and_the_rerun_resumes(tmp
     proc = subprocess.Popen(args, env=subprocess_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     done_dir = out + "_text_document.job/done"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if os.path.isdir(done_dir) and len([n for n in os.listdir(done_dir)
-                                            if n.endswith(".json")]) >= 3:
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, proc.communicate()
+    _wait_for_records(proc, done_dir, poll=0.01)
     proc.send_signal(signal.SIGINT)
     t0 = time.monotonic()
     _, err = proc.communicate(timeout=60)
@@ -396,7 +400,7 @@ def test_cli_ctrl_c_with_thread_workers_stops_promptly_and_the_rerun_resumes(tmp
     assert b"Traceback" not in err
     assert not os.path.exists(out + "_text_document.bin")
     assert not os.path.exists(out + "_text_document.idx")
-    finished = len([n for n in os.listdir(done_dir) if n.endswith(".json")])
+    finished = _records(done_dir)
     r = subprocess.run(args, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)

@@ -25,7 +25,7 @@ from pythia_data.tokenize import load_tokenizer
 from pythia_data.tokenize.pipeline import tokenize_files
 from pythia_data.tokenize.units import tokenize_units
 from tests.conftest import REPO, subprocess_env
-from tests.test_jobs import _corpus, _files
+from tests.test_jobs import _corpus, _files, _records, _wait_for_records
 
 pytestmark = pytest.mark.ray
 ray = pytest.importorskip("ray")
@@ -207,17 +207,10 @@ def test_driver_killed_then_rerun_does_only_missing_units(tmp_path, tok, cluster
     proc = subprocess.Popen(args, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True, cwd=REPO)
     done_dir = out + "_text_document.job/done"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        if os.path.isdir(done_dir) and len([n for n in os.listdir(done_dir)
-                                            if n.endswith(".json")]) >= 3:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.communicate()
+    _wait_for_records(proc, done_dir, timeout=300, poll=0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    # complete records only (a record being written at the kill is a .partial)
-    finished = len([n for n in os.listdir(done_dir) if n.endswith(".json")])
+    finished = _records(done_dir)
     r = subprocess.run(args, env=_env(), capture_output=True, text=True, timeout=600, cwd=REPO)
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
