@@ -113,3 +113,55 @@ def test_index_check_accepts_valid():
     sizes = np.array([3, 0, 5], np.int32)
     pointers = np.array([0, 6, 6], np.int64)
     assert index_check.check_index(sizes, pointers, 2, 16, np.array([0, 2, 3], np.int64)) == (0, -1)
+
+
+# -- place_documents: the tokenize writer's one-pass copy (cast + EOD after each document)
+
+
+def place_oracle(src, ends, dtype, eod):
+    out = []
+    for a, b in zip(ends[:-1], ends[1:]):
+        out.extend(int(x) for x in src[a:b])
+        if eod is not None:
+            out.append(eod)
+    return np.asarray(out, dtype=dtype)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 65535), max_size=300), st.data())
+def test_place_documents_matches_oracle(values, data):
+    from pythia_data.kernels.gather import place_documents
+
+    src = np.asarray(values, dtype=np.int32)
+    cuts = sorted(data.draw(st.lists(st.integers(0, src.size), min_size=1, max_size=12)))
+    ends = np.asarray(cuts, dtype=np.int64)
+    dtype = data.draw(st.sampled_from([np.uint16, np.int32, np.int64]))
+    eod = data.draw(st.one_of(st.none(), st.integers(0, 65535)))
+    pad = data.draw(st.integers(0, 5))
+    expected = place_oracle(src, ends, dtype, eod)
+    dst = np.full(pad + expected.size + 3, 7, dtype=dtype)
+    end = place_documents(src, ends, dst, pad, eod)
+    assert end == pad + expected.size
+    assert dst[pad:end].tolist() == expected.tolist()
+    assert (dst[:pad] == 7).all() and (dst[end:] == 7).all()  # nothing outside
+
+
+def test_place_documents_refuses_what_would_read_or_write_out_of_range():
+    from pythia_data.kernels.gather import place_documents
+
+    src = np.arange(10, dtype=np.int32)
+    dst = np.zeros(12, dtype=np.uint16)
+    for ends, pos, eod, msg in [
+        ([0, 11], 0, None, "outside"),        # past src
+        ([-1, 3], 0, None, "outside"),        # before src
+        ([0, 5, 3], 0, None, "decreasing"),
+        ([0, 10], 3, None, "too small"),      # 10 ids from 3 in 12
+        ([0, 6, 10], 1, 1, "too small"),  # 10 ids + 2 EODs from 1 in 12
+        ([0, 10], -1, None, "too small"),
+        ([0, 2], 0, 70000, "does not fit"),
+    ]:
+        with pytest.raises(UsageError, match=msg):
+            place_documents(src, np.asarray(ends), dst, pos, eod)
+    with pytest.raises(UsageError):
+        place_documents(src, np.asarray([0, 2]), np.zeros((2, 6), np.uint16), 0)
+    assert place_documents(src, np.asarray([4]), dst, 5) == 5  # no documents: nothing

@@ -382,8 +382,10 @@ def _unit_id_checked(unit):
 def test_cli_ctrl_c_with_thread_workers_stops_promptly_and_the_rerun_resumes(tmp_path, tok):
     """SIGINT to `tokenize --workers 2` (worker threads, the default) mid-job: exit 130
     within seconds, no output under the final names, the finished units' records kept;
-    the rerun does only the rest and writes the single-process bytes."""
-    src = str(_corpus(tmp_path / "a.jsonl", 3000))
+    the rerun does only the rest and writes the single-process bytes. (~1,400 units of
+    1 KB, ~2 s of work: a loaded machine that delays the SIGINT by a second still finds
+    the job running.)"""
+    src = str(_corpus(tmp_path / "a.jsonl", 10000))
     one = tokenize_files([src], tmp_path / "one", tok)["output"]
     out = str(tmp_path / "o")
     args = [sys.executable, "-m", "pythia_data", "tokenize", src, "-o", out, "-q",
@@ -626,9 +628,9 @@ def test_parts_of_units_with_any_batching_merge_to_one_process_bytes(
 
 
 class _InterruptingTokenizer:
-    """The tokenizer, but Ctrl-C arrives in its encode call number ``at`` (``encode_flat``
-    or ``encode_utf8_flat``, which the tokenize reader's batches use; the reader thread is
-    then reading ahead)."""
+    """The tokenizer, but Ctrl-C arrives in its encode call number ``at`` (``encode_flat``,
+    ``encode_utf8_flat``, or ``encode_utf8_documents``, which the tokenize reader's batches
+    use; the reader thread is then reading ahead)."""
 
     def __init__(self, tok, at):
         self._tok, self._at, self.calls = tok, at, 0
@@ -647,6 +649,12 @@ class _InterruptingTokenizer:
         if self.calls == self._at:
             raise KeyboardInterrupt
         return self._tok.encode_utf8_flat(data, offsets, **kwargs)
+
+    def encode_utf8_documents(self, data, offsets, **kwargs):
+        self.calls += 1
+        if self.calls == self._at:
+            raise KeyboardInterrupt
+        return self._tok.encode_utf8_documents(data, offsets, **kwargs)
 
 
 def _reader_threads():

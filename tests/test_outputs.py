@@ -480,3 +480,41 @@ def test_second_writer_fails_at_once(tmp_path, pre, fmt):
     assert out.read_bytes() == b"first writer"
     assert no_partials(tmp_path) == []
     assert run(*batches_args(prefix, "-o", out, "--force")).exit_code == 0
+
+
+def test_atomic_output_writes_the_rest_of_a_short_write(tmp_path):
+    """An unbuffered file may take part of a buffer per write (Linux: at most 2 GiB - 4 KiB;
+    a filling disk): the rest is written by further calls, never dropped; a file that
+    takes nothing is an OutputError, not an endless loop."""
+    import numpy as np
+
+    from pythia_data.errors import OutputError
+    from pythia_data.io.atomic import AtomicOutput
+
+    class Trickle:
+        def __init__(self, fh, most):
+            self.fh, self.most = fh, most
+
+        def write(self, data):
+            return self.fh.write(bytes(memoryview(data)[: self.most]))
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+    out = AtomicOutput(tmp_path / "a.bin")
+    out.fh = Trickle(out.fh, 7)
+    arr = np.arange(1000, dtype=np.uint16)
+    out.write(arr)
+    out.write(b"tail")
+    out.fh = out.fh.fh
+    out.commit(sync=False)
+    assert (tmp_path / "a.bin").read_bytes() == arr.tobytes() + b"tail"
+
+    out = AtomicOutput(tmp_path / "b.bin")
+    real = out.fh
+    out.fh = Trickle(real, 0)
+    with pytest.raises(OutputError, match="took no bytes"):
+        out.write(b"abc")
+    out.fh = real
+    out.abort()
+    assert not (tmp_path / "b.bin").exists()

@@ -137,3 +137,31 @@ def test_parallel_chunks_name_the_batch_document_and_agree():
     rep = load_tokenizer(backend="cpu", workers=2, errors="replace")
     fixed = [t.replace("\ud800", "\ufffd").replace("\ud801", "\ufffd") for t in bad]
     assert rep.encode_flat(bad)[0].tolist() == one.encode_flat(fixed)[0].tolist()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("eod", [None, 0])
+def test_encode_utf8_documents_is_the_stored_form_of_encode_utf8_flat(workers, eod):
+    """The one-pass writer form (dataset dtype, EOD after each document, side by side
+    copies) equals the flat ids cast and with EODs inserted, in one call and in chunks."""
+    from pythia_data.tokenize.pipeline import _as_stored
+
+    docs = [f"doc {i} " + "wörd ünd " * (i % 37) + "x" * (i % 5) for i in range(1500)]
+    docs[5] = ""  # an empty document: no ids, only its EOD
+    raw = [d.encode() for d in docs]
+    data = np.frombuffer(b"".join(raw), dtype=np.uint8)
+    offsets = np.zeros(len(raw) + 1, dtype=np.int64)
+    np.cumsum([len(r) for r in raw], out=offsets[1:])
+    assert offsets[-1] > (1 << 18)  # over _PARALLEL_MIN_BYTES: chunks with 2 workers
+    tok = load_tokenizer(backend="cpu", workers=workers)
+    flat, offs = tok.encode_utf8_flat(data, offsets)
+    want_ids, want_len = _as_stored(flat, offs, np.dtype(np.uint16), eod)
+    ids, lengths = tok.encode_utf8_documents(data, offsets, dtype=np.uint16, eod=eod)
+    assert ids.dtype == np.uint16 and lengths.dtype == np.int64
+    assert ids.tolist() == want_ids.tolist() and lengths.tolist() == want_len.tolist()
+    small = tok.encode_utf8_documents(data[:offsets[3]], offsets[:4], dtype=np.int32, eod=eod)
+    want = _as_stored(*tok.encode_utf8_flat(data[:offsets[3]], offsets[:4]),
+                      np.dtype(np.int32), eod)
+    assert small[0].tolist() == want[0].tolist() and small[1].tolist() == want[1].tolist()
+    with pytest.raises(InputError, match="document 1: invalid UTF-8"):
+        tok.encode_utf8_documents(b"ok\xff", np.array([0, 1, 3]), dtype=np.uint16)

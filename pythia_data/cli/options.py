@@ -90,7 +90,11 @@ def load_tokenizer_option(spec, backend: str, **options):
     if backend == "hf" and options.get("workers"):
         # Hugging Face tokenizers sizes its thread pool from this on first use
         os.environ.setdefault("RAYON_NUM_THREADS", str(options["workers"]))
-    return load_tokenizer(spec, backend=backend, **options)
+    tokenizer = load_tokenizer(spec, backend=backend, **options)
+    from pythia_data.cli.app import settle_gc
+
+    settle_gc()
+    return tokenizer
 
 
 def format_info(stats: dict) -> str:

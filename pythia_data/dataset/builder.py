@@ -63,7 +63,7 @@ class DatasetBuilder:
             arr = arr.astype(self.dtype)
         if arr.size > np.iinfo(np.int32).max:
             raise UsageError("a sequence cannot hold more than 2**31-1 tokens")
-        self._bin.write(np.ascontiguousarray(arr, dtype=self.dtype.newbyteorder("<")).tobytes())
+        self._bin.write(np.ascontiguousarray(arr, dtype=self.dtype.newbyteorder("<")))
         self._sizes.append(arr.size)
 
     def end_document(self) -> None:
@@ -94,7 +94,7 @@ class DatasetBuilder:
                 if int(arr.min()) < info.min or int(arr.max()) > info.max:
                     raise UsageError(f"token values do not fit in {self.dtype}")
             arr = arr.astype(self.dtype)
-        self._bin.write(np.ascontiguousarray(arr, dtype=self.dtype.newbyteorder("<")).tobytes())
+        self._bin.write(np.ascontiguousarray(arr, dtype=self.dtype.newbyteorder("<")))
         first = len(self._sizes)
         self._sizes.frombytes(lengths.astype(np.int32).tobytes())
         ends = np.arange(first + 1, first + lengths.size + 1, dtype=np.int64)

@@ -424,8 +424,19 @@ class AtomicOutput:
         return self.final or ("stdout" if self.path == "-" else self.path)
 
     def write(self, data) -> None:
+        """Write all of ``data`` (bytes or any C-contiguous buffer, e.g. a numpy array:
+        written without a copy). An unbuffered file may take part of a buffer per call
+        (Linux writes at most 2 GiB - 4 KiB at once; a disk that fills up takes what
+        fits): the rest is written by further calls, never dropped."""
+        view = memoryview(data).cast("B")
         try:
-            self.fh.write(data)
+            while view.nbytes:
+                n = self.fh.write(view)
+                if n is None or n >= view.nbytes:  # buffered streams take it all
+                    break
+                if n <= 0:
+                    raise OutputError(f"cannot write {self.name}: the file took no bytes")
+                view = view[n:]
         except BrokenPipeError:
             raise  # a closed pipe (| head): the CLI ends quietly
         except OSError as exc:

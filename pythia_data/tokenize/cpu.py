@@ -41,6 +41,7 @@ from pythia_data.kernels.bpe import (
     pack_merge_table,
     pair_table,
 )
+from pythia_data.kernels.gather import place_documents
 from pythia_data.tokenize.base import (
     Tokenizer,
     _check_errors,
@@ -358,6 +359,18 @@ class CpuTokenizer(Tokenizer):
         ``data[offsets[i]:offsets[i + 1]]``). Invalid UTF-8 raises InputError naming the
         document (``checked=False``: the caller vouches for it, as the tokenize reader does,
         whose kernel checked it)."""
+        return self._encode_utf8(data, offsets, checked, None)
+
+    def encode_utf8_documents(self, data, offsets, *, dtype, eod: int | None = None,
+                              checked: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """The ids of the documents in UTF-8 (as :meth:`encode_utf8_flat`) the way a dataset
+        stores them: one array of ``dtype``, each document followed by ``eod`` unless it is
+        None, and the documents' lengths (EOD included). The workers copy their own chunks'
+        ids into that array side by side, cast and with the EODs, in one pass (no int32
+        result, no cast copy, no insert copy; see :meth:`Tokenizer.encode_utf8_documents`)."""
+        return self._encode_utf8(data, offsets, checked, (np.dtype(dtype), eod))
+
+    def _encode_utf8(self, data, offsets, checked: bool, place):
         buf, offs = utf8_batch(data, offsets)
         if checked:
             from pythia_data.kernels.jsonl import first_invalid_document
@@ -370,7 +383,7 @@ class CpuTokenizer(Tokenizer):
             size = int(offs[-1])
             nw = min(self.workers, n)
             if nw <= 1 or size < _PARALLEL_MIN_BYTES:
-                return self._encode_one(buf, offs)
+                return self._encode_one(buf, offs, place)
             # consecutive chunks of ~size / (_CHUNKS_PER_WORKER * nw) bytes (as encode_flat;
             # the UTF-8 is there already: a chunk is a view of it)
             per = max(_PARALLEL_MIN_BYTES // 4, size // (_CHUNKS_PER_WORKER * nw))
@@ -381,22 +394,54 @@ class CpuTokenizer(Tokenizer):
             def utf8_of(d0: int, d1: int):
                 return buf, offs
 
-            return self._encode_chunks(n, cuts, sizes, utf8_of, views=True)
+            return self._encode_chunks(n, cuts, sizes, utf8_of, views=True, place=place)
 
-    def _encode_one(self, data: np.ndarray, offsets: np.ndarray):
+    def _encode_one(self, data: np.ndarray, offsets: np.ndarray, place=None):
         """Every document in this thread, with cache 0 (small calls, one worker)."""
         cache = self._cache(0)
         w, out_offsets = self._run(data, offsets, 0, offsets.size - 1, cache)
-        ids = cache.out[:w].copy()
+        if place is not None:
+            result = self._placed([(0, out_offsets)], place)
+        else:
+            result = cache.out[:w].copy(), out_offsets
         cache.trim()
-        return ids, out_offsets
+        return result
+
+    def _placed(self, parts: list, place) -> tuple[np.ndarray, np.ndarray]:
+        """The chunks' ids (``parts``: (worker, document ends in its cache's ``out``), in
+        document order) as one ``place[0]`` array with EOD ``place[1]`` after each
+        document, and the documents' lengths; each worker's chunks copied by a task of
+        its own when there are several workers (the copies run side by side)."""
+        dtype, eod = place
+        extra = 1 if eod is not None else 0
+        lengths = np.concatenate([np.diff(offs) for _w, offs in parts])
+        if extra:
+            lengths += 1
+        bases = [0]
+        for _w, offs in parts:
+            bases.append(bases[-1] + int(offs[-1] - offs[0]) + extra * (offs.size - 1))
+        ids = np.empty(bases[-1], dtype=dtype)
+        workers = sorted({w for w, _offs in parts})
+
+        def copy(w: int) -> None:
+            src = self._caches[w].out
+            for (pw, offs), base in zip(parts, bases):
+                if pw == w:
+                    place_documents(src, offs, ids, base, eod)
+
+        if len(workers) == 1:
+            copy(workers[0])
+        else:
+            for f in [self._pool.submit(copy, w) for w in workers]:
+                f.result()
+        return ids, lengths
 
     def _encode_chunks(self, n: int, cuts: list[int], sizes: list[int], utf8_of,
-                       views: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                       views: bool = False, place=None) -> tuple[np.ndarray, np.ndarray]:
         """The chunks ``cuts`` (documents ``cuts[c]..cuts[c + 1]``, ``sizes[c]`` characters or
         bytes) on the worker threads; ``utf8_of(d0, d1)`` gives a chunk's UTF-8 and offsets
-        (``views``: the whole buffer and all its offsets, of which the chunk's are used). Call with the
-        lock held."""
+        (``views``: the whole buffer and all its offsets, of which the chunk's are used);
+        ``place``: (dtype, eod) for :meth:`encode_utf8_documents`. Call with the lock held."""
         nw = min(self.workers, len(sizes))
         if self._pool is None or self._pool._max_workers < nw:
             self._pool = ThreadPoolExecutor(max_workers=max(self.workers, nw))
@@ -411,18 +456,22 @@ class CpuTokenizer(Tokenizer):
         for p in parts:  # as in one pass: the error of the first bad document
             if isinstance(p, BaseException):
                 raise p
-        # each worker's chunks lie one after another in its cache's ``out``
-        ids = np.empty(sum(int(p[2][-1] - p[2][0]) for p in parts), dtype=np.int32)
-        out_offsets = np.zeros(n + 1, dtype=np.int64)
-        base = 0
-        for (w, _end, part_offs), d0, d1 in zip(parts, cuts[:-1], cuts[1:]):
-            a, e = int(part_offs[0]), int(part_offs[-1])
-            ids[base:base + e - a] = self._caches[w].out[a:e]
-            out_offsets[d0 + 1 : d1 + 1] = part_offs[1:] - a + base
-            base += e - a
+        if place is not None:
+            result = self._placed([(w, offs) for w, _end, offs in parts], place)
+        else:
+            # each worker's chunks lie one after another in its cache's ``out``
+            ids = np.empty(sum(int(p[2][-1] - p[2][0]) for p in parts), dtype=np.int32)
+            out_offsets = np.zeros(n + 1, dtype=np.int64)
+            base = 0
+            for (w, _end, part_offs), d0, d1 in zip(parts, cuts[:-1], cuts[1:]):
+                a, e = int(part_offs[0]), int(part_offs[-1])
+                ids[base:base + e - a] = self._caches[w].out[a:e]
+                out_offsets[d0 + 1 : d1 + 1] = part_offs[1:] - a + base
+                base += e - a
+            result = ids, out_offsets
         for w in range(nw):
             self._caches[w].trim()
-        return ids, out_offsets
+        return result
 
     def _worker(self, utf8_of, cuts, sizes, regions: _Regions, w: int, parts: list,
                 views: bool) -> None:

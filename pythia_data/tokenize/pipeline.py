@@ -664,13 +664,20 @@ def output_prefix(prefix: str | os.PathLike, key: str = "text") -> str:
     return text if text.endswith(suffix) else text + suffix
 
 
-def _write_batch(builder: DatasetBuilder, ids: np.ndarray, offsets: np.ndarray,
-                 eod: int | None) -> int:
+def _as_stored(ids: np.ndarray, offsets: np.ndarray, dtype: np.dtype,
+               eod: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Flat ids and document offsets as a dataset stores them: ``dtype``, ``eod`` after
+    every document unless it is None; returns (ids, lengths)."""
+    ids = ids.astype(dtype, copy=False)  # the int32 ids are freed by the caller
     lengths = np.diff(offsets)
-    n = lengths.size
     if eod is not None:
         ids = np.insert(ids, offsets[1:], np.asarray(eod, dtype=ids.dtype))
         lengths = lengths + 1
+    return ids, lengths
+
+
+def _write_batch(builder: DatasetBuilder, ids: np.ndarray, lengths: np.ndarray) -> int:
+    n = lengths.size
     if n and int(lengths.min()) == 0:
         # preprocess_data.py ends a document without adding a sequence when the tokenizer
         # returns nothing (not possible for byte-level BPE; other normalizers may strip)
@@ -695,6 +702,17 @@ def _encode_utf8(tokenizer, data: np.ndarray, offsets: np.ndarray):
     bounds = offsets.tolist()
     return tokenizer.encode_flat([raw[a:b].decode("utf-8")
                                   for a, b in zip(bounds[:-1], bounds[1:])])
+
+
+def _encode_stored(tokenizer, data: np.ndarray, offsets: np.ndarray, dtype: np.dtype,
+                   eod: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The ids of documents in (valid) UTF-8 as a dataset stores them (see
+    :func:`_as_stored`); the cpu engine writes them so in one pass."""
+    if tokenizer.backend == "cpu":
+        return tokenizer.encode_utf8_documents(data, offsets, dtype=dtype, eod=eod,
+                                               checked=False)
+    ids, offsets = _encode_utf8(tokenizer, data, offsets)
+    return _as_stored(ids, offsets, dtype, eod)
 
 
 def write_part(documents: Iterable, tokenizer, prefix: str, *, append_eod: bool = False,
@@ -733,7 +751,7 @@ def write_part(documents: Iterable, tokenizer, prefix: str, *, append_eod: bool 
                     batch = None
                     if n_kept:
                         size = int(offsets[-1])
-                        ids, offsets = _encode_utf8(tokenizer, data, offsets)
+                        ids, lengths = _encode_stored(tokenizer, data, offsets, dtype, eod)
                     data = None
                 else:
                     texts = [d.text if isinstance(d, Document) else d for d in batch]
@@ -746,12 +764,12 @@ def write_part(documents: Iterable, tokenizer, prefix: str, *, append_eod: bool 
                                    len(t.encode("utf-8", errors="surrogatepass"))
                                    for t in kept)
                         ids, offsets = tokenizer.encode_flat(kept)
+                        ids, lengths = _as_stored(ids, offsets, dtype, eod)
                     kept = None
                 skipped += n_texts - n_kept
                 if n_kept:
-                    ids = ids.astype(dtype, copy=False)  # the int32 ids are freed here
-                    tokens += _write_batch(builder, ids, offsets, eod)
-                    ids = None
+                    tokens += _write_batch(builder, ids, lengths)
+                    ids = lengths = None
                 docs += n_kept
                 nbytes += size
                 if progress is not None:
