@@ -914,3 +914,26 @@ def test_each_command_gets_its_measured_local_mode():
         make_job_executor("ray", 2, None, local_mode="thread")
     with pytest.raises(UsageError, match="unknown local executor mode"):
         LocalExecutor(2, mode="fiber")
+
+
+def test_collector_is_tuned_only_where_a_command_or_worker_runs():
+    """tune() makes the cyclic GC collect rarely in this process; settle() freezes what is
+    alive there, and only in a tuned process (a library user's process keeps Python's
+    collector as it is)."""
+    import gc
+
+    from pythia_data.jobs import collector
+
+    before = gc.get_threshold()
+    frozen = gc.get_freeze_count()
+    try:
+        if before != collector.THRESHOLDS:
+            collector.settle()
+            assert gc.get_freeze_count() == frozen  # untuned: nothing frozen
+        collector.tune()
+        assert gc.get_threshold() == collector.THRESHOLDS
+        collector.settle()
+        assert gc.get_freeze_count() > frozen
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -241,42 +241,15 @@ def console_main() -> None:
     after the program) takes the interpreter's exit."""
     # the package's kernels need no third-party numba extension (see pythia_data.kernels)
     os.environ.setdefault("PYTHIA_DATA_NUMBA_EXTENSIONS", "0")
-    _tune_gc()
+    from pythia_data.jobs.collector import tune
+
+    tune()  # (see there: the cyclic GC in a command's process)
     try:
         main()
     except SystemExit as exc:
         _quick_exit(exc)
         raise
     _quick_exit(SystemExit(0))
-
-
-#: the cyclic collector's thresholds for a command's process (Python's are 700, 10, 10)
-GC_THRESHOLDS = (50_000, 50, 100)
-
-
-def _tune_gc() -> None:
-    """Run the cyclic garbage collector ~70x less often in a command's process. A command
-    allocates a few hundred thousand objects that live to its end as it starts (numba's
-    typing registries at the first kernel call, the tokenizer's tables) and makes little
-    cyclic garbage after. With Python's thresholds a one-line ``tokenize`` ran ~320
-    collections, two of them full ones over everything, ~80 ms of its ~0.55 s; with these
-    ~35 ms, and after the tokenizer is loaded its objects are frozen out of the full
-    collections (:func:`settle_gc`). Garbage cycles are still collected, only in larger
-    batches (50,000 allocations: a few MB at most)."""
-    import gc
-
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
-def settle_gc() -> None:
-    """In a command's process (thresholds :data:`GC_THRESHOLDS`), move every object alive
-    now (modules, numba's registries, a loaded tokenizer) to the collector's permanent
-    generation: later full collections no longer walk them. Anywhere else (a library
-    user's process), nothing."""
-    import gc
-
-    if gc.get_threshold() == GC_THRESHOLDS:
-        gc.freeze()  # (a start-up garbage cycle frozen with them stays: a few KB, once)
 
 
 def _exit_status(code) -> int | None:

@@ -91,9 +91,9 @@ def load_tokenizer_option(spec, backend: str, **options):
         # Hugging Face tokenizers sizes its thread pool from this on first use
         os.environ.setdefault("RAYON_NUM_THREADS", str(options["workers"]))
     tokenizer = load_tokenizer(spec, backend=backend, **options)
-    from pythia_data.cli.app import settle_gc
+    from pythia_data.jobs.collector import settle
 
-    settle_gc()
+    settle()  # the loaded tables and kernels live to the end: out of full collections
     return tokenizer
 
 

@@ -231,6 +231,10 @@ def _terminate(pool) -> None:
 
 
 def _call(fn: Callable, unit):
+    """A unit in a Ray task (its worker process collects garbage as a command's does)."""
+    from pythia_data.jobs.collector import tune
+
+    tune()
     return fn(unit)
 
 
@@ -388,6 +392,9 @@ class RayExecutor(Executor):
 def _warm_up(module: str | None) -> int:
     """A Ray worker's start: import the unit function's module (and with it the package,
     numpy, numba) before the first unit."""
+    from pythia_data.jobs.collector import tune
+
+    tune()
     if module and module != "__main__":
         import importlib
 

@@ -12,6 +12,7 @@ import sys
 from numba import njit
 
 import pythia_data.kernels  # noqa: F401 - first: PYTHIA_DATA_NUMBA_EXTENSIONS applies here too
+from pythia_data.jobs.collector import tune
 
 
 def _one_line_hook(kind, value, tb) -> None:
@@ -33,4 +34,5 @@ def warm() -> int:
 
 
 sys.excepthook = _one_line_hook  # this module runs only in the local executor's fork server
+tune()  # the workers forked from here collect garbage as a command's process does
 warm()
