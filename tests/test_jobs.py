@@ -658,9 +658,11 @@ class _InterruptingTokenizer:
 
 
 def _reader_threads():
+    """The tokenize writer's helper threads still alive (its reader and its writer)."""
     import threading
 
-    return [t for t in threading.enumerate() if t.name == "pythia-data-reader" and t.is_alive()]
+    return [t for t in threading.enumerate()
+            if t.name in ("pythia-data-reader", "pythia-data-writer") and t.is_alive()]
 
 
 def test_ctrl_c_during_the_overlap_leaves_no_thread_and_resumes(tmp_path, tok, monkeypatch):

@@ -467,3 +467,52 @@ def test_cli_refusals(tmp_path, multi_ds):
         shutil.copyfile(f"{multi_ds}{suffix}", f"{named}{suffix}")
     _fail(run("retokenize", named, "-t", "bundled", "-o", tmp_path / "x", "--backend", "hf"),
           "also the input")
+
+
+def test_write_behind_keeps_order_raises_the_first_error_and_stops():
+    """The writer thread behind write_part: items written in order; an error there is
+    raised in the caller (next put or close), later items are not written; abort drops
+    what waits and leaves no thread."""
+    import threading
+    import time
+
+    from pythia_data.errors import OutputError
+    from pythia_data.tokenize.pipeline import _WriteBehind
+
+    done = []
+    w = _WriteBehind(done.append)
+    for i in range(50):
+        w.put(i)
+    w.close()
+    assert done == list(range(50))
+
+    def fail_at_3(item):
+        if item == 3:
+            raise OutputError("cannot write x: No space left on device")
+        done.append(item)
+
+    done.clear()
+    w = _WriteBehind(fail_at_3)
+    with pytest.raises(OutputError, match="No space"):
+        for i in range(1000):
+            w.put(i)
+            time.sleep(0.001)
+        w.close()
+    w.abort()
+    assert done == [0, 1, 2]
+
+    gate = threading.Event()
+    w = _WriteBehind(lambda item: gate.wait(5) and done.append(item))
+    done.clear()
+    w.put("slow")  # taken by the thread, waits on the gate
+    time.sleep(0.05)
+    w.put("queued")
+    aborting = threading.Thread(target=w.abort)  # waits for the write in progress
+    aborting.start()
+    time.sleep(0.05)
+    gate.set()
+    aborting.join(10)
+    assert done == ["slow"]  # the write in progress finished, the queued one was dropped
+    assert "queued" not in done
+    assert not any(t.name == "pythia-data-writer" and t.is_alive()
+                   for t in threading.enumerate())

@@ -656,6 +656,57 @@ def _prefetched(iterator: Iterator, depth: int = 2) -> Iterator:
 # --------------------------------------------------------------------------- writing
 
 
+class _WriteBehind:
+    """``fn(item)`` for each item :meth:`put`, on one thread behind the caller: the dataset
+    writes of batch k (the page-cache copy, ~50 ms for 48 MB of text) overlap the encoding
+    of batch k + 1. At most one item waits; an error there is raised by the next
+    :meth:`put` or by :meth:`close`."""
+
+    def __init__(self, fn: Callable):
+        self._fn = fn
+        self._q: queue.Queue = queue.Queue(maxsize=1)
+        self._exc: BaseException | None = None
+        self._dropped = False
+        self._thread = threading.Thread(target=self._run, name="pythia-data-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is _END:
+                return
+            if self._exc is None and not self._dropped:
+                try:
+                    self._fn(item)
+                except BaseException as exc:  # noqa: BLE001 - raised by put/close
+                    self._exc = exc
+
+    def put(self, item) -> None:
+        if self._exc is not None:
+            raise self._exc
+        self._q.put(item)
+
+    def close(self) -> None:
+        """Wait for every write; raise the first error."""
+        self._q.put(_END)
+        self._thread.join()
+        if self._exc is not None:
+            raise self._exc
+
+    def abort(self) -> None:
+        """Drop the items not started, wait for the write in progress (the caller then
+        removes the output)."""
+        self._dropped = True
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._q.get_nowait()
+        self._q.put(_END)
+        self._thread.join(timeout=60)
+
+
+
+
 def output_prefix(prefix: str | os.PathLike, key: str = "text") -> str:
     """GPT-NeoX's output name: ``PREFIX_{key}_document`` (a ``PREFIX`` that already ends
     in ``_{key}_document`` is kept as it is, not doubled)."""
@@ -737,6 +788,7 @@ def write_part(documents: Iterable, tokenizer, prefix: str, *, append_eod: bool 
         if not isinstance(first, TextBatch):
             source = _batches(source, batch_documents, batch_chars)
         batches = _prefetched(source)
+        behind = _WriteBehind(lambda item: _write_batch(builder, *item))
         try:
             for batch in batches:
                 cancel_point()  # a unit in a worker thread of a stopped run ends here
@@ -768,12 +820,17 @@ def write_part(documents: Iterable, tokenizer, prefix: str, *, append_eod: bool 
                     kept = None
                 skipped += n_texts - n_kept
                 if n_kept:
-                    tokens += _write_batch(builder, ids, lengths)
+                    tokens += int(ids.size)
+                    behind.put((ids, lengths))
                     ids = lengths = None
                 docs += n_kept
                 nbytes += size
                 if progress is not None:
                     progress(size)
+            behind.close()
+        except BaseException:
+            behind.abort()
+            raise
         finally:
             batches.close()
     return {"documents": docs, "skipped_empty": skipped, "tokens": tokens,
