@@ -924,7 +924,7 @@ def test_collector_is_tuned_only_where_a_command_or_worker_runs():
     collector as it is)."""
     import gc
 
-    from pythia_data.jobs import collector
+    from pythia_data.jobs import startup as collector
 
     before = gc.get_threshold()
     frozen = gc.get_freeze_count()

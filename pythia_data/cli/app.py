@@ -241,9 +241,9 @@ def console_main() -> None:
     after the program) takes the interpreter's exit."""
     # the package's kernels need no third-party numba extension (see pythia_data.kernels)
     os.environ.setdefault("PYTHIA_DATA_NUMBA_EXTENSIONS", "0")
-    from pythia_data.jobs.collector import tune
+    from pythia_data.jobs.startup import tune
 
-    tune()  # (see there: the cyclic GC in a command's process)
+    tune()  # (see there: the cyclic GC and numba's set-up in a command's process)
     try:
         main()
     except SystemExit as exc:

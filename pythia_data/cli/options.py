@@ -91,7 +91,7 @@ def load_tokenizer_option(spec, backend: str, **options):
         # Hugging Face tokenizers sizes its thread pool from this on first use
         os.environ.setdefault("RAYON_NUM_THREADS", str(options["workers"]))
     tokenizer = load_tokenizer(spec, backend=backend, **options)
-    from pythia_data.jobs.collector import settle
+    from pythia_data.jobs.startup import settle
 
     settle()  # the loaded tables and kernels live to the end: out of full collections
     return tokenizer

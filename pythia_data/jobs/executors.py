@@ -232,7 +232,7 @@ def _terminate(pool) -> None:
 
 def _call(fn: Callable, unit):
     """A unit in a Ray task (its worker process collects garbage as a command's does)."""
-    from pythia_data.jobs.collector import tune
+    from pythia_data.jobs.startup import tune
 
     tune()
     return fn(unit)
@@ -392,7 +392,7 @@ class RayExecutor(Executor):
 def _warm_up(module: str | None) -> int:
     """A Ray worker's start: import the unit function's module (and with it the package,
     numpy, numba) before the first unit."""
-    from pythia_data.jobs.collector import tune
+    from pythia_data.jobs.startup import tune
 
     tune()
     if module and module != "__main__":

@@ -12,7 +12,7 @@ import sys
 from numba import njit
 
 import pythia_data.kernels  # noqa: F401 - first: PYTHIA_DATA_NUMBA_EXTENSIONS applies here too
-from pythia_data.jobs.collector import tune
+from pythia_data.jobs.startup import tune
 
 
 def _one_line_hook(kind, value, tb) -> None:

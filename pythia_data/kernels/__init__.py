@@ -14,6 +14,16 @@ Numba loads every installed third-party numba extension (entry points of the gro
 first kernel call. These kernels use plain numpy arrays and scalars only, so with
 ``PYTHIA_DATA_NUMBA_EXTENSIONS=0`` in the environment (the ``pythia-data`` command sets it
 for itself and its worker processes unless it is set already) they are not loaded.
+
+Before it loads a cached kernel numba "refreshes" its CPU target: it starts its runtime
+(NRT), then imports and registers every typing and lowering registry it has (~60 modules:
+typed lists and dicts, random generators, polynomials, ...), ~0.1 s of a command, held
+under the GIL. Running a kernel loaded from the cache needs the runtime only; the
+registries are for compiling. With ``PYTHIA_DATA_NUMBA_SETUP=lazy`` (the command sets it
+for itself and its workers, see :mod:`pythia_data.jobs.startup`) a cache load starts the
+runtime alone, and a kernel that has to be compiled (no cache, a new signature) gets the
+whole refresh from numba's compiler pipeline, as always -- for the CPU target and the numba
+versions it was checked on (:data:`LAZY_NUMBA`); anything else keeps numba's behaviour.
 """
 
 from __future__ import annotations
@@ -74,6 +84,46 @@ def skip_numba_extensions() -> bool:
     return True
 
 
+#: numba versions (major, minor) whose cache loads :func:`lazy_numba_setup` was checked on
+LAZY_NUMBA = ((0, 59), (0, 68))
+
+
+def lazy_numba_setup() -> bool:
+    """Make numba's cache loads for the CPU target start its runtime only, instead of
+    importing and registering every registry it has; True when in effect. Any other numba
+    version, target or layout keeps numba's own behaviour."""
+    try:
+        import numba
+        from numba.core import caching
+        from numba.core.cpu import CPUContext
+        from numba.core.runtime import rtsys
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return False
+    version = tuple(int(x) for x in numba.__version__.split(".")[:2] if x.isdigit())
+    if not LAZY_NUMBA[0] <= version <= LAZY_NUMBA[1]:
+        return False
+    full = caching.Cache.load_overload
+    if getattr(full, "_pythia_lazy", False):
+        return True
+    if not all(hasattr(caching.Cache, name)
+               for name in ("_load_overload", "_guard_against_spurious_io_errors")):
+        return False
+
+    def load_overload(self, sig, target_context):
+        if type(target_context) is not CPUContext:
+            return full(self, sig, target_context)
+        rtsys.initialize(target_context)  # what running a loaded kernel needs
+        with self._guard_against_spurious_io_errors():
+            return self._load_overload(sig, target_context)
+        return None  # an I/O error the guard swallowed: numba compiles instead
+
+    load_overload._pythia_lazy = True
+    caching.Cache.load_overload = load_overload
+    return True
+
+
 drop_stale_caches()
 if os.environ.get("PYTHIA_DATA_NUMBA_EXTENSIONS") == "0":
     skip_numba_extensions()
+if os.environ.get("PYTHIA_DATA_NUMBA_SETUP") == "lazy":
+    lazy_numba_setup()

@@ -109,7 +109,7 @@ class TokenizerRef:
             tok = load_tokenizer(self.path, backend=self.backend, **options)
             tok.name = self.name
             cache[self] = tok
-            from pythia_data.jobs.collector import settle
+            from pythia_data.jobs.startup import settle
 
             settle()  # a worker process's tokenizer lives as long as the worker
         return tok
