@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from pythia_data.cli import cli
 from pythia_data.dataset import DatasetBuilder, IndexedDataset
-from pythia_data.errors import InputError
+from pythia_data.errors import InputError, UsageError
 from pythia_data.tokenize import load_tokenizer
 from pythia_data.tokenize.pipeline import (
     read_documents,
@@ -516,3 +516,51 @@ def test_write_behind_keeps_order_raises_the_first_error_and_stops():
     assert "queued" not in done
     assert not any(t.name == "pythia-data-writer" and t.is_alive()
                    for t in threading.enumerate())
+
+
+def test_reused_id_buffers_never_overwrite_a_batch_before_it_is_written(tmp_path, hf,
+                                                                        monkeypatch):
+    """The cpu writer reuses the id buffers the writer thread is done with: with a slow
+    writer and many batches of the block reader, every batch is still written as it was
+    encoded (the bytes equal the hf backend's), and buffers were reused."""
+    import time as _time
+
+    from pythia_data.tokenize import pipeline as pl
+
+    lines = [json.dumps({"text": f"doc {i}: " + "wörd and text " * (5 + i % 7)})
+             for i in range(300)]
+    src = tmp_path / "in.jsonl"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ref = tokenize_files([str(src)], tmp_path / "ref", hf, append_eod=True)["output"]
+    real = pl._write_batch
+    used = []
+
+    def slow(builder, ids, lengths):
+        used.append(ids.base if ids.base is not None else ids)
+        _time.sleep(0.003)
+        return real(builder, ids, lengths)
+
+    monkeypatch.setattr(pl, "_write_batch", slow)
+    monkeypatch.setattr(pl, "RAMP", 1)  # every batch at the limits from the first
+    cpu = load_tokenizer(backend="cpu", workers=2)
+    out = tokenize_files([str(src)], tmp_path / "reuse", cpu, append_eod=True,
+                         batch_documents=9)["output"]
+    assert same_dataset(out, ref)
+    assert len(used) >= 30
+    assert len({id(b) for b in used}) <= len(used) // 3  # a few buffers, reused
+
+
+def test_encode_utf8_documents_out_buffer():
+    cpu = load_tokenizer(backend="cpu", workers=1)
+    data = np.frombuffer("one two three vier fünf".encode(), dtype=np.uint8)
+    offsets = np.array([0, 7, data.size], dtype=np.int64)
+    want, want_len = cpu.encode_utf8_documents(data, offsets, dtype=np.uint16, eod=0)
+    room = np.full(want.size + 5, 9, dtype=np.uint16)
+    ids, lengths = cpu.encode_utf8_documents(data, offsets, dtype=np.uint16, eod=0, out=room)
+    assert ids.base is room and ids.tolist() == want.tolist()
+    assert (room[want.size:] == 9).all() and lengths.tolist() == want_len.tolist()
+    small = np.zeros(2, dtype=np.uint16)  # no room: a new array, ``small`` untouched
+    ids, _ = cpu.encode_utf8_documents(data, offsets, dtype=np.uint16, eod=0, out=small)
+    assert ids.base is not small and ids.tolist() == want.tolist() and not small.any()
+    with pytest.raises(UsageError, match="out must be"):
+        cpu.encode_utf8_documents(data, offsets, dtype=np.uint16, out=np.zeros(99, np.int32))

@@ -362,13 +362,21 @@ class CpuTokenizer(Tokenizer):
         return self._encode_utf8(data, offsets, checked, None)
 
     def encode_utf8_documents(self, data, offsets, *, dtype, eod: int | None = None,
-                              checked: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                              checked: bool = True, out: np.ndarray | None = None
+                              ) -> tuple[np.ndarray, np.ndarray]:
         """The ids of the documents in UTF-8 (as :meth:`encode_utf8_flat`) the way a dataset
         stores them: one array of ``dtype``, each document followed by ``eod`` unless it is
         None, and the documents' lengths (EOD included). The workers copy their own chunks'
         ids into that array side by side, cast and with the EODs, in one pass (no int32
-        result, no cast copy, no insert copy; see :meth:`Tokenizer.encode_utf8_documents`)."""
-        return self._encode_utf8(data, offsets, checked, (np.dtype(dtype), eod))
+        result, no cast copy, no insert copy; ``pipeline._as_stored`` is the same for any
+        backend). ``out``: a 1-D ``dtype`` array to write the ids to when it has room (the
+        ids are then a view of it; a writer that reuses its buffers saves the page faults
+        of fresh memory), else a new array is made."""
+        dtype = np.dtype(dtype)
+        if out is not None and (out.dtype != dtype or out.ndim != 1
+                                or not out.flags.c_contiguous or not out.flags.writeable):
+            raise UsageError(f"out must be a writable contiguous 1-D {dtype} array")
+        return self._encode_utf8(data, offsets, checked, (dtype, eod, out))
 
     def _encode_utf8(self, data, offsets, checked: bool, place):
         buf, offs = utf8_batch(data, offsets)
@@ -412,7 +420,7 @@ class CpuTokenizer(Tokenizer):
         document order) as one ``place[0]`` array with EOD ``place[1]`` after each
         document, and the documents' lengths; each worker's chunks copied by a task of
         its own when there are several workers (the copies run side by side)."""
-        dtype, eod = place
+        dtype, eod, out = place
         extra = 1 if eod is not None else 0
         lengths = np.concatenate([np.diff(offs) for _w, offs in parts])
         if extra:
@@ -420,7 +428,12 @@ class CpuTokenizer(Tokenizer):
         bases = [0]
         for _w, offs in parts:
             bases.append(bases[-1] + int(offs[-1] - offs[0]) + extra * (offs.size - 1))
-        ids = np.empty(bases[-1], dtype=dtype)
+        if out is not None and out.shape[0] >= bases[-1]:
+            ids = out[:bases[-1]]
+        else:  # a given buffer too small: room for batches twice its size (untouched
+            # pages cost nothing; a writer's growing batches then reuse it)
+            room = bases[-1] if out is None else max(bases[-1], 2 * out.shape[0])
+            ids = np.empty(room, dtype=dtype)[:bases[-1]]
         workers = sorted({w for w, _offs in parts})
 
         def copy(w: int) -> None:
@@ -441,7 +454,8 @@ class CpuTokenizer(Tokenizer):
         """The chunks ``cuts`` (documents ``cuts[c]..cuts[c + 1]``, ``sizes[c]`` characters or
         bytes) on the worker threads; ``utf8_of(d0, d1)`` gives a chunk's UTF-8 and offsets
         (``views``: the whole buffer and all its offsets, of which the chunk's are used);
-        ``place``: (dtype, eod) for :meth:`encode_utf8_documents`. Call with the lock held."""
+        ``place``: (dtype, eod, out) for :meth:`encode_utf8_documents`. Call with the lock
+        held."""
         nw = min(self.workers, len(sizes))
         if self._pool is None or self._pool._max_workers < nw:
             self._pool = ThreadPoolExecutor(max_workers=max(self.workers, nw))

@@ -756,14 +756,18 @@ def _encode_utf8(tokenizer, data: np.ndarray, offsets: np.ndarray):
 
 
 def _encode_stored(tokenizer, data: np.ndarray, offsets: np.ndarray, dtype: np.dtype,
-                   eod: int | None) -> tuple[np.ndarray, np.ndarray]:
+                   eod: int | None, out: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The ids of documents in (valid) UTF-8 as a dataset stores them (see
-    :func:`_as_stored`); the cpu engine writes them so in one pass."""
+    :func:`_as_stored`), their lengths, and the buffer that holds the ids when it may be
+    reused once they are written (None: do not). The cpu engine writes them so in one
+    pass, into ``out`` when it has room."""
     if tokenizer.backend == "cpu":
-        return tokenizer.encode_utf8_documents(data, offsets, dtype=dtype, eod=eod,
-                                               checked=False)
+        ids, lengths = tokenizer.encode_utf8_documents(data, offsets, dtype=dtype, eod=eod,
+                                                       checked=False, out=out)
+        return ids, lengths, (ids if ids.base is None else ids.base)
     ids, offsets = _encode_utf8(tokenizer, data, offsets)
-    return _as_stored(ids, offsets, dtype, eod)
+    return (*_as_stored(ids, offsets, dtype, eod), None)
 
 
 def write_part(documents: Iterable, tokenizer, prefix: str, *, append_eod: bool = False,
@@ -788,7 +792,18 @@ def write_part(documents: Iterable, tokenizer, prefix: str, *, append_eod: bool 
         if not isinstance(first, TextBatch):
             source = _batches(source, batch_documents, batch_chars)
         batches = _prefetched(source)
-        behind = _WriteBehind(lambda item: _write_batch(builder, *item))
+        # id buffers the writer is done with, reused for later batches (fresh memory is
+        # page-faulted in, at times with a huge-page compaction: ~30-50 ms a 16 MB batch);
+        # at most three are in flight (being filled, waiting, being written)
+        free: queue.SimpleQueue = queue.SimpleQueue()
+
+        def write(item) -> None:
+            ids, lengths, buffer = item
+            _write_batch(builder, ids, lengths)
+            if buffer is not None:
+                free.put(buffer)
+
+        behind = _WriteBehind(write)
         try:
             for batch in batches:
                 cancel_point()  # a unit in a worker thread of a stopped run ends here
@@ -801,9 +816,13 @@ def write_part(documents: Iterable, tokenizer, prefix: str, *, append_eod: bool 
                     if n_kept < n_texts:
                         offsets = np.concatenate([offsets[:1], offsets[1:][keep]])
                     batch = None
+                    buffer = None
                     if n_kept:
                         size = int(offsets[-1])
-                        ids, lengths = _encode_stored(tokenizer, data, offsets, dtype, eod)
+                        with contextlib.suppress(queue.Empty):
+                            buffer = free.get_nowait()
+                        ids, lengths, buffer = _encode_stored(tokenizer, data, offsets, dtype,
+                                                              eod, buffer)
                     data = None
                 else:
                     texts = [d.text if isinstance(d, Document) else d for d in batch]
@@ -817,12 +836,12 @@ def write_part(documents: Iterable, tokenizer, prefix: str, *, append_eod: bool 
                                    for t in kept)
                         ids, offsets = tokenizer.encode_flat(kept)
                         ids, lengths = _as_stored(ids, offsets, dtype, eod)
-                    kept = None
+                    buffer = kept = None
                 skipped += n_texts - n_kept
                 if n_kept:
                     tokens += int(ids.size)
-                    behind.put((ids, lengths))
-                    ids = lengths = None
+                    behind.put((ids, lengths, buffer))
+                    ids = lengths = buffer = None
                 docs += n_kept
                 nbytes += size
                 if progress is not None:
