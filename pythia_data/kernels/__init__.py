@@ -2,7 +2,7 @@
 that validate shapes and dtypes before calling them.
 
 Numba keys a cached kernel on the source file that *defines* it (its mtime and size), not on
-the files whose functions it calls: after ``encode_kernel`` (``bpe.py``) was cached, an edit
+the files whose functions it calls: after an encoder (``bpe.family_encoder``) was cached, an edit
 of a scanner it calls in ``pretokenize_split.py`` (a ``git pull`` into an editable install)
 would leave the old scanner compiled into it -- silently wrong ids. So on first import the
 package fingerprints every kernel source file and, when the fingerprint differs from the one

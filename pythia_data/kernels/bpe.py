@@ -19,6 +19,9 @@ Tables (plain numpy arrays, usable from numba.cuda later):
 
 from __future__ import annotations
 
+import functools
+import types
+
 import numpy as np
 from numba import njit
 
@@ -38,7 +41,21 @@ from pythia_data.kernels.pretokenize import (
     utf8_decode,
     utf8_encode,
 )
-from pythia_data.kernels.pretokenize_split import FAMILY_DEEPSEEK_V3, match_family, split_family
+from pythia_data.kernels.pretokenize_split import (
+    FAMILY_CL100K,
+    FAMILY_DEEPSEEK_V3,
+    FAMILY_GPT2,
+    FAMILY_O200K,
+    FAMILY_QWEN2,
+    FAMILY_QWEN3_5,
+    match_cl100k_family,
+    match_none,
+    match_o200k,
+    match_qwen2,
+    match_qwen3_5,
+    presplit_deepseek,
+    presplit_none,
+)
 
 __all__ = [
     "build_merge_table",
@@ -46,7 +63,7 @@ __all__ = [
     "bpe_word_heap_packed",
     "pack_merge_table",
     "merge_get",
-    "encode_kernel",
+    "family_encoder",
     "decode_bytes_kernel",
     "cache_seed",
     "bpe_single_ids",
@@ -608,15 +625,25 @@ def bpe_single_ids(keys, key_off, byte_id, merge_tab):  # pragma: no cover - jit
 
 FLUSH = 256  # entries _split_piece collects before _emit writes their ids
 
+# The encoder of one pre-tokenizer family. The four functions below (_split_piece,
+# _piece_core, _piece_alloc, _encode) are plain Python here: family_encoder(family) jits a
+# copy of each whose globals bind these names to the family's pre-tokenizer (and the chain's
+# names to the family's copies), so a process compiles only the family it encodes with and
+# the per-pre-token loop calls one matcher, with no family test. The module-level values
+# are GPT-2's (family 0).
+_FAMILY = FAMILY_GPT2
+_next_pretoken = next_pretoken_fast
+_presplit = presplit_none
 
-@njit(cache=True, nogil=True)
-def _split_piece(src, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb, family, out, w,
+
+def _split_piece(src, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb, out, w,
                  byte_id, merge_tab, syms, mvals, ctab, ckeys, cvals, cstate, hot,
-                 pair_tab):  # pragma: no cover
+                 pair_tab):  # pragma: no cover - jit
     """Write the ids of the normalized UTF-8 piece ``src[lo:hi]`` to ``out`` from ``w``;
     returns the new position. The piece is split into normalized added tokens
     (leftmost-longest; kind 1, id in ``pa``) and pre-tokens between them (kind 0, bytes
-    ``[pa, pb)``): the GPT-2 regex (``family`` 0) or a Split-regex family (see
+    ``[pa, pb)``): the family's splitter (``_presplit``, DeepSeek V3's stages) then its
+    matcher (``_next_pretoken``: the GPT-2 regex, or a Split-regex family's, see
     :mod:`pythia_data.kernels.pretokenize_split`); every FLUSH entries (and at the end)
     :func:`_emit` writes their ids, so the entry arrays stay in the L1 cache. The entry
     arrays hold FLUSH + 4 (hi - lo) entries.
@@ -651,15 +678,9 @@ def _split_piece(src, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb, family,
             if tok < 0:
                 p += 1
                 continue
-        q = seg
-        if family == FAMILY_DEEPSEEK_V3:
-            m = split_family(src, q, p, cls, family, kinds, pa, pb, m)
-            q = p
+        q, m = _presplit(src, seg, p, cls, kinds, pa, pb, m)
         while q < p:
-            if family == 0:
-                r = next_pretoken_fast(src, q, p, cls)
-            else:
-                r = match_family(src, q, p, cls, family)
+            r = _next_pretoken(src, q, p, cls)
             kinds[m] = 0
             pa[m] = q
             pb[m] = r
@@ -701,29 +722,27 @@ def _needs_nfc(data, lo, hi, nfc_flag):  # pragma: no cover - jit
     return False
 
 
-@njit(cache=True, nogil=True)
 def _piece_core(data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data, comp_keys,
                 comp_vals, ntrie_next, ntrie_tok, byte_id, merge_tab,
                 ctab, ckeys, cvals, cstate, hot, pair_tab, out, w, cps, boff, cps2, boff2, nbuf,
-                syms, mvals, kinds, pa, pb, family):  # pragma: no cover - jit
+                syms, mvals, kinds, pa, pb):  # pragma: no cover - jit
     """Ids of the raw piece ``data[lo:hi]`` (between special tokens): NFC if it has work,
     then added tokens / regex / cache / BPE. Scratch arrays hold >= 4 x (hi - lo) items."""
     if _needs_nfc(data, lo, hi, nfc_flag):
         n, _needs = utf8_decode(data, lo, hi, cps, boff, nfc_flag)
         m = nfc(cps, n, cps2, ccc, dec_index, dec_off, dec_data, comp_keys, comp_vals)
         nb = utf8_encode(cps2, m, nbuf, boff2)
-        return _split_piece(nbuf, 0, nb, cls, ntrie_next, ntrie_tok, kinds, pa, pb, family,
+        return _split_piece(nbuf, 0, nb, cls, ntrie_next, ntrie_tok, kinds, pa, pb,
                             out, w, byte_id, merge_tab, syms, mvals, ctab, ckeys, cvals,
                             cstate, hot, pair_tab)
-    return _split_piece(data, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb, family,
+    return _split_piece(data, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb,
                         out, w, byte_id, merge_tab, syms, mvals, ctab, ckeys, cvals, cstate,
                         hot, pair_tab)
 
 
-@njit(cache=True, nogil=True)
 def _piece_alloc(data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data, comp_keys,
                  comp_vals, ntrie_next, ntrie_tok, byte_id, merge_tab,
-                 ctab, ckeys, cvals, cstate, hot, pair_tab, out, w, family):  # pragma: no cover - jit
+                 ctab, ckeys, cvals, cstate, hot, pair_tab, out, w):  # pragma: no cover - jit
     """:func:`_piece_core` with scratch arrays sized for this (large) piece."""
     size = hi - lo
     return _piece_core(
@@ -735,7 +754,7 @@ def _piece_alloc(data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data,
         np.empty(4 * size + 16, dtype=np.uint8), np.empty(4 * size + 4, dtype=np.int32),
         np.empty(4 * size + 4, dtype=np.int64), np.empty(4 * size + 4 + FLUSH, dtype=np.int8),
         np.empty(4 * size + 4 + FLUSH, dtype=np.int64),
-        np.empty(4 * size + 4 + FLUSH, dtype=np.int64), family,
+        np.empty(4 * size + 4 + FLUSH, dtype=np.int64),
     )
 
 
@@ -802,21 +821,20 @@ def _safe_cut(data, lo, hi, end, cls, pairs, family):  # pragma: no cover - jit
     return -1
 
 
-@njit(cache=True, nogil=True)
-def encode_kernel(
+def _encode(
     data, offsets, doc_start, doc_end,
     cls, ccc, nfc_flag, dec_index, dec_off, dec_data, comp_keys, comp_vals,
     strie_next, strie_tok, ntrie_next, ntrie_tok,
     byte_id, merge_tab,
     ctab, ckeys, cvals, cstate, hot, pair_tab,
-    out, out_offsets, out_pos, family=0,
+    out, out_offsets, out_pos,
 ):  # pragma: no cover - jit
-    """Encode documents ``doc_start..doc_end`` (UTF-8 ``data[offsets[i]:offsets[i+1]]``).
+    """Encode documents ``doc_start..doc_end`` (UTF-8 ``data[offsets[i]:offsets[i+1]]``)
+    with the pre-tokenizer this copy was made for (see :func:`family_encoder`).
 
     Ids go to ``out`` from ``out_pos``; ``out_offsets[i - doc_start + 1]`` gets the end of
     document i. Returns (next document, out position, status): status ST_NEED_ROOM when
-    ``out`` filled up before document ``next`` (nothing of it is kept). ``family``: the
-    pre-tokenizer (:class:`pythia_data.tokenize.families.Family`; 0 = GPT-2's regex).
+    ``out`` filled up before document ``next`` (nothing of it is kept).
 
     Every array is used through a :func:`borrow`-ed view (no reference counting in the
     per-pre-token loops); the scratch arrays allocated here stay alive to the end."""
@@ -886,9 +904,9 @@ def encode_kernel(
                     if not have_pairs:
                         pairs = _added_pairs(ntrie_next, ntrie_tok)
                         have_pairs = True
-                    c = _safe_cut(data, q + small // 2, q + small, p, cls, pairs, family)
+                    c = _safe_cut(data, q + small // 2, q + small, p, cls, pairs, _FAMILY)
                     if c < 0:
-                        c = _safe_cut(data, q + small, p, p, cls, pairs, family)
+                        c = _safe_cut(data, q + small, p, p, cls, pairs, _FAMILY)
                     if c > q:
                         e = c
                 # worst case one id per normalized byte (<= 4 per byte)
@@ -898,13 +916,12 @@ def encode_kernel(
                     w = _piece_core(
                         data, q, e, cls, ccc, nfc_flag, dec_index, dec_off, dec_data,
                         comp_keys, comp_vals, ntrie_next, ntrie_tok, byte_id, merge_tab, ctab, ckeys, cvals, cstate, hot, pair_tab, out, w,
-                        cps, boff, cps2, boff2, nbuf, syms, mvals, kinds, pa, pb,
-                        family)
+                        cps, boff, cps2, boff2, nbuf, syms, mvals, kinds, pa, pb)
                 else:
                     w = _piece_alloc(
                         data, q, e, cls, ccc, nfc_flag, dec_index, dec_off, dec_data,
                         comp_keys, comp_vals, ntrie_next, ntrie_tok, byte_id, merge_tab, ctab, ckeys, cvals, cstate, hot, pair_tab,
-                        out, w, family)
+                        out, w)
                 q = e
             if tok < 0:
                 break
@@ -915,6 +932,50 @@ def encode_kernel(
     # the scratch arrays' owners, used after their views' last use (kept alive)
     own_i32[0] = own_i64[0] = own_u8[0] = own_i8[0] = 0
     return doc_end, w, ST_OK
+
+
+#: per family id (:class:`pythia_data.tokenize.families.Family`): (matcher, splitter)
+_PRETOKENIZERS = {
+    FAMILY_GPT2: (next_pretoken_fast, presplit_none),
+    FAMILY_CL100K: (match_cl100k_family, presplit_none),
+    FAMILY_O200K: (match_o200k, presplit_none),
+    FAMILY_QWEN2: (match_qwen2, presplit_none),
+    FAMILY_DEEPSEEK_V3: (match_none, presplit_deepseek),
+    FAMILY_QWEN3_5: (match_qwen3_5, presplit_none),
+}
+_CHAIN = ("_split_piece", "_piece_core", "_piece_alloc", "_encode")  # callees first
+
+
+def family_encoder(family: int):
+    """The batch encoder (jitted :func:`_encode`, same arguments) of the pre-tokenizer
+    ``family`` (0 = GPT-2's regex, else a Split family's id).
+
+    Each family gets its own copies of the four chain functions: the same code objects,
+    with globals in which ``_next_pretoken`` / ``_presplit`` / ``_FAMILY`` are the family's
+    and the chain's names its own copies. A copy's ``__qualname__`` ends in ``_f<family>``,
+    so numba's on-disk cache keeps one index file per family and function (the cache is
+    keyed on the qualified name, the source file and the bytecode, which the families
+    share); the source file is this one, so an edit of it invalidates them as any kernel's,
+    and :mod:`pythia_data.kernels` drops them when another kernel source changes."""
+    family = int(family)
+    if family not in _PRETOKENIZERS:
+        raise ValueError(f"unknown pre-tokenizer family {family}")
+    return _family_encoder(family)
+
+
+@functools.cache
+def _family_encoder(family: int):
+    env = dict(globals())
+    env["_FAMILY"] = family
+    env["_next_pretoken"], env["_presplit"] = _PRETOKENIZERS[family]
+    for name in _CHAIN:
+        fn = globals()[name]
+        copy = types.FunctionType(fn.__code__, env, fn.__name__, fn.__defaults__)
+        copy.__qualname__ = f"{fn.__qualname__}_f{family}"
+        copy.__doc__ = fn.__doc__
+        copy.__module__ = fn.__module__
+        env[name] = njit(cache=True, nogil=True)(copy)
+    return env[_CHAIN[-1]]
 
 
 @njit(cache=True, nogil=True)

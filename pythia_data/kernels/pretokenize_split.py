@@ -55,7 +55,8 @@ from numba import njit
 from pythia_data.kernels.pretokenize import _is_ascii_alpha, _letters_from, class_run, cp_at
 
 __all__ = ["FAMILY_CL100K", "FAMILY_O200K", "FAMILY_QWEN2", "FAMILY_DEEPSEEK_V3", "FAMILY_QWEN3_5",
-           "split_family", "split_family_kernel", "match_family"]
+           "split_family", "split_family_kernel", "match_cl100k_family", "match_qwen2",
+           "match_qwen3_5", "match_o200k", "match_none", "presplit_none", "presplit_deepseek"]
 
 FAMILY_GPT2 = 0
 FAMILY_CL100K = 1
@@ -392,18 +393,47 @@ def split_family(data, lo, hi, cls, family, kinds, pa, pb, m):  # pragma: no cov
     return m
 
 
+# The encoder (:func:`pythia_data.kernels.bpe.family_encoder`) is compiled once per family
+# around two of these: the match of one pre-token at ``p`` (< end), and a splitter run on a
+# whole segment first (DeepSeek V3's stages; a no-op for the one-regex families, whose
+# matches then come one at a time).
+
+
 @njit(cache=True, nogil=True, inline="always")
-def match_family(data, p, end, cls, family):  # pragma: no cover - jit
-    """End of the match at ``p`` (< end) of the one-regex families (all but DeepSeek V3,
-    whose stages :func:`split_family` runs on whole pieces): the matches
-    :func:`split_family` makes, one at a time."""
-    if family == FAMILY_O200K:
-        return match_o200k(data, p, end, cls)
-    if family == FAMILY_QWEN3_5:
-        return match_cl100k_fast(data, p, end, cls, 1, C_L | C_M)
-    if family == FAMILY_QWEN2:
-        return match_cl100k_fast(data, p, end, cls, 1, C_L)
+def match_cl100k_family(data, p, end, cls):  # pragma: no cover - jit
+    """End of the cl100k match at ``p`` (< end)."""
     return match_cl100k_fast(data, p, end, cls, 3, C_L)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def match_qwen2(data, p, end, cls):  # pragma: no cover - jit
+    """End of the Qwen 2 match at ``p`` (< end)."""
+    return match_cl100k_fast(data, p, end, cls, 1, C_L)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def match_qwen3_5(data, p, end, cls):  # pragma: no cover - jit
+    """End of the Qwen 3.5 match at ``p`` (< end)."""
+    return match_cl100k_fast(data, p, end, cls, 1, C_L | C_M)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def match_none(data, p, end, cls):  # pragma: no cover - jit
+    """The matcher of a family whose splitter takes every segment whole: never called."""
+    return end
+
+
+@njit(cache=True, nogil=True, inline="always")
+def presplit_none(data, lo, hi, cls, kinds, pa, pb, m):  # pragma: no cover - jit
+    """The one-regex families' splitter: nothing split, the matches start at ``lo``."""
+    return lo, m
+
+
+@njit(cache=True, nogil=True, inline="always")
+def presplit_deepseek(data, lo, hi, cls, kinds, pa, pb, m):  # pragma: no cover - jit
+    """DeepSeek V3's splitter: the pre-tokens of ``data[lo:hi]`` appended as entries from
+    ``m`` (as :func:`split_family`); returns (hi, the new count)."""
+    return hi, _split_deepseek(data, lo, hi, cls, kinds, pa, pb, m)
 
 
 @njit(cache=True, nogil=True)

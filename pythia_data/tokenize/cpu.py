@@ -8,7 +8,9 @@ Pipeline per document (the same order as HF ``tokenizers``):
    ``tools/gen_unicode_tables.py``; pieces whose code points NFC leaves alone in any
    context of such code points are skipped, see :func:`nfc_quick_tables`);
 3. split out the normalized added tokens (the 23 runs of 2..24 spaces), leftmost-longest;
-4. the GPT-2 regex on each remaining piece (code point classes probed from HF's Oniguruma);
+4. the pre-tokenizer on each remaining piece: the GPT-2 regex or a Split family's (code point
+   classes probed from HF's Oniguruma); the encoder is compiled per family
+   (:func:`pythia_data.kernels.bpe.family_encoder`), so a process compiles only its own;
 5. each pre-token's bytes: a hit in the per-thread hot table (2..8-byte keys, direct-mapped)
    or pre-token cache (open-addressing table in numpy arrays), or byte-level BPE (lowest
    merge rank first, leftmost on ties) then cached.
@@ -36,7 +38,7 @@ from pythia_data.kernels.bpe import (
     SCRATCH,
     cache_seed,
     decode_bytes_kernel,
-    encode_kernel,
+    family_encoder,
     hot_table,
     pack_merge_table,
     pair_table,
@@ -276,6 +278,7 @@ class CpuTokenizer(Tokenizer):
         self._pair_tab = pair_table(self.tables.byte_id, self._merge_tab)
         #: the kernels' pre-tokenizer id (0: GPT-2's regex; else a Split family's id)
         self.family = kernel_family(model.pre_tokenizer.family)
+        family_encoder(self.family)  # made here, not by two worker threads at once
         self.vocab_size = model.vocab_size
         self._eod_id = model.eod_id
         self._cache_slots = cache_slots
@@ -306,15 +309,16 @@ class CpuTokenizer(Tokenizer):
         if cache.out.size < need:
             cache.grow(need, w)
         d = d0
+        encode = family_encoder(self.family)
         while True:
-            d, w, status = encode_kernel(
+            d, w, status = encode(
                 data, offsets, d, d1,
                 u.cls, u.ccc, u.nfc_flag, u.dec_index, u.dec_off, u.dec_data, u.comp_keys,
                 u.comp_vals,
                 t.strie_next, t.strie_tok, t.ntrie_next, t.ntrie_tok,
                 t.byte_id, self._merge_tab,
                 *cache.args(), cache.hot, self._pair_tab,
-                cache.out, out_offsets[d - d0:], w, self.family,
+                cache.out, out_offsets[d - d0:], w,
             )
             cache.after_call()
             if status == 0:
