@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -939,3 +940,20 @@ def test_collector_is_tuned_only_where_a_command_or_worker_runs():
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
+def test_malloc_is_tuned_unless_the_user_set_glibc_malloc_variables():
+    """tune() keeps freed batch buffers in the heap (mallopt); a process whose user set
+    glibc's malloc variables is left as it is."""
+    probe = "from pythia_data.jobs import startup; print(startup.tune_malloc())"
+    env = {k: v for k, v in subprocess_env().items()
+           if not (k.startswith("MALLOC_") and k.endswith("_")) and k != "GLIBC_TUNABLES"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.stdout.strip() == "True", out.stderr
+    for extra in ({"MALLOC_TRIM_THRESHOLD_": "131072"},
+                  {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=65536"}):
+        out = subprocess.run([sys.executable, "-c", probe], env={**env, **extra},
+                             capture_output=True, text=True, timeout=120)
+        assert out.stdout.strip() == "False", (extra, out.stderr)
