@@ -564,3 +564,25 @@ def test_encode_utf8_documents_out_buffer():
     assert ids.base is not small and ids.tolist() == want.tolist() and not small.any()
     with pytest.raises(UsageError, match="out must be"):
         cpu.encode_utf8_documents(data, offsets, dtype=np.uint16, out=np.zeros(99, np.int32))
+
+
+def test_retokenize_batch_of_sequences_ends_only_the_documents_that_ended(tmp_path, hf):
+    """Every document one sequence (the whole batch written at once): the new EOD ends
+    exactly the documents that ended in the old one; empty and EOD-only documents kept."""
+    new_file = _tiny_tokenizer(tmp_path / "tiny.json")
+    new = tokenizers.Tokenizer.from_file(str(new_file))
+    texts = ["hello world", "", "no eod here", "", "é ü 中文 tail", "last one"]
+    ends = [True, False, False, True, True, False]
+    with DatasetBuilder(tmp_path / "src", np.uint16) as b:
+        for text, end in zip(texts, ends):
+            b.add_document(np.array(hf.encode(text).tolist() + ([0] if end else []),
+                                    dtype=np.int64))
+    result = run("retokenize", tmp_path / "src", "-t", new_file, "-o", tmp_path / "re",
+                 "--backend", "cpu")
+    assert result.exit_code == 0, result.output
+    eod = new.token_to_id("<|endoftext|>")
+    with IndexedDataset(tmp_path / "re_text_document") as out:
+        assert out.num_documents == len(texts)
+        for i, (text, end) in enumerate(zip(texts, ends)):
+            want = new.encode(text, add_special_tokens=False).ids + ([eod] if end else [])
+            assert out[i].tolist() == want

@@ -1087,6 +1087,23 @@ def retokenize_range(ds: IndexedDataset, old, new, prefix: str, start: int, stop
             parts = [_body(doc, old_eod) for doc in batch]
             texts = old.decode_batch([p[0] for p in parts])
             ids, offsets = new.encode_flat(texts)
+            if all(doc is not None for doc in batch):
+                # every document is one sequence: the batch in one write (as the loop below)
+                ended = np.fromiter((p[1] for p in parts), dtype=bool, count=len(parts))
+                if eod_id is None and ended.any():
+                    raise _no_eod(ds, old, new)
+                if ended.any() and not 0 <= eod_id <= np.iinfo(dtype).max:
+                    raise UsageError(f"token values do not fit in {dtype}")
+                ids, lengths = _as_stored(ids, offsets, dtype, None)
+                if ended.any():
+                    ids = np.insert(ids, offsets[1:][ended], np.asarray(eod_id, dtype=dtype))
+                    lengths = lengths + ended
+                builder.add_documents(ids, lengths)
+                tokens += int(ids.size)
+                docs += len(batch)
+                if progress is not None:
+                    progress(sum(d.size for d in batch) * ds.dtype.itemsize)
+                continue
             for k, doc in enumerate(batch):
                 if doc is None:
                     builder.end_document()
