@@ -705,8 +705,6 @@ class _WriteBehind:
         self._thread.join(timeout=60)
 
 
-
-
 def output_prefix(prefix: str | os.PathLike, key: str = "text") -> str:
     """GPT-NeoX's output name: ``PREFIX_{key}_document`` (a ``PREFIX`` that already ends
     in ``_{key}_document`` is kept as it is, not doubled)."""
@@ -716,14 +714,17 @@ def output_prefix(prefix: str | os.PathLike, key: str = "text") -> str:
 
 
 def _as_stored(ids: np.ndarray, offsets: np.ndarray, dtype: np.dtype,
-               eod: int | None) -> tuple[np.ndarray, np.ndarray]:
+               eod: int | None, ended: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
     """Flat ids and document offsets as a dataset stores them: ``dtype``, ``eod`` after
-    every document unless it is None; returns (ids, lengths)."""
+    every document (only those where the bool array ``ended`` is True, when given) unless
+    it is None; returns (ids, lengths)."""
     ids = ids.astype(dtype, copy=False)  # the int32 ids are freed by the caller
     lengths = np.diff(offsets)
     if eod is not None:
-        ids = np.insert(ids, offsets[1:], np.asarray(eod, dtype=ids.dtype))
-        lengths = lengths + 1
+        ends = offsets[1:] if ended is None else offsets[1:][ended]
+        ids = np.insert(ids, ends, np.asarray(eod, dtype=ids.dtype))
+        lengths = lengths + (1 if ended is None else ended)
     return ids, lengths
 
 
@@ -1090,31 +1091,27 @@ def retokenize_range(ds: IndexedDataset, old, new, prefix: str, start: int, stop
             if all(doc is not None for doc in batch):
                 # every document is one sequence: the batch in one write (as the loop below)
                 ended = np.fromiter((p[1] for p in parts), dtype=bool, count=len(parts))
-                if eod_id is None and ended.any():
-                    raise _no_eod(ds, old, new)
-                if ended.any() and not 0 <= eod_id <= np.iinfo(dtype).max:
-                    raise UsageError(f"token values do not fit in {dtype}")
-                ids, lengths = _as_stored(ids, offsets, dtype, None)
                 if ended.any():
-                    ids = np.insert(ids, offsets[1:][ended], np.asarray(eod_id, dtype=dtype))
-                    lengths = lengths + ended
-                builder.add_documents(ids, lengths)
-                tokens += int(ids.size)
-                docs += len(batch)
-                if progress is not None:
-                    progress(sum(d.size for d in batch) * ds.dtype.itemsize)
-                continue
-            for k, doc in enumerate(batch):
-                if doc is None:
-                    builder.end_document()
-                    continue
-                piece = ids[offsets[k] : offsets[k + 1]]
-                if parts[k][1]:
                     if eod_id is None:
                         raise _no_eod(ds, old, new)
-                    piece = np.append(piece, eod_id)
-                builder.add_document(piece)
-                tokens += piece.size
+                    if not 0 <= eod_id <= np.iinfo(dtype).max:
+                        raise UsageError(f"token values do not fit in {dtype}")
+                ids, lengths = _as_stored(ids, offsets, dtype,
+                                          eod_id if ended.any() else None, ended)
+                builder.add_documents(ids, lengths)
+                tokens += int(ids.size)
+            else:
+                for k, doc in enumerate(batch):
+                    if doc is None:
+                        builder.end_document()
+                        continue
+                    piece = ids[offsets[k] : offsets[k + 1]]
+                    if parts[k][1]:
+                        if eod_id is None:
+                            raise _no_eod(ds, old, new)
+                        piece = np.append(piece, eod_id)
+                    builder.add_document(piece)
+                    tokens += piece.size
             docs += len(batch)
             if progress is not None:
                 progress(sum(d.size for d in batch if d is not None) * ds.dtype.itemsize)
