@@ -230,6 +230,35 @@ def test_decode_any_ids_like_hf(cpu, hf, ids):
     assert cpu.decode(ids) == hf.decode(ids)
 
 
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(st.one_of(st.integers(0, 50276), st.integers(0, 300),
+                                   st.integers(50250, 50290)), max_size=12), max_size=8),
+       st.sampled_from([np.uint16, np.int32, np.int64, np.uint64]))
+def test_decode_utf8_flat_is_decode_of_each_document(cpu, docs, dtype):
+    # documents that end inside a character (byte tokens 128..255 alone), ids past the
+    # vocabulary, added tokens, empty documents: each one's bytes are decode(doc) in UTF-8
+    if not hasattr(cpu, "decode_utf8_flat"):
+        pytest.skip(f"{cpu.backend} has no UTF-8 decode")
+    flat = np.array([i for d in docs for i in d], dtype=dtype)
+    offsets = np.cumsum([0] + [len(d) for d in docs])
+    data, offs = cpu.decode_utf8_flat(flat, offsets)
+    got = [data[a:b].tobytes() for a, b in zip(offs[:-1], offs[1:])]
+    assert got == [cpu.decode(d).encode("utf-8") for d in docs]
+
+
+def test_decode_utf8_flat_checks_offsets(cpu):
+    from pythia_data.errors import UsageError
+
+    if not hasattr(cpu, "decode_utf8_flat"):
+        pytest.skip(f"{cpu.backend} has no UTF-8 decode")
+    ids = np.array([1, 2, 3], dtype=np.int64)
+    for bad in ([0, 4], [1, 0, 3], [-1, 3], []):
+        with pytest.raises(UsageError):
+            cpu.decode_utf8_flat(ids, np.array(bad, dtype=np.int64))
+    with pytest.raises(UsageError):
+        cpu.decode_utf8_flat(np.zeros((1, 3), dtype=np.int64), np.array([0, 3]))
+
+
 def test_decode_rejects_negative_ids(cpu):
     from pythia_data.errors import UsageError
 

@@ -22,6 +22,7 @@ from pythia_data.dataset import DatasetBuilder, IndexedDataset
 from pythia_data.errors import InputError, UsageError
 from pythia_data.tokenize import load_tokenizer
 from pythia_data.tokenize.pipeline import (
+    dataset_documents,
     read_documents,
     retokenize,
     tokenize_documents,
@@ -338,15 +339,49 @@ def test_retokenize_same_tokenizer_is_identity(tmp_path, multi_ds):
         assert same_dataset(f"{out}_text_document", multi_ds)  # tokenize's naming rule
 
 
-def test_retokenize_keeps_documents_without_eod_and_empty_ones(tmp_path, hf):
+@pytest.mark.parametrize("backend", ["hf", "cpu"])
+def test_retokenize_keeps_documents_without_eod_and_empty_ones(tmp_path, hf, backend):
     docs = [np.array(hf.encode("hello world").tolist() + [0]), np.array([], dtype=np.int64),
-            np.array(hf.encode("no eod here").tolist()), np.array([0])]
+            np.array(hf.encode("no eod here").tolist()), np.array([0]),
+            # a document cut inside a character (a lone lead byte), and one of only an
+            # EOD: the UTF-8 path rebuilds the first with U+FFFD, as decode does
+            np.array(hf.encode("caf").tolist() + [127, 0]),  # 127: the byte 0xC3 alone
+            np.array([0])]
+    tok = load_tokenizer(backend=backend)
     with DatasetBuilder(tmp_path / "src", np.uint16) as b:
         for d in docs:
             b.add_document(d)
         b.end_document()  # a document without any sequence
-    retokenize(tmp_path / "src", hf, hf, tmp_path / "out")
-    assert same_dataset(tmp_path / "src", tmp_path / "out")
+    retokenize(tmp_path / "src", tok, tok, tmp_path / "out")
+    with IndexedDataset(tmp_path / "src") as src, IndexedDataset(tmp_path / "out") as out:
+        src_docs = [d for batch in dataset_documents(src) for d in batch]
+        out_docs = [d for batch in dataset_documents(out) for d in batch]
+    assert len(out_docs) == len(src_docs) == len(docs) + 1
+    assert src_docs[-1] is None and out_docs[-1] is None
+    for s, o in zip(src_docs[:-1], out_docs[:-1]):
+        body = s.tolist()
+        ended = bool(body) and body[-1] == 0
+        text = hf.decode(body[:-1] if ended else body)
+        assert o.tolist() == hf.encode(text).tolist() + [0] * ended
+
+
+@pytest.mark.parametrize("backend", ["hf", "cpu"])
+def test_retokenize_all_documents_ended_equals_decode_then_encode(tmp_path, hf, multi_ds,
+                                                                  backend):
+    # the one-write path (every document one sequence ending in an EOD), with documents
+    # whose decode is not valid UTF-8 mixed in
+    tok = load_tokenizer(backend=backend)
+    with IndexedDataset(multi_ds) as src:
+        docs = [src[i].tolist() for i in range(src.num_documents)]
+    docs += [hf.encode("\u00e9t\u00e9").tolist() + [127, 0], [127, 0], [0], [50000, 0]]
+    with DatasetBuilder(tmp_path / "src", np.uint16) as b:
+        for d in docs:
+            b.add_document(np.array(d))
+    retokenize(tmp_path / "src", tok, tok, tmp_path / "out")
+    with IndexedDataset(tmp_path / "out") as out:
+        assert out.num_documents == len(docs)
+        for i, d in enumerate(docs):
+            assert out[i].tolist() == hf.encode(hf.decode(d[:-1])).tolist() + [0], i
 
 
 def _tiny_tokenizer(path: Path) -> Path:
@@ -364,10 +399,11 @@ def _tiny_tokenizer(path: Path) -> Path:
     return path
 
 
-def test_retokenize_to_another_tokenizer(tmp_path, hf, multi_ds):
+@pytest.mark.parametrize("backend", ["hf", "cpu"])
+def test_retokenize_to_another_tokenizer(tmp_path, hf, multi_ds, backend):
     new_file = _tiny_tokenizer(tmp_path / "tiny.json")
     result = run("retokenize", multi_ds, "-t", new_file, "-o", tmp_path / "re", "--json",
-                 "--backend", "hf")
+                 "--backend", backend)
     assert result.exit_code == 0, result.output
     new = tokenizers.Tokenizer.from_file(str(new_file))
     new_eod = new.token_to_id("<|endoftext|>")

@@ -65,6 +65,7 @@ __all__ = [
     "merge_get",
     "family_encoder",
     "decode_bytes_kernel",
+    "decode_documents_kernel",
     "cache_seed",
     "bpe_single_ids",
     "MAX_CACHED_KEY",
@@ -992,3 +993,32 @@ def decode_bytes_kernel(ids, tok_off, tok_bytes, out):  # pragma: no cover - jit
             out[w] = tok_bytes[j]
             w += 1
     return w
+
+
+@njit(cache=True, nogil=True)
+def decode_documents_kernel(ids, offsets, tok_off, tok_bytes):  # pragma: no cover - jit
+    """:func:`decode_bytes_kernel` of every document ``ids[offsets[d]:offsets[d + 1]]``
+    (the caller checked ``0 <= offsets[d] <= offsets[d + 1] <= ids.size``): the bytes of
+    all documents concatenated and their int64 offsets."""
+    n_tok = tok_off.shape[0] - 1
+    n = offsets.shape[0] - 1
+    out_off = np.empty(n + 1, dtype=np.int64)
+    out_off[0] = 0
+    total = 0
+    for d in range(n):
+        for i in range(offsets[d], offsets[d + 1]):
+            t = ids[i]
+            if t >= 0 and t < n_tok:
+                total += tok_off[t + 1] - tok_off[t]
+        out_off[d + 1] = total
+    out = np.empty(total, dtype=np.uint8)
+    w = 0
+    for d in range(n):
+        for i in range(offsets[d], offsets[d + 1]):
+            t = ids[i]
+            if t < 0 or t >= n_tok:
+                continue
+            for j in range(tok_off[t], tok_off[t + 1]):
+                out[w] = tok_bytes[j]
+                w += 1
+    return out, out_off

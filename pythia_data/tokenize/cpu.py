@@ -38,6 +38,7 @@ from pythia_data.kernels.bpe import (
     SCRATCH,
     cache_seed,
     decode_bytes_kernel,
+    decode_documents_kernel,
     family_encoder,
     hot_table,
     pack_merge_table,
@@ -513,6 +514,50 @@ class CpuTokenizer(Tokenizer):
                 parts[c] = exc
 
     # ------------------------------------------------------------------ decode
+
+    def decode_utf8_flat(self, ids, offsets) -> tuple[np.ndarray, np.ndarray] | None:
+        """:meth:`decode` of the documents ``ids[offsets[i]:offsets[i + 1]]`` as UTF-8, no
+        ``str`` made: the bytes of all documents (uint8) and their int64 offsets; document
+        ``i`` is ``decode(its ids).encode("utf-8")`` exactly (a document whose tokens' bytes
+        are not valid UTF-8 goes through :meth:`decode`, which puts U+FFFD where HF does).
+        None when the tokenizer has no ByteLevel decoder (call :meth:`decode`)."""
+        if self.model.decoder.family != "byte_level":
+            return None
+        arr = np.asarray(ids)
+        if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+            raise UsageError("ids must be a 1-D integer array")
+        offs = np.ascontiguousarray(offsets, dtype=np.int64)
+        if (offs.ndim != 1 or offs.size < 1 or offs[0] < 0 or offs[-1] > arr.size
+                or np.any(np.diff(offs) < 0)):
+            raise UsageError("offsets must never decrease and stay within ids")
+        if arr.dtype.kind == "u" and arr.dtype.itemsize >= 8:
+            arr = arr.astype(np.int64)  # uint64 ids: compared with int64 bounds in the kernel
+        t = self.tables
+        data, out_off = decode_documents_kernel(np.ascontiguousarray(arr), offs, t.tok_off,
+                                                t.tok_bytes)
+        from pythia_data.kernels.jsonl import first_invalid_document
+
+        bad = first_invalid_document(data, out_off)
+        if bad < 0:
+            return data, out_off
+        # some documents end inside a character (or hold bytes no text has): rebuilt with
+        # decode's replacement characters (rare; everything else copied as it is)
+        pieces, lengths, d = [], [], 0
+        raw = memoryview(data)
+        while bad >= 0:
+            b = bad + d
+            pieces.append(raw[out_off[d] : out_off[b]])
+            lengths.extend(np.diff(out_off[d : b + 1]).tolist())
+            fixed = bytes(raw[out_off[b] : out_off[b + 1]]).decode("utf-8", "replace")
+            pieces.append(fixed.encode("utf-8"))
+            lengths.append(len(pieces[-1]))
+            d = b + 1
+            bad = first_invalid_document(data, out_off[d:])
+        pieces.append(raw[out_off[d] :])
+        lengths.extend(np.diff(out_off[d:]).tolist())
+        new_off = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=new_off[1:])
+        return np.frombuffer(b"".join(pieces), dtype=np.uint8), new_off
 
     def decode(self, ids) -> str:
         arr = as_id_list(ids)

@@ -516,3 +516,6 @@ class CudaTokenizer(Tokenizer):
 
     def decode(self, ids) -> str:
         return self.cpu.decode(ids)
+
+    def decode_utf8_flat(self, ids, offsets):
+        return self.cpu.decode_utf8_flat(ids, offsets)

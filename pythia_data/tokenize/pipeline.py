@@ -1072,6 +1072,18 @@ def check_first_eod(ds: IndexedDataset, old, new, eod_id: int | None) -> None:
             raise _no_eod(ds, old, new)
 
 
+def _decoded_utf8(old, bodies: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+    """``old``'s decode of the id arrays ``bodies`` as UTF-8 (data, offsets), made without
+    ``str`` where the backend can (``decode_utf8_flat``), else None."""
+    decode = getattr(old, "decode_utf8_flat", None)
+    if decode is None:
+        return None
+    offsets = np.zeros(len(bodies) + 1, dtype=np.int64)
+    np.cumsum([b.size for b in bodies], out=offsets[1:])
+    kept = [b for b in bodies if b.size]
+    return decode(np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64), offsets)
+
+
 def retokenize_range(ds: IndexedDataset, old, new, prefix: str, start: int, stop: int, *,
                      eod_id: int | None = None, overwrite: bool = True,
                      progress: Progress | None = None, durable: bool = True) -> dict:
@@ -1086,18 +1098,29 @@ def retokenize_range(ds: IndexedDataset, old, new, prefix: str, start: int, stop
         for batch in dataset_documents(ds, start=start, stop=stop):
             cancel_point()
             parts = [_body(doc, old_eod) for doc in batch]
-            texts = old.decode_batch([p[0] for p in parts])
-            ids, offsets = new.encode_flat(texts)
-            if all(doc is not None for doc in batch):
+            ended = np.fromiter((p[1] for p in parts), dtype=bool, count=len(parts))
+            if ended.any():
+                if eod_id is None:
+                    raise _no_eod(ds, old, new)
+                if not 0 <= eod_id <= np.iinfo(dtype).max:
+                    raise UsageError(f"token values do not fit in {dtype}")
+            one_write = all(doc is not None for doc in batch)
+            bodies = [p[0] for p in parts]
+            utf8 = _decoded_utf8(old, bodies)
+            stored = None
+            if utf8 is None:
+                ids, offsets = new.encode_flat(old.decode_batch(bodies))
+            elif one_write and ended.all():
+                # the common case (every document one sequence ending in an EOD): the ids
+                # as stored, made by the encoder's workers (see _encode_stored)
+                stored = _encode_stored(new, *utf8, dtype, eod_id)[:2]
+            else:
+                ids, offsets = _encode_utf8(new, *utf8)
+            bodies = utf8 = None
+            if one_write:
                 # every document is one sequence: the batch in one write (as the loop below)
-                ended = np.fromiter((p[1] for p in parts), dtype=bool, count=len(parts))
-                if ended.any():
-                    if eod_id is None:
-                        raise _no_eod(ds, old, new)
-                    if not 0 <= eod_id <= np.iinfo(dtype).max:
-                        raise UsageError(f"token values do not fit in {dtype}")
-                ids, lengths = _as_stored(ids, offsets, dtype,
-                                          eod_id if ended.any() else None, ended)
+                ids, lengths = stored or _as_stored(ids, offsets, dtype,
+                                                    eod_id if ended.any() else None, ended)
                 builder.add_documents(ids, lengths)
                 tokens += int(ids.size)
             else:
@@ -1107,8 +1130,6 @@ def retokenize_range(ds: IndexedDataset, old, new, prefix: str, start: int, stop
                         continue
                     piece = ids[offsets[k] : offsets[k + 1]]
                     if parts[k][1]:
-                        if eod_id is None:
-                            raise _no_eod(ds, old, new)
                         piece = np.append(piece, eod_id)
                     builder.add_document(piece)
                     tokens += piece.size
