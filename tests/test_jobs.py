@@ -334,6 +334,38 @@ def test_process_worker_killed_mid_unit_is_retried(tmp_path):
     assert (tmp_path / "ran-1").read_text() == "xx"  # killed once, run again
 
 
+def test_a_pool_found_broken_when_the_next_unit_is_submitted_is_replaced():
+    """A worker process that dies while the driver submits the next unit makes ``submit``
+    itself raise BrokenProcessPool (before any future reports it): the units are run again
+    in a new pool, as when a future reports it, instead of the whole job failing."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    pools = []
+
+    class Breaks(LocalExecutor):
+        def _pool(self, n, module):
+            pool = super()._pool(n, module)
+            pools.append(pool)
+            if len(pools) == 1:
+                submit, calls = pool.submit, []
+
+                def flaky(*args, **kwargs):
+                    calls.append(1)
+                    if len(calls) == 3:
+                        raise BrokenProcessPool("a child process terminated abruptly")
+                    return submit(*args, **kwargs)
+
+                pool.submit = flaky
+            return pool
+
+    assert Breaks(2, mode="thread").run(_units(6), _times_ten) == [k * 10 for k in range(6)]
+    assert len(pools) == 2
+
+
+def _times_ten(unit):
+    return unit.id * 10
+
+
 def _fail_or_wait(log, unit):
     """Unit 0 fails at once with a package error; the others run batch after batch (as a
     tokenize unit does) until a cancel point stops them, or give up after 60 s."""

@@ -168,15 +168,23 @@ class LocalExecutor(Executor):
                 todo = []
                 # keep at most 2 units per worker queued: a broken pool loses little
                 while queue or running:
-                    while queue and len(running) < 2 * n:
-                        k = queue.pop(0)
+                    while queue and len(running) < 2 * n and not broken:
+                        k = queue[0]
+                        try:
+                            if self.mode == "thread":
+                                fut = pool.submit(run_cancellable, stop, fn, units[k])
+                            else:
+                                fut = pool.submit(fn, units[k])
+                        except BrokenProcessPool:
+                            # a worker died since the last wait (its futures fail below)
+                            broken = True
+                            break
+                        queue.pop(0)
                         attempts[k] += 1
-                        if self.mode == "thread":
-                            fut = pool.submit(run_cancellable, stop, fn, units[k])
-                        else:
-                            fut = pool.submit(fn, units[k])
                         running[fut] = k
-                    done, _ = wait_futures(running, return_when=FIRST_COMPLETED)
+                    done = set()
+                    if running:
+                        done, _ = wait_futures(running, return_when=FIRST_COMPLETED)
                     for fut in done:
                         k = running.pop(fut)
                         try:
