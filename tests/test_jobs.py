@@ -325,13 +325,21 @@ def _units(n):
     return [Unit(k, "file", f"/x/{k}", 0, 1, 1) for k in range(n)]
 
 
-def test_process_worker_killed_mid_unit_is_retried(tmp_path):
+def test_process_worker_killed_mid_unit_is_retried(tmp_path, monkeypatch):
+    import pythia_data.jobs.executors as jex
+
+    terminated = []
+    real = jex._terminate
+    monkeypatch.setattr(jex, "_terminate", lambda pool: (terminated.append(pool), real(pool)))
     seen = []
     ex = LocalExecutor(2, mode="process")
     out = ex.run(_units(6), partial(_work, str(tmp_path)), progress=seen.append)
     assert out == [k * 10 for k in range(6)]
     assert sum(seen) == 6
     assert (tmp_path / "ran-1").read_text() == "xx"  # killed once, run again
+    # the broken pool's workers were stopped before its shutdown waited for them (a worker
+    # that a submit racing the break started would otherwise keep shutdown waiting)
+    assert len(terminated) == 1
 
 
 def test_a_pool_found_broken_when_the_next_unit_is_submitted_is_replaced():

@@ -213,6 +213,10 @@ class LocalExecutor(Executor):
             finally:
                 if not finished:  # an error ends the run: stop the units still running
                     stop.set()
+                if not finished or broken:
+                    # a broken pool's workers too: a submit that raced the break may have
+                    # started one after the pool stopped its own, and shutdown() would wait
+                    # for it forever (seen under load: the job hung)
                     _terminate(pool)
                 pool.shutdown(wait=True, cancel_futures=True)
             todo.sort()
