@@ -19,7 +19,7 @@ from pythia_data.kernels.bpe import (
 from pythia_data.tokenize import load_tokenizer
 
 
-@njit(cache=False)
+@njit(cache=True)  # (dropped with the kernels it compiles in: tests/conftest.py)
 def _put_get(data, offs, ids, id_offs, hashes, slots_n, arena):
     """Insert every key (``hashes[i]`` replaces the real hash when >= 0: forced collisions)
     that is not yet present, then look every key up: (found ids flat, their offsets)."""
