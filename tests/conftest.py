@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import atexit
+import hashlib
 import os
 import shutil
 import tempfile
@@ -21,6 +22,41 @@ DATA = Path(__file__).resolve().parent / "data"
 if "PYTHIA_DATA_CACHE" not in os.environ:
     os.environ["PYTHIA_DATA_CACHE"] = tempfile.mkdtemp(prefix="pythia-data-test-cache-")
     atexit.register(shutil.rmtree, os.environ["PYTHIA_DATA_CACHE"], True)
+
+
+# ------------------------------------------------------------------ test-local kernels
+# A few tests compile harness kernels of their own (``@njit(cache=True)`` in tests/) around
+# the package's private kernels. Numba keys such a cache on the test file alone, not on the
+# kernels it compiles in, so tests/__pycache__'s numba caches are dropped whenever a source of
+# pythia_data.kernels or of tests/ changed (the package does the same for its own caches, see
+# pythia_data.kernels). Done once a run, by the process that starts it (not by xdist's
+# workers, which could remove a cache file another worker has just written).
+def drop_stale_test_kernel_caches() -> bool:
+    import pythia_data.kernels
+
+    tests = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for folder in (Path(pythia_data.kernels.__file__).resolve().parent, tests):
+        for src in sorted(folder.glob("*.py")):
+            digest.update(src.name.encode() + b"\0" + src.read_bytes() + b"\0")
+    cache = tests / "__pycache__"
+    stamp = cache / "test-kernels.sha256"
+    try:
+        if stamp.read_text() == digest.hexdigest():
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    for name in cache.glob("*.nb[ic]") if cache.is_dir() else ():
+        name.unlink(missing_ok=True)
+    cache.mkdir(exist_ok=True)
+    tmp = cache / f".test-kernels.sha256.{os.getpid()}"
+    tmp.write_text(digest.hexdigest())
+    os.replace(tmp, stamp)
+    return True
+
+
+if "PYTEST_XDIST_WORKER" not in os.environ:
+    drop_stale_test_kernel_caches()
 
 
 def position_docs(sizes, base: int = 100):

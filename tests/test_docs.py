@@ -165,8 +165,14 @@ def _run_bash(where: str, code: str, folder) -> None:
     assert proc.returncode == 0, f"{where}:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
 
 
-@pytest.mark.parametrize("page", [p for p in SHELL_PAGES if _runnable(p, {"bash", "sh"})],
-                         ids=lambda p: p.name)
+# scale.md's blocks (work units on all cores, ~2.5 s of commands) are slow-marked: .ci/run
+# runs them
+_SLOW_SHELL_PAGES = {"scale.md"}
+
+
+@pytest.mark.parametrize("page", [
+    pytest.param(p, id=p.name, marks=pytest.mark.slow if p.name in _SLOW_SHELL_PAGES else ())
+    for p in SHELL_PAGES if _runnable(p, {"bash", "sh"})])
 def test_shell_blocks_run(page, demo_dir):
     for b in _runnable(page, {"bash", "sh"}):
         _run_bash(b["where"], b["code"], demo_dir)

@@ -420,6 +420,7 @@ def _unit_id_checked(unit):
     return unit.id
 
 
+@pytest.mark.slow  # ~5 s of two processes tokenizing: .ci/run runs it (pytest -m slow)
 def test_cli_ctrl_c_with_thread_workers_stops_promptly_and_the_rerun_resumes(tmp_path, tok):
     """SIGINT to `tokenize --workers 2` (worker threads, the default) mid-job: exit 130
     within seconds, no output under the final names, the finished units' records kept;

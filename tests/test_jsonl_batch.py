@@ -145,9 +145,17 @@ def jsonl(draw):
     return data
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# 80 examples by default; the full 500 slow-marked (.ci/run runs both)
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(jsonl())
 def test_block_kernel_agrees_with_json_loads(data):
+    check(data)
+
+
+@pytest.mark.slow
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(jsonl())
+def test_block_kernel_agrees_with_json_loads_full(data):
     check(data)
 
 
@@ -243,10 +251,25 @@ def same(a, b) -> bool:
     return a.data.tobytes() == b.data.tobytes() and a.offsets.tolist() == b.offsets.tolist()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(jsonl(), st.sampled_from(["strict", "replace"]), st.booleans(),
-       st.integers(1, 5), st.integers(1, 200), st.integers(1, 70))
+_READER_CASES = (jsonl(), st.sampled_from(["strict", "replace"]), st.booleans(),
+                 st.integers(1, 5), st.integers(1, 200), st.integers(1, 70))
+
+
+# 50 examples by default; the full 300 slow-marked (.ci/run runs both)
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(*_READER_CASES)
 def test_reader_equals_the_per_line_path(data, errors, file_start, docs, chars, ramp):
+    reader_equals_the_per_line_path(data, errors, file_start, docs, chars, ramp)
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(*_READER_CASES)
+def test_reader_equals_the_per_line_path_full(data, errors, file_start, docs, chars, ramp):
+    reader_equals_the_per_line_path(data, errors, file_start, docs, chars, ramp)
+
+
+def reader_equals_the_per_line_path(data, errors, file_start, docs, chars, ramp):
     import unittest.mock
 
     with unittest.mock.patch.object(pl, "_MIN_BLOCK", 8), \

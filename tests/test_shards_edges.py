@@ -257,14 +257,16 @@ def test_shard_count_is_bounded(tmp_path):
 # ------------------------------------------------------ 15: two unshards into one folder
 
 SLOW_UNSHARD = r"""
-import sys, time
+import os, sys, time
 import pythia_data.shards.reassemble as S
 real = S.copy_hashed
-marker, pause = sys.argv[2], float(sys.argv[4])
+marker, release = sys.argv[2], sys.argv[4]
 def slow(src, *a, **k):
     if src.name.startswith("doc-00001"):
         open(marker, "w").close()   # mid-unshard, holding the lock
-        time.sleep(pause)
+        deadline = time.monotonic() + 120
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            time.sleep(0.01)         # until the test has run the second unshard
     return real(src, *a, **k)
 S.copy_hashed = slow
 from pythia_data.cli import main
@@ -277,8 +279,9 @@ def test_two_unshards_into_one_folder(tmp_path):
     data, paths, folder = dataset_shards(tmp_path)
     out = tmp_path / "out"
     marker = tmp_path / "marker"
+    release = tmp_path / "release"
     first = subprocess.Popen([sys.executable, "-c", SLOW_UNSHARD, str(folder), str(marker),
-                              str(out), "3"], env=subprocess_env(),
+                              str(out), str(release)], env=subprocess_env(),
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 60
@@ -292,6 +295,7 @@ def test_two_unshards_into_one_folder(tmp_path):
         assert second.stderr.count("\n") == 1  # one line
         assert second.stderr.strip().endswith(
             f"another pythia-data is writing {out / 'doc.bin'}")
+        release.touch()
         _, err = first.communicate(timeout=120)
     finally:
         if first.poll() is None:

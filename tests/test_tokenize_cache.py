@@ -4,6 +4,7 @@ Python dict, and the encoder through it against HF at the inline/arena key bound
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import njit
@@ -18,7 +19,7 @@ from pythia_data.kernels.bpe import (
 from pythia_data.tokenize import load_tokenizer
 
 
-@njit(cache=False)
+@njit(cache=True)  # (dropped with the kernels it compiles in: tests/conftest.py)
 def _put_get(data, offs, ids, id_offs, hashes, slots_n, arena):
     """Insert every key (``hashes[i]`` replaces the real hash when >= 0: forced collisions)
     that is not yet present, then look every key up: (found ids flat, their offsets)."""
@@ -88,10 +89,25 @@ _SHARED = st.builds(lambda head, tail: head + tail, st.sampled_from([b"abcdefgh"
 _IDS = st.lists(st.integers(0, 2**31 - 1), min_size=1, max_size=5)
 
 
-@settings(max_examples=400, deadline=None)
-@given(st.lists(st.tuples(_KEY | _SHARED | st.binary(min_size=1, max_size=30), _IDS,
-                          st.sampled_from([-1, -1, 5, 5 | (77 << 32), 6])), max_size=30))
+_ENTRIES = st.lists(st.tuples(_KEY | _SHARED | st.binary(min_size=1, max_size=30), _IDS,
+                              st.sampled_from([-1, -1, 5, 5 | (77 << 32), 6])), max_size=30)
+
+
+# 60 examples by default; the full 400 slow-marked (.ci/run runs both)
+@settings(max_examples=60, deadline=None)
+@given(_ENTRIES)
 def test_cache_matches_a_dict_with_forced_collisions(entries):
+    forced_collisions(entries)
+
+
+@pytest.mark.slow
+@settings(max_examples=400, deadline=None)
+@given(_ENTRIES)
+def test_cache_matches_a_dict_with_forced_collisions_full(entries):
+    forced_collisions(entries)
+
+
+def forced_collisions(entries):
     """Same hash (slot and tag) for different keys: told apart by length, the first 8
     bytes, bytes 8..15 or the arena bytes; the first value of a key is kept."""
     oracle = {}

@@ -136,9 +136,17 @@ _BIASED = st.sampled_from(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# 50 examples by default; the full 300 slow-marked (.ci/run runs both)
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.text(_FULL, max_size=40), min_size=1, max_size=6))
 def test_hypothesis_any_unicode(cpu, hf, texts):
+    assert_same(cpu, hf, texts)
+
+
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.text(_FULL, max_size=40), min_size=1, max_size=6))
+def test_hypothesis_any_unicode_full(cpu, hf, texts):
     assert_same(cpu, hf, texts)
 
 

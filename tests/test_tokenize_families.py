@@ -25,6 +25,12 @@ DATA = Path(__file__).resolve().parent / "data"
 NAMES = {Family.CL100K: "cl100k", Family.O200K: "o200k", Family.QWEN2: "qwen2",
          Family.DEEPSEEK_V3: "deepseek_v3", Family.QWEN3_5: "qwen3_5"}
 FAMILIES = list(NAMES)
+# The whole engine compiles one encoder per family (numba, 10-40 s each on a fresh cache):
+# the default run checks cl100k's (GPT-NeoX-20B's is checked everywhere else); the other
+# families' engine tests are slow-marked, and .ci/run runs them (pytest -m slow).
+ENGINE_FAMILIES = [pytest.param(f, id=f.name,
+                                marks=() if f is Family.CL100K else pytest.mark.slow)
+                   for f in FAMILIES]
 
 
 def family_json(family: Family) -> dict:
@@ -260,15 +266,19 @@ def engines():
     tokenizers = pytest.importorskip("tokenizers")
     from pythia_data.tokenize import load_tokenizer
 
-    out = {}
-    for family, name in NAMES.items():
-        path = DATA / "families" / f"{name}.json"
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # no fallback to hf
-            ours = load_tokenizer(path, workers=1)
-        assert ours.backend == "cpu" and ours.family == family
-        out[family] = (ours, tokenizers.Tokenizer.from_file(str(path)))
-    return out
+    class Engines(dict):
+        """(ours, HF's) per family, loaded on first use (a run loads only its families)."""
+
+        def __missing__(self, family):
+            path = DATA / "families" / f"{NAMES[family]}.json"
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # no fallback to hf
+                ours = load_tokenizer(path, workers=1)
+            assert ours.backend == "cpu" and ours.family == family
+            self[family] = (ours, tokenizers.Tokenizer.from_file(str(path)))
+            return self[family]
+
+    return Engines()
 
 
 def hf_ids(hf, texts):
@@ -282,7 +292,7 @@ def assert_same_ids(ours, hf, texts):
         assert a.tolist() == b, f"ids differ for {text[:200]!r}"
 
 
-@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
+@pytest.mark.parametrize("family", ENGINE_FAMILIES)
 def test_engine_equals_hf_on_edges_and_corpus(engines, family):
     ours, hf = engines[family]
     texts = EDGE + multilingual()
@@ -310,14 +320,14 @@ def machine_corpus():
     return docs
 
 
-@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
+@pytest.mark.parametrize("family", ENGINE_FAMILIES)
 def test_engine_equals_hf_on_the_machine_corpus(engines, family, machine_corpus):
     docs = machine_corpus
     ours, hf = engines[family]
     assert_same_ids(ours, hf, docs)
 
 
-@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
+@pytest.mark.parametrize("family", ENGINE_FAMILIES)
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(texts=st.lists(_TEXT, min_size=1, max_size=5))
@@ -326,7 +336,7 @@ def test_engine_equals_hf_over_all_unicode(engines, family, texts):
     assert_same_ids(ours, hf, texts)
 
 
-@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
+@pytest.mark.parametrize("family", ENGINE_FAMILIES)
 def test_engine_threads_and_long_pieces(engines, family):
     from pythia_data.tokenize import load_tokenizer
 
@@ -340,7 +350,7 @@ def test_engine_threads_and_long_pieces(engines, family):
     assert_same_ids(threaded, hf, docs)
 
 
-@pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.name)
+@pytest.mark.parametrize("family", ENGINE_FAMILIES)
 def test_lone_surrogates_follow_the_policy(engines, family):
     from pythia_data.errors import InputError
     from pythia_data.tokenize import load_tokenizer

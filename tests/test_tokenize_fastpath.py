@@ -110,7 +110,7 @@ def test_root_pair():
     assert root_pair(_T.ntrie_next, _T.ntrie_tok) == 32 | 32 << 8  # GPT-NeoX's space runs
 
 
-@njit
+@njit(cache=True)  # (dropped with the kernels it compiles in: tests/conftest.py)
 def _through_view(a):
     v = borrow(a)
     v[1] = 7
