@@ -45,6 +45,10 @@ _BYTES = st.lists(st.one_of(_EDGE_BYTES, st.integers(0, 255)), max_size=40).map(
 # text with every kind of character, ASCII-heavy runs, and all of Unicode
 _ANY = st.characters(blacklist_categories=("Cs",))
 _TEXT = st.text(alphabet=st.one_of(st.sampled_from("aZq '\n\r\t.,1(_s"), _ANY), max_size=60)
+# the fast paths' edges: every kind of ASCII character, then non-ASCII spaces, letters,
+# digits, marks and punctuation right after them
+_EDGES = "aZ09 '\n\r\t\x0b\x0c\x1c\x00\x7f.(_-\xa0\u3000\u2028\u0085é中\u0663\u00b2\u0301«»"
+_MIXED = st.text(alphabet=st.one_of(st.sampled_from(_EDGES), _ANY), max_size=60)
 
 
 def _ranges(data: bytes, draw_start, draw_end):
@@ -154,6 +158,15 @@ def test_match_cl100k_fast_equals_general(digits, letters, text):
     data = text.encode("utf-8")
     assert (_all_matches(match_cl100k_fast, data, digits, letters)
             == _all_matches(match_cl100k, data, digits, letters))
+
+
+@pytest.mark.parametrize("digits", [3, 1])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=_MIXED)
+def test_match_cl100k_fast_equals_general_at_ascii_edges(digits, text):
+    data = text.encode("utf-8")
+    assert (_all_matches(match_cl100k_fast, data, digits, C_L)
+            == _all_matches(match_cl100k, data, digits, C_L))
 
 
 def test_fast_matchers_at_the_end_of_the_array():
