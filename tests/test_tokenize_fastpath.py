@@ -160,13 +160,25 @@ def test_match_cl100k_fast_equals_general(digits, letters, text):
             == _all_matches(match_cl100k, data, digits, letters))
 
 
-@pytest.mark.parametrize("digits", [3, 1])
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(text=_MIXED)
-def test_match_cl100k_fast_equals_general_at_ascii_edges(digits, text):
+def _check_cl100k_at_ascii_edges(digits, text):
     data = text.encode("utf-8")
     assert (_all_matches(match_cl100k_fast, data, digits, C_L)
             == _all_matches(match_cl100k, data, digits, C_L))
+
+
+@pytest.mark.parametrize("digits", [3, 1])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=_MIXED)
+def test_match_cl100k_fast_equals_general_at_ascii_edges(digits, text):
+    _check_cl100k_at_ascii_edges(digits, text)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("digits", [3, 1])
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(text=_MIXED)
+def test_match_cl100k_fast_equals_general_at_ascii_edges_full(digits, text):
+    _check_cl100k_at_ascii_edges(digits, text)
 
 
 def test_fast_matchers_at_the_end_of_the_array():
