@@ -1,9 +1,10 @@
 """Numba kernels. Each module holds ``@njit(cache=True)`` functions plus thin typed wrappers
 that validate shapes and dtypes before calling them.
 
-Numba keys a cached kernel on the source file that *defines* it (its mtime and size), not on
-the files whose functions it calls: after an encoder (``bpe.family_encoder``) was cached, an edit
-of a scanner it calls in ``pretokenize_split.py`` (a ``git pull`` into an editable install)
+Numba keys a cached kernel on the source file that *defines* it (the SHA-256 of its
+contents in numba 0.68, its mtime and size in older versions), not on the files whose
+functions it calls: after an encoder (``bpe.family_encoder``) was cached, an edit of a
+scanner it calls in ``pretokenize_split.py`` (a ``git pull`` into an editable install)
 would leave the old scanner compiled into it -- silently wrong ids. So on first import the
 package fingerprints every kernel source file and, when the fingerprint differs from the one
 recorded beside the caches, removes this folder's numba cache files (they are rebuilt on
