@@ -368,3 +368,28 @@ def test_long_documents_copied_one_by_one(tok, hf):
     ids, offsets = tok.encode_flat(texts)
     assert split(ids, offsets) == hf_ids(hf, texts)
     assert tok.stats == {"docs": 3, "routed": 0, "batches": 1}
+
+
+def test_retokenize_with_the_cuda_backend_equals_hf(tmp_path, tok, hf):
+    # retokenize's UTF-8 path: the cuda tokenizer decodes through its cpu half
+    # (decode_utf8_flat) and encodes the bytes on the device; a document cut inside a
+    # character (token 127: the byte 0xC3 alone) gets decode's U+FFFD
+    from pythia_data.dataset import DatasetBuilder, IndexedDataset
+    from pythia_data.tokenize.pipeline import retokenize
+
+    texts = ["hello world", "caf\u00e9 \u4e2d\u6587", "", "it's  x\n"]
+    docs = [hf.encode(t, add_special_tokens=False).ids + [0] for t in texts] + [[127, 0], [68, 127, 0]]
+    with DatasetBuilder(tmp_path / "src", np.uint16) as b:
+        for d in docs:
+            b.add_document(np.array(d))
+    flat = np.array([i for d in docs for i in d[:-1]], dtype=np.int64)
+    offsets = np.cumsum([0] + [len(d) - 1 for d in docs])
+    data, offs = tok.decode_utf8_flat(flat, offsets)
+    assert [data[a:b].tobytes() for a, b in zip(offs[:-1], offs[1:])] == [
+        hf.decode(d[:-1], skip_special_tokens=False).encode("utf-8") for d in docs]
+    retokenize(tmp_path / "src", tok, tok, tmp_path / "out")
+    with IndexedDataset(tmp_path / "out") as out:
+        assert out.num_documents == len(docs)
+        for i, d in enumerate(docs):
+            text = hf.decode(d[:-1], skip_special_tokens=False)
+            assert out[i].tolist() == hf.encode(text, add_special_tokens=False).ids + [0], i
