@@ -64,7 +64,6 @@ __all__ = [
     "pack_merge_table",
     "merge_get",
     "family_encoder",
-    "decode_bytes_kernel",
     "decode_documents_kernel",
     "cache_seed",
     "bpe_single_ids",
@@ -980,26 +979,11 @@ def _family_encoder(family: int):
 
 
 @njit(cache=True, nogil=True)
-def decode_bytes_kernel(ids, tok_off, tok_bytes, out):  # pragma: no cover - jit
-    """Concatenate the byte strings of ``ids`` (``tok_bytes[tok_off[i]:tok_off[i+1]]``)
-    into ``out``; ids outside the table are skipped. Returns the length."""
-    n_tok = tok_off.shape[0] - 1
-    w = 0
-    for i in range(ids.shape[0]):
-        t = ids[i]
-        if t < 0 or t >= n_tok:
-            continue
-        for j in range(tok_off[t], tok_off[t + 1]):
-            out[w] = tok_bytes[j]
-            w += 1
-    return w
-
-
-@njit(cache=True, nogil=True)
 def decode_documents_kernel(ids, offsets, tok_off, tok_bytes):  # pragma: no cover - jit
-    """:func:`decode_bytes_kernel` of every document ``ids[offsets[d]:offsets[d + 1]]``
-    (the caller checked ``0 <= offsets[d] <= offsets[d + 1] <= ids.size``): the bytes of
-    all documents concatenated and their int64 offsets."""
+    """The byte strings of the tokens of every document ``ids[offsets[d]:offsets[d + 1]]``
+    (``tok_bytes[tok_off[i]:tok_off[i + 1]]`` for token ``i``; ids outside the table are
+    skipped; the caller checked ``0 <= offsets[d] <= offsets[d + 1] <= ids.size``): the
+    bytes of all documents concatenated and their int64 offsets."""
     n_tok = tok_off.shape[0] - 1
     n = offsets.shape[0] - 1
     out_off = np.empty(n + 1, dtype=np.int64)

@@ -37,7 +37,6 @@ from pythia_data.kernels.bpe import (
     MAX_CACHED_KEY,
     SCRATCH,
     cache_seed,
-    decode_bytes_kernel,
     decode_documents_kernel,
     family_encoder,
     hot_table,
@@ -565,8 +564,6 @@ class CpuTokenizer(Tokenizer):
             texts = (self.model.token_text(int(i)) for i in arr.tolist())
             return " ".join(t for t in texts if t is not None)
         t = self.tables
-        valid = arr[arr < self.vocab_size]
-        total = int((t.tok_off[valid + 1] - t.tok_off[valid]).sum())
-        out = np.empty(total, dtype=np.uint8)
-        n = decode_bytes_kernel(arr, t.tok_off, t.tok_bytes, out)
-        return out[:n].tobytes().decode("utf-8", "replace")
+        data, _ = decode_documents_kernel(arr, np.array([0, arr.size], dtype=np.int64),
+                                          t.tok_off, t.tok_bytes)
+        return data.tobytes().decode("utf-8", "replace")
