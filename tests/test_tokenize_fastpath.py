@@ -296,3 +296,41 @@ def test_text_of_unflagged_chars_is_nfc(data):
     if cps.size and q.nfc_flag[cps].any():
         return
     assert NFC().normalize_str(s) == s
+
+
+def _batch_docs(seed: int, n: int) -> list[str]:
+    """Documents of many pre-tokens drawn from a small set of words (ASCII, non-ASCII with
+    3+ ids, 9..16 and 17..140 bytes, over the cache's longest key), so that a word repeats
+    inside one of ``_emit``'s flushes, plus added tokens and space runs."""
+    rng = np.random.default_rng(seed)
+    letters = list("abcdefghijklmnopqrstuvwxyz") + ["é", "ж", "日", "ß"]
+    words = []
+    for length in [1, 2, 3, 5, 8, 9, 12, 16, 17, 24, 40, 60, 127, 128, 129, 140] * 3:
+        words.append("".join(letters[i] for i in rng.integers(0, len(letters), length)))
+    seps = [" ", "  ", ", ", ".\n", "    ", "<|endoftext|>", "\t"]
+    docs = []
+    for _ in range(n):
+        k = int(rng.integers(1, 400))
+        parts = []
+        for i in rng.integers(0, len(words), k):
+            parts.append(words[i])
+            parts.append(seps[int(rng.integers(0, len(seps)))])
+        docs.append("".join(parts))
+    return docs
+
+
+@pytest.mark.parametrize("slots", [1024, 1 << 20])
+def test_emit_batches_equal_hf(hf, slots):
+    """``_emit``'s lookups on documents of up to ~800 entries (several flushes), words
+    repeated inside one flush (a miss stored, then found by the next occurrence), main
+    caches of 1,024 slots (long probe runs, then full) and 2 ** 20, a hot table of 8
+    slots: ids equal HF's on three passes, with main-cache hits counted."""
+    tok = load_tokenizer(backend="cpu", workers=1, cache_slots=slots)
+    tok._cache(0).hot = hot_table(3)
+    docs = _batch_docs(slots, 60)
+    want = [e.ids for e in hf.encode_batch(docs, add_special_tokens=False)]
+    for _ in range(3):
+        ids, offs = tok.encode_flat(docs)
+        got = [ids[offs[i]:offs[i + 1]].tolist() for i in range(len(docs))]
+        assert got == want
+    assert tok._cache(0).hits > 0
