@@ -29,7 +29,8 @@ class DatasetBuilder:
     """
 
     def __init__(self, prefix: str | os.PathLike, dtype=None, *, vocab_size: int | None = None,
-                 buffer_bytes: int = 8 << 20, overwrite: bool = True, durable: bool = True):
+                 buffer_bytes: int = 8 << 20, overwrite: bool = True, durable: bool = True,
+                 hash_algorithm: str | None = None):
         if dtype is None:
             dtype = best_dtype(vocab_size) if vocab_size is not None else np.uint16
         self.dtype = np.dtype(dtype)
@@ -42,6 +43,7 @@ class DatasetBuilder:
         self._buffer_bytes = buffer_bytes
         self._durable = durable  # False: no fsync (intermediate files checked by hash later)
         self._closed = False
+        self._committed = False
         self._bin = AtomicOutput(self.prefix + ".bin", overwrite=overwrite)
         try:
             self._idx = AtomicOutput(self.prefix + ".idx", overwrite=overwrite)
@@ -49,6 +51,9 @@ class DatasetBuilder:
             self._bin.abort()
             raise
         self._files = AtomicGroup([self._bin, self._idx])
+        if hash_algorithm is not None:  # see :meth:`digests`
+            self._bin.hash_as_written(hash_algorithm)
+            self._idx.hash_as_written(hash_algorithm)
 
     def add_item(self, tokens) -> None:
         """Append one sequence (does not end the document)."""
@@ -121,7 +126,8 @@ class DatasetBuilder:
         """Append ``other``'s single ``.bin`` file with ``copy_file_range`` (no copy through
         user space; a reflink on filesystems that share blocks). False when not possible."""
         if not hasattr(os, "copy_file_range") or len(other.bin_paths) != 1 \
-                or self._bin.final is None or other.bin_bytes == 0:
+                or self._bin.final is None or other.bin_bytes == 0 \
+                or self._bin.hasher is not None:  # the digest needs the bytes
             return False
         try:
             src = os.open(other.bin_paths[0], os.O_RDONLY)
@@ -158,6 +164,15 @@ class DatasetBuilder:
         self._bin.flush()
         return os.dup(self._bin.fh.fileno())
 
+    def digests(self) -> dict[str, tuple[int, str]]:
+        """``{PREFIX.bin/.idx: (size, hex digest)}`` of the two files as written
+        (a builder made with ``hash_algorithm``; after :meth:`finalize`): what hashing the
+        committed files gives, without reading them back."""
+        if not self._committed or self._bin.hasher is None:
+            raise UsageError("digests() needs a finalized builder made with hash_algorithm")
+        return {self.prefix + suffix: (out.written, out.hasher.hexdigest())
+                for suffix, out in ((".bin", self._bin), (".idx", self._idx))}
+
     @property
     def num_sequences(self) -> int:
         return len(self._sizes)
@@ -172,6 +187,7 @@ class DatasetBuilder:
             doc_idx = np.frombuffer(self._doc_idx, dtype=np.int64)
             write_index(self._idx, self.dtype, sizes, doc_idx)
             self._files.commit(sync=self._durable)
+            self._committed = True
         except OSError as exc:
             self._files.abort()
             raise OutputError(f"cannot write {self.prefix}: {exc.strerror or exc}") from None

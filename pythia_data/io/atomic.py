@@ -338,6 +338,8 @@ class AtomicOutput:
         self.path = os.fspath(path)
         self.final: str | None = None
         self.partial: str | None = None
+        self.hasher = None  # see :meth:`hash_as_written`
+        self.written = 0
         self._done = False
         self._own_fh = False
         if self.path == "-":
@@ -429,6 +431,9 @@ class AtomicOutput:
         (Linux writes at most 2 GiB - 4 KiB at once; a disk that fills up takes what
         fits): the rest is written by further calls, never dropped."""
         view = memoryview(data).cast("B")
+        if self.hasher is not None:
+            self.hasher.update(view)
+            self.written += view.nbytes
         try:
             while view.nbytes:
                 n = self.fh.write(view)
@@ -441,6 +446,15 @@ class AtomicOutput:
             raise  # a closed pipe (| head): the CLI ends quietly
         except OSError as exc:
             raise OutputError(f"cannot write {self.name}: {exc.strerror or exc}") from None
+
+    def hash_as_written(self, algorithm: str = "xxh3") -> None:
+        """Hash every byte :meth:`write` takes from now on (``hasher``; ``written``
+        counts them): the digest of the file written only through :meth:`write`, without
+        reading it back."""
+        from pythia_data.integrity.hashing import new_hasher
+
+        self.hasher = new_hasher(algorithm)
+        self.written = 0
 
     def flush(self) -> None:
         try:

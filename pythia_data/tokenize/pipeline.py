@@ -771,28 +771,40 @@ def _encode_stored(tokenizer, data: np.ndarray, offsets: np.ndarray, dtype: np.d
     return (*_as_stored(ids, offsets, dtype, eod), None)
 
 
+def _as_batches(documents: Iterable, batch_documents: int, batch_chars: int
+                ) -> Iterator[TextBatch | list]:
+    """``documents`` as they are when they are :class:`TextBatch` es, else in lists
+    (:func:`_batches`)."""
+    documents = iter(documents)
+    first = next(documents, None)
+    if first is None:
+        return
+    source = itertools.chain([first], documents)
+    if not isinstance(first, TextBatch):
+        source = _batches(source, batch_documents, batch_chars)
+    yield from source
+
+
 def write_part(documents: Iterable, tokenizer, prefix: str, *, append_eod: bool = False,
                overwrite: bool = True, durable: bool = True,
                progress: Progress | None = None, batch_documents: int = BATCH_DOCUMENTS,
-               batch_chars: int = BATCH_CHARS) -> dict:
+               batch_chars: int = BATCH_CHARS, digests: dict | None = None) -> dict:
     """Encode ``documents`` and write them as the dataset ``prefix``: one document and one
     sequence each, empty ones skipped (as ``preprocess_data.py``), an empty dataset when
     none is left. The seam between reading documents and the writers: the whole input of
     one process, or one work unit's part (``durable=False``: not fsynced). ``documents``:
     :class:`Document` objects or strings, or :class:`TextBatch` es (:func:`read_batches`;
     then the batch limits are theirs). Returns the counts ``documents``,
-    ``skipped_empty``, ``tokens``, ``input_bytes``."""
+    ``skipped_empty``, ``tokens``, ``input_bytes``. ``digests``, a dict, receives the
+    xxh3 of the two files as they were written (:meth:`DatasetBuilder.digests`)."""
     eod = tokenizer.eod_id if append_eod else None
     dtype = np.dtype(tokenizer.dtype)
     docs = skipped = tokens = nbytes = 0
-    with DatasetBuilder(prefix, dtype, overwrite=overwrite, durable=durable) as builder:
-        if not isinstance(documents, Iterator):
-            documents = iter(documents)
-        first = next(documents, None)
-        source = [] if first is None else itertools.chain([first], documents)
-        if not isinstance(first, TextBatch):
-            source = _batches(source, batch_documents, batch_chars)
-        batches = _prefetched(source)
+    with DatasetBuilder(prefix, dtype, overwrite=overwrite, durable=durable,
+                        hash_algorithm=None if digests is None else "xxh3") as builder:
+        # the first batch is read on the reader thread too: the encoder's wait for it is
+        # all that is serial at the start (a work unit's first block, 1/64 of a batch)
+        batches = _prefetched(_as_batches(documents, batch_documents, batch_chars))
         # id buffers the writer is done with, reused for later batches (fresh memory is
         # page-faulted in, at times with a huge-page compaction: ~30-50 ms a 16 MB batch);
         # at most three are in flight (being filled, waiting, being written)
@@ -853,6 +865,8 @@ def write_part(documents: Iterable, tokenizer, prefix: str, *, append_eod: bool 
             raise
         finally:
             batches.close()
+    if digests is not None:
+        digests.update(builder.digests())
     return {"documents": docs, "skipped_empty": skipped, "tokens": tokens,
             "input_bytes": nbytes}
 

@@ -247,11 +247,13 @@ def _tokenize_unit(ctx: _Context, unit: Unit) -> dict:
     cpu = _cpu()
     tok = ctx.tokenizer.load()
     prefix = part_path(ctx.folder, unit, "")
+    digests: dict = {}  # the part's xxh3, taken as it is written: not read back
     counts = _pl.write_part(unit_batches(unit, key=ctx.key, errors=ctx.errors), tok, prefix,
-                            append_eod=ctx.append_eod, durable=False)
+                            append_eod=ctx.append_eod, durable=False, digests=digests)
     counts.update(_worker_stats(cpu))
     return record_unit(ctx.folder, unit, ctx.inputs_of(unit), [prefix + ".bin",
-                                                               prefix + ".idx"], counts)
+                                                               prefix + ".idx"], counts,
+                       digests)
 
 
 def _retokenize_unit(ctx: _Context, unit: Unit) -> dict:
@@ -340,7 +342,8 @@ def _run_and_merge(store: JobStore, executor: Executor, fn, todo_before: int,
     """Run the job's units, their dataset parts merged into ``out_prefix`` while they run
     (:class:`PartMerger`) and committed after the last; returns the records, the job info
     and the seconds the merge took after the units."""
-    merger = PartMerger(store, out_prefix, dtype, overwrite=overwrite)
+    merger = PartMerger(store, out_prefix, dtype, overwrite=overwrite,
+                        fresh=[u.id for u in store.pending()[0]])
     try:
         records = run_units(store, executor, fn, progress=progress, desc=desc,
                             on_unit=merger.advance)
