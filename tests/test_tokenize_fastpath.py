@@ -231,6 +231,16 @@ def _words(seed: int, n: int) -> list[str]:
     return docs
 
 
+def assert_passes_equal_hf(tok, hf, docs: list[str], passes: int) -> None:
+    """``passes`` calls of ``tok.encode_flat(docs)`` (the later ones read what the earlier
+    ones cached) each give HF's ids for every document."""
+    want = [e.ids for e in hf.encode_batch(docs, add_special_tokens=False)]
+    for _ in range(passes):
+        ids, offs = tok.encode_flat(docs)
+        got = [ids[offs[i]:offs[i + 1]].tolist() for i in range(len(docs))]
+        assert got == want
+
+
 @pytest.mark.parametrize("bits", [1, 3, 15])
 def test_hot_table_ids_equal_hf_when_slots_collide(hf, bits):
     """A hot table of 2 and 8 slots (every short pre-token replaces another's entry) and
@@ -238,11 +248,7 @@ def test_hot_table_ids_equal_hf_when_slots_collide(hf, bits):
     tok = load_tokenizer(backend="cpu", workers=1)
     tok._cache(0).hot = hot_table(bits)
     docs = _words(bits, 300)
-    want = [e.ids for e in hf.encode_batch(docs, add_special_tokens=False)]
-    for _ in range(2):
-        ids, offs = tok.encode_flat(docs)
-        got = [ids[offs[i]:offs[i + 1]].tolist() for i in range(len(docs))]
-        assert got == want
+    assert_passes_equal_hf(tok, hf, docs, 2)
     hot = tok._cache(0).hot
     assert hot[1::2].any()  # short pre-tokens were stored
     lengths = hot[1::2] >> 44
@@ -328,9 +334,5 @@ def test_emit_batches_equal_hf(hf, slots):
     tok = load_tokenizer(backend="cpu", workers=1, cache_slots=slots)
     tok._cache(0).hot = hot_table(3)
     docs = _batch_docs(slots, 60)
-    want = [e.ids for e in hf.encode_batch(docs, add_special_tokens=False)]
-    for _ in range(3):
-        ids, offs = tok.encode_flat(docs)
-        got = [ids[offs[i]:offs[i + 1]].tolist() for i in range(len(docs))]
-        assert got == want
+    assert_passes_equal_hf(tok, hf, docs, 3)
     assert tok._cache(0).hits > 0
