@@ -327,6 +327,32 @@ def test_a_line_longer_than_the_block(monkeypatch):
     assert same(batched(data, batch_chars=64 * 64), per_line(data))
 
 
+def test_each_block_is_a_batch_of_its_own(monkeypatch):
+    """A block is read at the batch limits in force when it is read (after the consumer
+    stepped them for the batch before), so its documents are a batch on their own: no two
+    blocks' batches are joined (a copy of all the text; read at the previous limits, every
+    block's batch was under half the next one and was joined with the next block's)."""
+    monkeypatch.setattr(pl, "_MIN_BLOCK", 8)
+    joins = []
+    join = pl.TextBatch.join.__func__
+
+    def spy(cls, batches):
+        joins.append(len(batches))
+        return join(cls, batches)
+
+    monkeypatch.setattr(pl.TextBatch, "join", classmethod(spy))
+    data = b"".join(json.dumps({"text": f"{i} " + "word " * 60}).encode() + b"\n"
+                    for i in range(3000))
+    chars = 1 << 16
+    batches = list(pl.read_jsonl_batches(io.BytesIO(data), "in.jsonl", batch_chars=chars))
+    assert max(joins, default=1) == 1, joins
+    sizes = [int(b.data.size) for b in batches]
+    # the limits double from 1/64 of the full ones: each batch about twice the last
+    assert len(batches) > 8 and max(sizes) <= chars + 1024, sizes
+    assert all(b > a for a, b in zip(sizes[:6], sizes[1:7])), sizes
+    assert same(pl.TextBatch.join(batches), per_line(data))
+
+
 # --------------------------------------------------------------------------- tokenize, end to end
 
 

@@ -469,6 +469,12 @@ def _jsonl_batches(fh, name: str, key: str, errors: str, ramp: _Ramp, *, zst: bo
             buf = None
         while batches:
             yield batches.pop(0)
+        if buf is not None:
+            # the next block at the limits as they are now, after the consumer stepped
+            # them for the batches just handed on (sized before, each block's batch was
+            # under half the next limit, and _coalesced joined every two: a copy of all
+            # the text, in fresh memory)
+            need = max(ramp.bytes, _MIN_BLOCK, 2 * have)
         if failure is not None:
             if isinstance(failure, InputError):
                 raise failure
