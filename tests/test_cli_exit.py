@@ -73,3 +73,34 @@ def test_python_m_runs_console_main(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pythia_data", "--version"],
                           capture_output=True, text=True, env=subprocess_env(), timeout=120)
     assert proc.returncode == 0 and proc.stdout.startswith("pythia-data, version")
+
+
+_BLAS_PROBE = """
+import atexit, os, sys
+def report():
+    import numpy  # noqa: F401 - what a command imports (OpenBLAS starts its threads)
+    tasks = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 1
+    print(os.environ.get("OPENBLAS_NUM_THREADS"), tasks, flush=True)
+atexit.register(report)
+sys.argv = ["pythia-data", "--help"]
+from pythia_data.cli import console_main
+console_main()
+"""
+
+
+def test_a_command_runs_openblas_with_one_thread_unless_the_user_set_it():
+    """console_main sets OPENBLAS_NUM_THREADS=1 before numpy is imported (its threads spin
+    at import, ~0.1 s of CPU a process): one thread in the process after numpy's import; a
+    user's own setting is kept; a process that imported numpy first is left as it is."""
+    from pythia_data.cli.app import one_blas_thread
+
+    env = {k: v for k, v in subprocess_env().items() if k != "OPENBLAS_NUM_THREADS"}
+    for extra, want in (({}, "1"), ({"OPENBLAS_NUM_THREADS": "3"}, "3")):
+        proc = subprocess.run([sys.executable, "-c", _BLAS_PROBE], capture_output=True,
+                              text=True, env={**env, **extra}, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        value, tasks = proc.stdout.strip().splitlines()[-1].split()
+        assert value == want
+        if not extra:
+            assert tasks == "1"  # no OpenBLAS thread besides the main one
+    assert "numpy" in sys.modules and not one_blas_thread()  # too late here: no change
