@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+from functools import partial
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import pytest
 import pythia_data.jobs.store as jstore
 from pythia_data.dataset import DatasetBuilder
 from pythia_data.errors import InputError, UsageError
-from pythia_data.integrity.hashing import hash_file
+from pythia_data.integrity.hashing import hash_file, new_hasher
 from pythia_data.jobs import LocalExecutor, record_unit
 from pythia_data.jobs.plan import Unit
 from pythia_data.tokenize import load_tokenizer
@@ -45,7 +46,7 @@ def _files(prefix):
 def test_builder_digests_are_those_of_the_committed_files(tmp_path, docs):
     rng = np.random.default_rng(docs)
     prefix = str(tmp_path / "d")
-    with DatasetBuilder(prefix, np.uint16, hash_algorithm="xxh3", durable=False) as b:
+    with DatasetBuilder(prefix, np.uint16, new_hasher=partial(new_hasher, "xxh3"), durable=False) as b:
         for _ in range(docs):
             b.add_document(rng.integers(0, 60000, int(rng.integers(0, 300))))
         b.add_documents(np.arange(10, dtype=np.uint16), [3, 0, 7])
@@ -68,7 +69,7 @@ def test_builder_digests_need_a_hashing_committed_builder(tmp_path):
     b.finalize()
     with pytest.raises(UsageError):
         b.digests()
-    b = DatasetBuilder(str(tmp_path / "b"), np.uint16, hash_algorithm="xxh3")
+    b = DatasetBuilder(str(tmp_path / "b"), np.uint16, new_hasher=partial(new_hasher, "xxh3"))
     with pytest.raises(UsageError):
         b.digests()  # not committed yet
     b.abort()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import os
 from array import array
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +32,7 @@ class DatasetBuilder:
 
     def __init__(self, prefix: str | os.PathLike, dtype=None, *, vocab_size: int | None = None,
                  buffer_bytes: int = 8 << 20, overwrite: bool = True, durable: bool = True,
-                 hash_algorithm: str | None = None):
+                 new_hasher: Callable[[], Any] | None = None):
         if dtype is None:
             dtype = best_dtype(vocab_size) if vocab_size is not None else np.uint16
         self.dtype = np.dtype(dtype)
@@ -51,9 +53,9 @@ class DatasetBuilder:
             self._bin.abort()
             raise
         self._files = AtomicGroup([self._bin, self._idx])
-        if hash_algorithm is not None:  # see :meth:`digests`
-            self._bin.hash_as_written(hash_algorithm)
-            self._idx.hash_as_written(hash_algorithm)
+        if new_hasher is not None:  # see :meth:`digests`
+            self._bin.hash_as_written(new_hasher())
+            self._idx.hash_as_written(new_hasher())
 
     def add_item(self, tokens) -> None:
         """Append one sequence (does not end the document)."""
@@ -166,10 +168,10 @@ class DatasetBuilder:
 
     def digests(self) -> dict[str, tuple[int, str]]:
         """``{PREFIX.bin/.idx: (size, hex digest)}`` of the two files as written
-        (a builder made with ``hash_algorithm``; after :meth:`finalize`): what hashing the
+        (a builder made with ``new_hasher``, a factory of hash objects; after :meth:`finalize`): what hashing the
         committed files gives, without reading them back."""
         if not self._committed or self._bin.hasher is None:
-            raise UsageError("digests() needs a finalized builder made with hash_algorithm")
+            raise UsageError("digests() needs a finalized builder made with new_hasher")
         return {self.prefix + suffix: (out.written, out.hasher.hexdigest())
                 for suffix, out in ((".bin", self._bin), (".idx", self._idx))}
 

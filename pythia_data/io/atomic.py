@@ -447,13 +447,12 @@ class AtomicOutput:
         except OSError as exc:
             raise OutputError(f"cannot write {self.name}: {exc.strerror or exc}") from None
 
-    def hash_as_written(self, algorithm: str = "xxh3") -> None:
-        """Hash every byte :meth:`write` takes from now on (``hasher``; ``written``
+    def hash_as_written(self, hasher) -> None:
+        """Feed every byte :meth:`write` takes from now on to ``hasher`` (an object with
+        ``update``, e.g. :func:`pythia_data.integrity.hashing.new_hasher`'s; ``written``
         counts them): the digest of the file written only through :meth:`write`, without
         reading it back."""
-        from pythia_data.integrity.hashing import new_hasher
-
-        self.hasher = new_hasher(algorithm)
+        self.hasher = hasher
         self.written = 0
 
     def flush(self) -> None:

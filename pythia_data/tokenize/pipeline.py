@@ -58,6 +58,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -65,6 +66,7 @@ from pythia_data.cancel import cancel_point
 from pythia_data.dataset import DatasetBuilder, IndexedDataset
 from pythia_data.errors import InputError, UsageError
 from pythia_data.format.header import strip_suffix
+from pythia_data.integrity.hashing import new_hasher
 from pythia_data.io.atomic import AtomicOutput, refuse_overlap
 from pythia_data.io.walk import walk_files
 from pythia_data.tokenize.base import _check_errors, clean_text
@@ -807,7 +809,8 @@ def write_part(documents: Iterable, tokenizer, prefix: str, *, append_eod: bool 
     dtype = np.dtype(tokenizer.dtype)
     docs = skipped = tokens = nbytes = 0
     with DatasetBuilder(prefix, dtype, overwrite=overwrite, durable=durable,
-                        hash_algorithm=None if digests is None else "xxh3") as builder:
+                        new_hasher=None if digests is None else partial(new_hasher, "xxh3")
+                        ) as builder:
         # the first batch is read on the reader thread too: the encoder's wait for it is
         # all that is serial at the start (a work unit's first block, 1/64 of a batch)
         batches = _prefetched(_as_batches(documents, batch_documents, batch_chars))
