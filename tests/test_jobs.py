@@ -236,6 +236,45 @@ def test_rerun_after_interruption_does_only_the_missing_units(tmp_path, tok, mon
     assert _files(out) == _files(one)
 
 
+def test_a_job_reads_each_completion_record_once_before_its_units_run(tmp_path, tok,
+                                                                       monkeypatch):
+    """``JobStore.pending()`` reads every completion record; a resumed Pile-sized job has
+    ~13,000. tokenize, retokenize and detokenize read them once before the units run (they
+    read them three times: the count of units left, the merger's list of units fresh in this
+    run, and ``run_units``); ``run_units`` reads each record once more after."""
+    import pythia_data.tokenize.units as tu
+    from pythia_data.jobs.store import JobStore
+
+    src = [str(_corpus(tmp_path / "a.jsonl", 300))]
+    data = tokenize_files(src, tmp_path / "one", tok, append_eod=True)["output"]
+    calls = []
+    real_pending = JobStore.pending
+
+    def counted(self):
+        calls.append(self.folder)
+        return real_pending(self)
+
+    monkeypatch.setattr(JobStore, "pending", counted)
+    real = tu._tokenize_unit
+    monkeypatch.setattr(tu, "_tokenize_unit",
+                        lambda ctx, unit: _flaky({3}, partial(real, ctx), unit))
+    out = str(tmp_path / "o")
+    with pytest.raises(KeyboardInterrupt):
+        tokenize_units(src, out, tok, LocalExecutor(1), unit_bytes=1000, append_eod=True)
+    monkeypatch.setattr(tu, "_tokenize_unit", real)
+    calls.clear()
+    s = tokenize_units(src, out, tok, LocalExecutor(1), unit_bytes=1000, append_eod=True)
+    assert s["units_resumed"] == 3 and len(calls) == 1
+    assert _files(out) == _files(data)
+    for job in (lambda: retokenize_units(data, tok, tok, tmp_path / "re", LocalExecutor(1),
+                                         unit_bytes=1000),
+                lambda: detokenize_units(data, tok, tmp_path / "de.jsonl", LocalExecutor(1),
+                                         unit_bytes=1000)):
+        calls.clear()
+        job()
+        assert len(calls) == 1
+
+
 def test_changed_input_unit_size_or_options_are_refused(tmp_path, tok, monkeypatch):
     src = str(_corpus(tmp_path / "a.jsonl", 100))
     out = str(tmp_path / "o")

@@ -4,6 +4,8 @@ matchers, BPE with the byte-pair table, and the hot pre-token table (``_emit``).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,6 +23,7 @@ from pythia_data.kernels.pretokenize import (
     ascii_end,
     ascii_letters_end,
     borrow,
+    borrow_readonly,
     find_byte,
     find_pair,
     next_pretoken,
@@ -126,6 +129,54 @@ def test_borrow_is_a_view_of_the_same_data():
     total, n, tail = _through_view(a)
     assert a.tolist() == [0, 7, 2, 3, 4]
     assert (total, n, tail) == (16, 5, 9)
+
+
+@njit  # not cached: the test counts what it compiles
+def _sum_of(v):
+    return v.sum()
+
+
+@njit
+def _through_readonly(a):
+    return _sum_of(borrow_readonly(a)), borrow_readonly(a)[1:].sum()
+
+
+def test_borrow_readonly_types_writable_and_readonly_alike():
+    a = np.arange(6, dtype=np.int64)
+    ro = a.copy()
+    ro.flags.writeable = False
+    assert _through_readonly(a) == (15, 15)
+    assert _through_readonly(ro) == (15, 15)
+    assert len(_through_readonly.signatures) == 2  # the caller is typed per array
+    assert len(_sum_of.signatures) == 1  # its callee once, on the read-only view
+
+
+@pytest.mark.slow
+def test_encoder_chain_compiles_one_copy_per_family(monkeypatch):
+    """The per-pre-token code (_split_piece, _emit, the BPE kernels) is the slow part of a
+    family's fresh compile; numba types writable and read-only arrays apart, so text from a
+    writable buffer (the NFC scratch, the JSON-lines reader's blocks) and from ``bytes``
+    once compiled it twice. A non-cached copy of the chain shows what a compile makes."""
+    from pythia_data.kernels import bpe
+    from pythia_data.tokenize import cpu
+
+    path = Path(__file__).resolve().parent / "data" / "families" / "deepseek_v3.json"
+    tok = load_tokenizer(path, backend="cpu", workers=1)
+    chain = bpe.family_chain(tok.family, cache=False)
+    monkeypatch.setattr(cpu, "family_encoder", lambda family: chain["_encode"])
+    texts = ["cafe\u0301 and caf\u00e9, 12345 日本語のテキスト", "plain ascii words"]
+    data = np.frombuffer("".join(texts).encode(), dtype=np.uint8)
+    offsets = np.cumsum([0] + [len(t.encode()) for t in texts]).astype(np.int64)
+    ids_ro, offs_ro = tok.encode_utf8_flat(data, offsets)  # read-only (bytes)
+    ids_rw, offs_rw = tok.encode_utf8_flat(data.copy(), offsets)  # writable
+    hf = load_tokenizer(path, backend="hf")
+    want = [hf.encode(t) for t in texts]
+    for ids, offs in ((ids_ro, offs_ro), (ids_rw, offs_rw)):
+        got = [ids[offs[i]:offs[i + 1]].tolist() for i in range(len(texts))]
+        assert got == [w.tolist() for w in want]
+    for name in ("_encode", "_piece_core", "_split_piece"):
+        assert len(chain[name].signatures) == 1, (name, chain[name].signatures)
+    assert all(sig[0].mutable is False for sig in bpe._emit.signatures)
 
 
 def test_root_byte():

@@ -29,6 +29,7 @@ from pythia_data.kernels.pretokenize import (
     CLS_WS,
     ascii_end,
     borrow,
+    borrow_readonly,
     cp_at,
     find_byte,
     find_pair,
@@ -732,9 +733,11 @@ def _piece_core(data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data, 
         n, _needs = utf8_decode(data, lo, hi, cps, boff, nfc_flag)
         m = nfc(cps, n, cps2, ccc, dec_index, dec_off, dec_data, comp_keys, comp_vals)
         nb = utf8_encode(cps2, m, nbuf, boff2)
-        return _split_piece(nbuf, 0, nb, cls, ntrie_next, ntrie_tok, kinds, pa, pb,
-                            out, w, byte_id, merge_tab, syms, mvals, ctab, ckeys, cvals,
-                            cstate, hot, pair_tab)
+        # typed as the other call's arguments (a read-only view, an int64 start), so
+        # _split_piece and _emit compile once, not twice
+        return _split_piece(borrow_readonly(nbuf), np.int64(0), nb, cls, ntrie_next,
+                            ntrie_tok, kinds, pa, pb, out, w, byte_id, merge_tab, syms,
+                            mvals, ctab, ckeys, cvals, cstate, hot, pair_tab)
     return _split_piece(data, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb,
                         out, w, byte_id, merge_tab, syms, mvals, ctab, ckeys, cvals, cstate,
                         hot, pair_tab)
@@ -860,7 +863,7 @@ def _encode(
     pb = i64[small + 2 + 2 * q4 + qe:small + 2 + 2 * q4 + 2 * qe]
     nbuf = borrow(own_u8)
     kinds = borrow(own_i8)
-    data = borrow(data)
+    data = borrow_readonly(data)  # one compiled chain for writable and read-only text
     offsets = borrow(offsets)
     cls = borrow(cls)
     ccc = borrow(ccc)
@@ -965,6 +968,12 @@ def family_encoder(family: int):
 
 @functools.cache
 def _family_encoder(family: int):
+    return family_chain(family)["_encode"]
+
+
+def family_chain(family: int, cache: bool = True) -> dict:
+    """The jitted chain functions of ``family`` by name (see :func:`family_encoder`; a test
+    takes a copy with ``cache=False`` to see what the chain compiles)."""
     env = dict(globals())
     env["_FAMILY"] = family
     env["_next_pretoken"], env["_presplit"] = _PRETOKENIZERS[family]
@@ -974,8 +983,8 @@ def _family_encoder(family: int):
         copy.__qualname__ = f"{fn.__qualname__}_f{family}"
         copy.__doc__ = fn.__doc__
         copy.__module__ = fn.__module__
-        env[name] = njit(cache=True, nogil=True)(copy)
-    return env[_CHAIN[-1]]
+        env[name] = njit(cache=cache, nogil=True)(copy)
+    return {name: env[name] for name in _CHAIN}
 
 
 @njit(cache=True, nogil=True)

@@ -46,6 +46,7 @@ __all__ = [
     "ascii_end",
     "root_byte",
     "borrow",
+    "borrow_readonly",
     "find_pair",
     "root_pair",
 ]
@@ -342,6 +343,29 @@ def borrow(typingctx, arr):
         return view._getvalue()
 
     return arr(arr), codegen
+
+
+@intrinsic
+def borrow_readonly(typingctx, arr):
+    """:func:`borrow`, typed as a read-only array. A kernel called with both writable and
+    read-only arrays is compiled once for each (numba types them apart); the encoder's
+    chain takes its text through this view, so it compiles one copy of the per-pre-token
+    code whatever the caller's array is (a writable scratch buffer after NFC, a read-only
+    ``bytes`` buffer, a writable block of the JSON-lines reader). CPU only."""
+    if not isinstance(arr, types.Array):
+        return None
+    ro = arr.copy(readonly=True)
+
+    def codegen(context, builder, signature, args):
+        src = context.make_array(signature.args[0])(context, builder, args[0])
+        view = context.make_array(signature.return_type)(context, builder)
+        for field in ("nitems", "itemsize", "data", "shape", "strides"):
+            setattr(view, field, getattr(src, field))
+        view.meminfo = cgutils.get_null_value(view.meminfo.type)
+        view.parent = cgutils.get_null_value(view.parent.type)
+        return view._getvalue()
+
+    return ro(arr), codegen
 
 
 _HIGH = np.uint64(0x8080808080808080)

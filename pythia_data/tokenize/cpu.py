@@ -308,6 +308,9 @@ class CpuTokenizer(Tokenizer):
         need = w + max(1024, int(offsets[d1] - offsets[d0]) // 2 + 64)
         if cache.out.size < need:
             cache.grow(need, w)
+        if data.flags.writeable:  # one compiled encoder for read-only and writable text
+            data = data.view()
+            data.flags.writeable = False
         d = d0
         encode = family_encoder(self.family)
         while True:

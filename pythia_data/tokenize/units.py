@@ -336,18 +336,20 @@ def _merge_then_finish(store: JobStore, keep_job: bool, outputs: Sequence[str],
         store.remove()
 
 
-def _run_and_merge(store: JobStore, executor: Executor, fn, todo_before: int,
+def _run_and_merge(store: JobStore, executor: Executor, fn, pending: tuple,
                    out_prefix: str, dtype, *, overwrite: bool, keep_job: bool,
                    progress: ProgressFactory | None, desc: str) -> tuple[list, dict, float]:
-    """Run the job's units, their dataset parts merged into ``out_prefix`` while they run
-    (:class:`PartMerger`) and committed after the last; returns the records, the job info
-    and the seconds the merge took after the units."""
+    """Run the job's units (``pending``: ``store.pending()`` as the caller read it), their
+    dataset parts merged into ``out_prefix`` while they run (:class:`PartMerger`) and
+    committed after the last; returns the records, the job info and the seconds the merge
+    took after the units."""
+    todo = pending[0]
     merger = PartMerger(store, out_prefix, dtype, overwrite=overwrite,
-                        fresh=[u.id for u in store.pending()[0]])
+                        fresh=[u.id for u in todo])
     try:
         records = run_units(store, executor, fn, progress=progress, desc=desc,
-                            on_unit=merger.advance)
-        info = _job_info(store, executor, todo_before, records)
+                            on_unit=merger.advance, pending=pending)
+        info = _job_info(store, executor, len(todo), records)
         ran = time.monotonic()
         _merge_then_finish(store, keep_job, _dataset_files(out_prefix),
                            lambda: merge_dataset_parts(store, records, out_prefix, dtype,
@@ -430,11 +432,11 @@ def tokenize_units(files: Sequence[str], out_prefix: str, tokenizer, executor: E
               "append_eod": append_eod, "dtype": dtype.name}
     folder = job_dir or out_prefix + JOB_SUFFIX
     with JobStore(folder, "tokenize", params, inputs, units) as store, store.running():
-        todo, _ = store.pending()
+        pending = store.pending()
         ctx = _Context(store.folder, tuple(inputs), ref, key=key, errors=errors,
                        append_eod=append_eod)
         records, info, merge_seconds = _run_and_merge(
-            store, executor, partial(_tokenize_unit, ctx), len(todo), out_prefix, dtype,
+            store, executor, partial(_tokenize_unit, ctx), pending, out_prefix, dtype,
             overwrite=overwrite, keep_job=keep_job, progress=progress, desc="tokenize")
     summary = _sum(records, "documents", "skipped_empty", "tokens", "input_bytes")
     warnings = []
@@ -482,11 +484,11 @@ def retokenize_units(data, old, new, out_prefix, executor: Executor, *,
               "dtype": dtype.name, "eod_id": eod_id}
     folder = job_dir or out_prefix + JOB_SUFFIX
     with JobStore(folder, "retokenize", params, inputs, units) as store, store.running():
-        todo, _ = store.pending()
+        pending = store.pending()
         ctx = _Context(store.folder, tuple(inputs), new_ref, old_ref, dataset=prefix,
                        extra={"eod_id": eod_id})
         records, info, _ = _run_and_merge(
-            store, executor, partial(_retokenize_unit, ctx), len(todo), out_prefix, dtype,
+            store, executor, partial(_retokenize_unit, ctx), pending, out_prefix, dtype,
             overwrite=overwrite, keep_job=keep_job, progress=progress, desc="retokenize")
     return {"output": out_prefix, **_sum(records, "documents", "tokens"), "dtype": dtype.name,
             "from_tokenizer": old.name, "tokenizer": new.name,
@@ -517,10 +519,11 @@ def detokenize_units(data, tokenizer, output, executor: Executor, *, stream=None
         folder = job_dir or out.final + JOB_SUFFIX
         with JobStore(folder, "detokenize", params, inputs, units) as store, \
                 store.running():
-            todo, _ = store.pending()
+            pending = store.pending()
+            todo = pending[0]
             ctx = _Context(store.folder, tuple(inputs), ref, dataset=prefix)
             records = run_units(store, executor, partial(_detokenize_unit, ctx),
-                                progress=progress, desc="detokenize")
+                                progress=progress, desc="detokenize", pending=pending)
             nbytes = concat_parts(store, records, ".jsonl", out)
             info = _job_info(store, executor, len(todo), records)
             _merge_then_finish(store, keep_job, [out.final] if out.final else [], out.commit)
