@@ -125,3 +125,33 @@ def test_reader_takes_long_lines_through_the_kernel(tmp_path, monkeypatch):
         ids, off = tok.encode_flat([d.text for d in docs])
         want, want_off = tok.encode_flat([text, "a\n\nb", "short"])
         assert ids.tolist() == want.tolist() and off.tolist() == want_off.tolist()
+
+
+def test_the_parser_is_compiled_once_for_bytes_and_writable_buffers():
+    """Numba types read-only (``bytes``) and writable arrays apart: the block reader's
+    parser (~9 s of a fresh compile) was compiled once for each. The entry points hand it a
+    read-only view; uncached copies of them show which parser copies they ask for."""
+    import types as pytypes
+
+    from numba import njit
+
+    from pythia_data.kernels import jsonl
+
+    def uncached(fn):
+        clone = pytypes.FunctionType(fn.py_func.__code__, fn.py_func.__globals__,
+                                     fn.py_func.__name__)
+        return njit(cache=False, nogil=True)(clone)
+
+    block, line = uncached(jsonl.jsonl_block), uncached(jsonl.json_text_utf8)
+    raw = b'{"text": "a\\u00e9b", "k": [1, 2.5e3, "q"]}\n{"text": "x"}\n'
+    key = np.frombuffer(b"text", dtype=np.uint8)
+    for data in (np.frombuffer(raw, dtype=np.uint8), np.frombuffer(bytearray(raw), np.uint8)):
+        out = np.zeros(len(raw), np.uint8)
+        doc_off, line_end = np.zeros(3, np.int64), np.zeros(2, np.int64)
+        taken = np.zeros(2, np.uint8)
+        assert block(data, 0, data.shape[0], key, out, 0, doc_off, line_end, taken) == (
+            2, len(raw), 5)
+        assert out[:5].tobytes() == "aéb".encode() + b"x"
+        assert line(data[:raw.index(b"\n")], key, np.zeros(64, np.uint8)) == 4
+    assert len(block.signatures) == len(line.signatures) == 2
+    assert [sig[0].mutable for sig in jsonl._line_text.signatures] == [False]

@@ -26,7 +26,7 @@ from numba import njit, types
 from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic
 
-from pythia_data.kernels.pretokenize import find_byte, load8
+from pythia_data.kernels.pretokenize import borrow_readonly, find_byte, load8
 
 __all__ = ["first_invalid_document", "json_text_utf8", "jsonl_block", "last_byte", "utf8_valid"]
 
@@ -302,7 +302,7 @@ def _member_key(data, p, hi, empty):  # pragma: no cover - jit
     the colon, or -1."""
     if p >= hi or data[p] != 34:
         return -1
-    p, _w, _e = _string(data, p, hi, empty, 0)
+    p, _w, _e = _string(data, p, hi, empty, np.int64(0))
     if p < 0:
         return -1
     p = _ws(data, p, hi)
@@ -342,7 +342,7 @@ def _value(data, p, hi, stack):  # pragma: no cover - jit
             else:
                 continue
         elif c == 34:
-            p, _w, _e = _string(data, p, hi, empty, 0)
+            p, _w, _e = _string(data, p, hi, empty, np.int64(0))
         elif c == 116:
             p = _literal(data, p, hi, true_w)
         elif c == 102:
@@ -403,7 +403,7 @@ def _line_text(data, lo, hi, key, out, w, stack, kbuf):  # pragma: no cover - ji
         if p >= hi or data[p] != 34:
             return -1
         # the member's name: compared with key after unescaping (names are short)
-        q, _w, esc = _string(data, p, hi, empty, 0)
+        q, _w, esc = _string(data, p, hi, empty, np.int64(0))
         if q < 0:
             return -1
         same = False
@@ -415,7 +415,7 @@ def _line_text(data, lo, hi, key, out, w, stack, kbuf):  # pragma: no cover - ji
                         same = False
                         break
         elif q - p - 2 <= 6 * nk:  # escapes take <= 6 bytes per unescaped byte
-            kq, kn, _e2 = _string(data, p, q, kbuf, 0)
+            kq, kn, _e2 = _string(data, p, q, kbuf, np.int64(0))
             if kq == q and kn == nk:
                 same = True
                 for k in range(kn):
@@ -458,7 +458,10 @@ def json_text_utf8(data, key, out):  # pragma: no cover - jit
     docstring)."""
     stack = np.zeros(256, dtype=np.uint8)
     kbuf = np.zeros(6 * key.shape[0] + 8, dtype=np.uint8)
-    return _line_text(data, 0, data.shape[0], key, out, 0, stack, kbuf)
+    # read-only view: the parser compiles once for bytes and for writable buffers
+    zero = np.int64(0)
+    return _line_text(borrow_readonly(data), zero, data.shape[0], key, out, zero, stack,
+                      kbuf)
 
 
 @njit(cache=True, nogil=True)
@@ -472,6 +475,7 @@ def jsonl_block(data, pos, hi, key, out, w, doc_off, line_end, taken):  # pragma
     bytes. Returns (lines done, position after them, the new ``w``)."""
     stack = np.zeros(256, dtype=np.uint8)
     kbuf = np.zeros(6 * key.shape[0] + 8, dtype=np.uint8)
+    data = borrow_readonly(data)  # the parser compiles once for bytes and writable buffers
     cap = taken.shape[0]
     doc_off[0] = w
     n = 0
