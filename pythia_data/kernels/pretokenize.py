@@ -337,17 +337,19 @@ def borrow(typingctx, arr):
     view's last). CPU only."""
     if not isinstance(arr, types.Array):
         return None
+    return arr(arr), _borrowed_view
 
-    def codegen(context, builder, signature, args):
-        src = context.make_array(signature.args[0])(context, builder, args[0])
-        view = context.make_array(signature.return_type)(context, builder)
-        for field in ("nitems", "itemsize", "data", "shape", "strides"):
-            setattr(view, field, getattr(src, field))
-        view.meminfo = cgutils.get_null_value(view.meminfo.type)
-        view.parent = cgutils.get_null_value(view.parent.type)
-        return view._getvalue()
 
-    return arr(arr), codegen
+def _borrowed_view(context, builder, signature, args):
+    """Codegen of :func:`borrow` and :func:`borrow_readonly`: the argument's data, shape and
+    strides in an array of the return type, with no meminfo and no parent."""
+    src = context.make_array(signature.args[0])(context, builder, args[0])
+    view = context.make_array(signature.return_type)(context, builder)
+    for field in ("nitems", "itemsize", "data", "shape", "strides"):
+        setattr(view, field, getattr(src, field))
+    view.meminfo = cgutils.get_null_value(view.meminfo.type)
+    view.parent = cgutils.get_null_value(view.parent.type)
+    return view._getvalue()
 
 
 @intrinsic
@@ -359,18 +361,7 @@ def borrow_readonly(typingctx, arr):
     ``bytes`` buffer, a writable block of the JSON-lines reader). CPU only."""
     if not isinstance(arr, types.Array):
         return None
-    ro = arr.copy(readonly=True)
-
-    def codegen(context, builder, signature, args):
-        src = context.make_array(signature.args[0])(context, builder, args[0])
-        view = context.make_array(signature.return_type)(context, builder)
-        for field in ("nitems", "itemsize", "data", "shape", "strides"):
-            setattr(view, field, getattr(src, field))
-        view.meminfo = cgutils.get_null_value(view.meminfo.type)
-        view.parent = cgutils.get_null_value(view.parent.type)
-        return view._getvalue()
-
-    return ro(arr), codegen
+    return arr.copy(readonly=True)(arr), _borrowed_view
 
 
 _HIGH = np.uint64(0x8080808080808080)
