@@ -127,6 +127,7 @@ def test_reader_takes_long_lines_through_the_kernel(tmp_path, monkeypatch):
         assert ids.tolist() == want.tolist() and off.tolist() == want_off.tolist()
 
 
+@pytest.mark.slow  # ~3 s: it compiles uncached copies of the two entry points
 def test_the_parser_is_compiled_once_for_bytes_and_writable_buffers():
     """Numba types read-only (``bytes``) and writable arrays apart: the block reader's
     parser (~9 s of a fresh compile) was compiled once for each. The entry points hand it a
