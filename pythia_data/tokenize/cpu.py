@@ -48,8 +48,8 @@ from pythia_data.tokenize.base import (
     Tokenizer,
     _check_errors,
     as_id_list,
-    encode_utf8,
     utf8_batch,
+    utf8_gathered,
 )
 from pythia_data.tokenize.families import Family, kernel_family
 from pythia_data.tokenize.model import (
@@ -335,8 +335,8 @@ class CpuTokenizer(Tokenizer):
             nw = min(self.workers, n)
             size = sum(len(t) for t in texts) if nw > 1 else 0
             if nw <= 1 or size < _PARALLEL_MIN_BYTES:
-                buf, offsets = encode_utf8(texts, self.errors)
-                return self._encode_one(np.frombuffer(buf, dtype=np.uint8), offsets)
+                buf, offsets = utf8_gathered(texts, self.errors)
+                return self._encode_one(buf, offsets)
             # consecutive chunks of documents (~_CHUNKS_PER_WORKER per worker); a task encodes
             # its chunk's UTF-8 (holding the GIL) while the other workers' kernels run, then
             # tokenizes it (see _Regions for which worker takes which chunk)
@@ -354,8 +354,7 @@ class CpuTokenizer(Tokenizer):
             sizes.append(acc)
 
             def utf8_of(d0: int, d1: int):
-                buf, offsets = encode_utf8(texts[d0:d1], self.errors, first=d0)
-                return np.frombuffer(buf, dtype=np.uint8), offsets
+                return utf8_gathered(texts[d0:d1], self.errors, first=d0)
 
             return self._encode_chunks(n, cuts, sizes, utf8_of)
 
