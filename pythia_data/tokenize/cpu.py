@@ -455,6 +455,33 @@ class CpuTokenizer(Tokenizer):
                 f.result()
         return ids, lengths
 
+    def _joined(self, n: int, cuts: list[int], parts: list) -> tuple[np.ndarray, np.ndarray]:
+        """The chunks' ids (``parts``: (worker, end, document ends in its cache's ``out``))
+        as one int32 array and its document offsets; each worker's chunks copied by a task
+        of its own, side by side, without the GIL. (Copied by the calling thread alone,
+        this tail took 0.13 s of a 0.70 s first call on the benchmark's 42 MB with two
+        workers: most of it first touches of the fresh result's pages.)"""
+        bases = [0]
+        for _w, _end, offs in parts:
+            bases.append(bases[-1] + int(offs[-1] - offs[0]))
+        ids = np.empty(bases[-1], dtype=np.int32)
+        out_offsets = np.zeros(n + 1, dtype=np.int64)
+
+        def copy(w: int) -> None:
+            src = self._caches[w].out
+            for (pw, _end, offs), d0, d1, base in zip(parts, cuts[:-1], cuts[1:], bases):
+                if pw == w:
+                    place_documents(src, offs, ids, base)
+                    out_offsets[d0 + 1 : d1 + 1] = offs[1:] - offs[0] + base
+
+        workers = sorted({p[0] for p in parts})
+        if len(workers) == 1:
+            copy(workers[0])
+        else:
+            for f in [self._pool.submit(copy, w) for w in workers]:
+                f.result()
+        return ids, out_offsets
+
     def _encode_chunks(self, n: int, cuts: list[int], sizes: list[int], utf8_of,
                        views: bool = False, place=None) -> tuple[np.ndarray, np.ndarray]:
         """The chunks ``cuts`` (documents ``cuts[c]..cuts[c + 1]``, ``sizes[c]`` characters or
@@ -479,16 +506,7 @@ class CpuTokenizer(Tokenizer):
         if place is not None:
             result = self._placed([(w, offs) for w, _end, offs in parts], place)
         else:
-            # each worker's chunks lie one after another in its cache's ``out``
-            ids = np.empty(sum(int(p[2][-1] - p[2][0]) for p in parts), dtype=np.int32)
-            out_offsets = np.zeros(n + 1, dtype=np.int64)
-            base = 0
-            for (w, _end, part_offs), d0, d1 in zip(parts, cuts[:-1], cuts[1:]):
-                a, e = int(part_offs[0]), int(part_offs[-1])
-                ids[base:base + e - a] = self._caches[w].out[a:e]
-                out_offsets[d0 + 1 : d1 + 1] = part_offs[1:] - a + base
-                base += e - a
-            result = ids, out_offsets
+            result = self._joined(n, cuts, parts)
         for w in range(nw):
             self._caches[w].trim()
         return result
