@@ -440,7 +440,6 @@ class CpuTokenizer(Tokenizer):
             # pages cost nothing; a writer's growing batches then reuse it)
             room = bases[-1] if out is None else max(bases[-1], 2 * out.shape[0])
             ids = np.empty(room, dtype=dtype)[:bases[-1]]
-        workers = sorted({w for w, _offs in parts})
 
         def copy(w: int) -> None:
             src = self._caches[w].out
@@ -448,12 +447,17 @@ class CpuTokenizer(Tokenizer):
                 if pw == w:
                     place_documents(src, offs, ids, base, eod)
 
-        if len(workers) == 1:
-            copy(workers[0])
-        else:
-            for f in [self._pool.submit(copy, w) for w in workers]:
-                f.result()
+        self._each_worker(sorted({w for w, _offs in parts}), copy)
         return ids, lengths
+
+    def _each_worker(self, workers: list[int], fn) -> None:
+        """``fn(w)`` for each worker ``w``: one pool task each, side by side (in this
+        thread when there is one)."""
+        if len(workers) == 1:
+            fn(workers[0])
+        else:
+            for f in [self._pool.submit(fn, w) for w in workers]:
+                f.result()
 
     def _joined(self, n: int, cuts: list[int], parts: list) -> tuple[np.ndarray, np.ndarray]:
         """The chunks' ids (``parts``: (worker, end, document ends in its cache's ``out``))
@@ -474,12 +478,7 @@ class CpuTokenizer(Tokenizer):
                     place_documents(src, offs, ids, base)
                     out_offsets[d0 + 1 : d1 + 1] = offs[1:] - offs[0] + base
 
-        workers = sorted({p[0] for p in parts})
-        if len(workers) == 1:
-            copy(workers[0])
-        else:
-            for f in [self._pool.submit(copy, w) for w in workers]:
-                f.result()
+        self._each_worker(sorted({p[0] for p in parts}), copy)
         return ids, out_offsets
 
     def _encode_chunks(self, n: int, cuts: list[int], sizes: list[int], utf8_of,
