@@ -236,7 +236,7 @@ def pair_table(byte_id: np.ndarray, merge_tab: np.ndarray) -> np.ndarray:
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def bpe_word_pairs(data, a, b, byte_id, pair_tab, merge_tab, syms,
                    vals):  # pragma: no cover - jit
     """:func:`bpe_word_packed` (the same result) with the first lookups (pairs of bytes)
@@ -285,7 +285,7 @@ def _heap_pop(heap, size):
     return top, size
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=True)  # it allocates: never inherits a caller's _nrt=False
 def bpe_word_heap_packed(data, a, b, byte_id, merge_tab, syms):  # pragma: no cover - jit
     """BPE of ``data[a:b]`` over a packed merge table in O(n log n) (for long pre-tokens): a
     heap of (rank, position) with stale entries skipped, like HF's BPE. Same result as
@@ -478,7 +478,7 @@ def hot_table(bits: int = HOT_BITS) -> np.ndarray:
     return np.zeros(2 << bits, dtype=np.int64)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _emit(src, kinds, pa, pb, k, out, w, byte_id, merge_tab, syms,
           mvals, ctab, ckeys, cvals, cstate, hot, pair_tab):  # pragma: no cover - jit
     """Write the ids of the ``k`` entries (kind 1: added token id ``pa``; kind 0: pre-token
@@ -705,7 +705,7 @@ def _split_piece(src, lo, hi, cls, ntrie_next, ntrie_tok, kinds, pa, pb, out, w,
     return w
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _needs_nfc(data, lo, hi, nfc_flag):  # pragma: no cover - jit
     """Does NFC change anything in ``data[lo:hi]``? (ASCII never does: checked at load.)
     An ``nfc_flag`` of one element means no normalizer: never."""
@@ -761,7 +761,7 @@ def _piece_alloc(data, lo, hi, cls, ccc, nfc_flag, dec_index, dec_off, dec_data,
     )
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _next_special(data, p, hi, strie_next, strie_tok):  # pragma: no cover - jit
     """(position, id, end) of the first special (raw) added token at or after ``p``, or
     (hi, -1, hi)."""
@@ -947,6 +947,7 @@ _PRETOKENIZERS = {
     FAMILY_QWEN3_5: (match_qwen3_5, presplit_none),
 }
 _CHAIN = ("_split_piece", "_piece_core", "_piece_alloc", "_encode")  # callees first
+_NO_NRT = ("_split_piece",)  # allocates nothing: compiled without reference counting
 
 
 def family_encoder(family: int):
@@ -983,7 +984,8 @@ def family_chain(family: int, cache: bool = True) -> dict:
         copy.__qualname__ = f"{fn.__qualname__}_f{family}"
         copy.__doc__ = fn.__doc__
         copy.__module__ = fn.__module__
-        env[name] = njit(cache=cache, nogil=True)(copy)
+        opts = {"_nrt": False} if name in _NO_NRT else {}
+        env[name] = njit(cache=cache, nogil=True, **opts)(copy)
     return {name: env[name] for name in _CHAIN}
 
 

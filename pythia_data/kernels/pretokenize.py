@@ -200,7 +200,7 @@ def nfc(cps, n, out, ccc, dec_index, dec_off, dec_data, comp_keys, comp_vals):  
     return w
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def trie_longest(data, p, end, trie_next, trie_tok):  # pragma: no cover - jit
     """Longest added token starting at byte ``p`` of ``data[:end]``: (token id, end) or
     (-1, p)."""
@@ -225,7 +225,7 @@ def _is_other(k):
     return (k & 7) == 0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def cp_at(data, p):
     """(code point, width) of the valid UTF-8 character at byte ``p``.
 
@@ -446,7 +446,7 @@ def find_pair(data, p, end, x, y):  # pragma: no cover - jit
     return end
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def root_pair(trie_next, trie_tok):  # pragma: no cover - jit
     """``x | y << 8`` when every token of the trie starts with the two bytes x y (and none
     is the one byte x); else -1."""
@@ -480,7 +480,7 @@ def ascii_end(data, p, end):  # pragma: no cover - jit
     return min(p, end)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def root_byte(trie_next):  # pragma: no cover - jit
     """The one byte an added token of the trie can start with; -1 when there is none (or
     several)."""

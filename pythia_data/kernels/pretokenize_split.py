@@ -233,7 +233,7 @@ def _contraction_tail(data, r, end):  # pragma: no cover - jit
     return r
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def match_o200k(data, p, end, cls):  # pragma: no cover - jit
     """End of the o200k match at ``p`` (< end)."""
     c, w = cp_at(data, p)
@@ -289,7 +289,7 @@ def _is_cjk(c):
     return (0x4E00 <= c <= 0x9FA5) or (0x3040 <= c <= 0x30FF)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def match_deepseek(data, p, end, cls):  # pragma: no cover - jit
     """End of DeepSeek V3's third-stage match at ``p`` (< end), or -1 when none starts
     there."""
@@ -332,7 +332,7 @@ def _put(kinds, pa, pb, m, a, b):
     return m + 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _split_deepseek(data, lo, hi, cls, kinds, pa, pb, m):  # pragma: no cover - jit
     p = lo
     while p < hi:
