@@ -31,7 +31,7 @@ from pythia_data.kernels.pretokenize import borrow_readonly, find_byte, load8
 __all__ = ["first_invalid_document", "json_text_utf8", "jsonl_block", "last_byte", "utf8_valid"]
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True)
 def utf8_valid(data, lo, hi):  # pragma: no cover - jit
     """Is ``data[lo:hi]`` valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF)?"""
     p = lo
@@ -139,7 +139,7 @@ def _utf8_seq(data, p, hi):
     return n + 1
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True)
 def _string(data, p, hi, out, w):  # pragma: no cover - jit
     """Scan the JSON string starting at the quote ``data[p]`` (its bytes must be valid
     UTF-8); with ``out`` (len > 0) write its unescaped UTF-8 from ``w``. Returns (end after
@@ -256,7 +256,7 @@ def _digits(data, p, hi):
     return q
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True)
 def _number(data, p, hi):  # pragma: no cover - jit
     """End of the JSON number at ``p``, or -1."""
     if p < hi and data[p] == 45:
@@ -296,7 +296,7 @@ def _literal(data, p, hi, word):
     return p + n
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True)
 def _member_key(data, p, hi, empty):  # pragma: no cover - jit
     """An object member's ``"key" :`` at ``p`` (no leading whitespace): the position after
     the colon, or -1."""
@@ -495,7 +495,7 @@ def jsonl_block(data, pos, hi, key, out, w, doc_off, line_end, taken):  # pragma
     return n, pos, w
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True)
 def last_byte(data, lo, hi, x):  # pragma: no cover - jit
     """The last position of byte ``x`` in ``data[lo:hi]``, or -1."""
     p = hi - 1
@@ -506,7 +506,7 @@ def last_byte(data, lo, hi, x):  # pragma: no cover - jit
     return -1
 
 
-@njit(cache=True, nogil=True, _nrt=False)
+@njit(cache=True, nogil=True)
 def first_invalid_document(data, offsets):  # pragma: no cover - jit
     """The first ``i`` whose ``data[offsets[i]:offsets[i + 1]]`` is not valid UTF-8, or
     -1 (ASCII runs 8 bytes at a time)."""
