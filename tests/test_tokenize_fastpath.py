@@ -28,6 +28,7 @@ from pythia_data.kernels.pretokenize import (
     find_pair,
     next_pretoken,
     next_pretoken_fast,
+    prefetch,
     root_byte,
     root_pair,
 )
@@ -149,6 +150,22 @@ def test_borrow_readonly_types_writable_and_readonly_alike():
     assert _through_readonly(ro) == (15, 15)
     assert len(_through_readonly.signatures) == 2  # the caller is typed per array
     assert len(_sum_of.signatures) == 1  # its callee once, on the read-only view
+
+
+@njit  # not cached: the test reads its machine code
+def _sum_prefetching(a, ahead):
+    total = 0
+    for i in range(a.shape[0]):
+        prefetch(a, i + ahead)  # past the end too
+        total += a[i]
+    return total
+
+
+@pytest.mark.parametrize("ahead", [0, 3, 1 << 40, -(1 << 40)])
+def test_prefetch_is_a_hint_that_changes_nothing(ahead):
+    a = np.arange(100, dtype=np.int64)
+    assert _sum_prefetching(a, ahead) == 4950
+    assert "prefetch" in _sum_prefetching.inspect_asm(_sum_prefetching.signatures[0])
 
 
 @pytest.mark.slow

@@ -326,6 +326,29 @@ def load8(typingctx, arr, idx):
 
 
 @intrinsic
+def prefetch(typingctx, arr, idx):
+    """A hint to bring the cache line of ``arr[idx]`` (a C-contiguous array) into the
+    cache, for reading: no load, no fault, nothing returned; an index outside the array
+    is harmless. CPU only."""
+    if not (isinstance(arr, types.Array) and arr.layout == "C"
+            and isinstance(idx, types.Integer)):
+        return None
+    sig = types.void(arr, idx)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        index = context.cast(builder, args[1], signature.args[1], types.intp)
+        ptr = builder.bitcast(builder.gep(ary.data, [index]), ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [ptr, i32(0), i32(3), i32(1)])  # read, keep in all levels, data
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
 def borrow(typingctx, arr):
     """A view of the array ``arr`` (same data, shape and strides) without its reference
     count: numba's reference counting of the view (an atomic increment and decrement of
