@@ -330,6 +330,20 @@ def test_hot_table_ids_equal_hf_when_slots_collide(hf, bits):
     assert ((lengths == 0) | ((lengths >= 2) & (lengths <= 8))).all()
 
 
+def test_hot_table_keys_ending_in_nul_bytes_equal_hf(hf):
+    """A short pre-token's hot key word is its bytes zero-padded, so one that ends in NUL
+    bytes has the word of a shorter one (two NUL bytes: the word of an empty slot; the
+    stored length tells them apart). Runs of NULs and punctuation ending in NULs, in a hot table
+    of 8 slots and the default, on two passes."""
+    rng = np.random.default_rng(7)
+    pieces = ["\0", "\0\0", " \0", "!\0", "ab", " ab", "!", "\0!", " ", "x\0\0"]
+    docs = ["".join(pieces[i] for i in rng.integers(0, len(pieces), 30)) for _ in range(200)]
+    for bits in (3, 15):
+        tok = load_tokenizer(backend="cpu", workers=1)
+        tok._cache(0).hot = hot_table(bits)
+        assert_passes_equal_hf(tok, hf, docs, 2)
+
+
 def _quick():
     from pythia_data.tokenize.cpu import nfc_quick_tables
 
