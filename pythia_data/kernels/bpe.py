@@ -35,8 +35,8 @@ from pythia_data.kernels.pretokenize import (
     find_pair,
     load8,
     next_pretoken_fast,
-    prefetch,
     nfc,
+    prefetch,
     root_byte,
     root_pair,
     trie_longest,
@@ -479,6 +479,14 @@ def hot_table(bits: int = HOT_BITS) -> np.ndarray:
     return np.zeros(2 << bits, dtype=np.int64)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _hot_slot(p0, n, shift):
+    """Index in the hot table of the first word of the slot of the key word ``p0`` of
+    ``n`` bytes (``shift``: 64 - log2 of the slot count; see :func:`_emit`)."""
+    return np.int64(((np.uint64(p0) ^ np.uint64(n)) * np.uint64(0x9E3779B97F4A7C15))
+                    >> shift) << np.int64(1)
+
+
 @njit(cache=True, nogil=True, _nrt=False)
 def _emit(src, kinds, pa, pb, k, out, w, byte_id, merge_tab, syms,
           mvals, ctab, ckeys, cvals, cstate, hot, pair_tab):  # pragma: no cover - jit
@@ -520,8 +528,7 @@ def _emit(src, kinds, pa, pb, k, out, w, byte_id, merge_tab, syms,
             continue
         if n <= HOT_KEY:
             p0 = _word_at(src, a, n)
-            hs = np.int64(((np.uint64(p0) ^ np.uint64(n)) * np.uint64(0x9E3779B97F4A7C15))
-                          >> shift) << np.int64(1)
+            hs = _hot_slot(p0, n, shift)
             e1 = hot[hs + 1]
             if hot[hs] == p0 and (e1 >> np.int64(44)) == n:
                 kinds[j] = 1 + ((e1 >> np.int64(40)) & np.int64(0xF) == 2)
@@ -584,8 +591,7 @@ def _emit(src, kinds, pa, pb, k, out, w, byte_id, merge_tab, syms,
             i0 = np.int64(out[w])
             i1 = np.int64(out[w + 1]) if nsym == 2 else np.int64(0)
             if i0 <= id_mask and i1 <= id_mask:
-                hs = np.int64(((np.uint64(p0) ^ np.uint64(n)) * np.uint64(0x9E3779B97F4A7C15))
-                              >> shift) << np.int64(1)
+                hs = _hot_slot(p0, n, shift)
                 hot[hs] = p0
                 hot[hs + 1] = (i0 | (i1 << np.int64(HOT_ID_BITS)) | (np.int64(nsym) << 40)
                                | (np.int64(n) << np.int64(44)))
