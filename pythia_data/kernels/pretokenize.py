@@ -305,21 +305,31 @@ def next_pretoken(data, p, end, cls):  # pragma: no cover - jit
     return last
 
 
+def _c_array_and_index(arr, idx) -> bool:
+    """Are an intrinsic's argument types a C-contiguous array and an integer?"""
+    return isinstance(arr, types.Array) and arr.layout == "C" and isinstance(idx, types.Integer)
+
+
+def _element_pointer(context, builder, signature, args):
+    """The LLVM pointer to ``arr[idx]`` of an intrinsic's ``(arr, idx)`` arguments (no
+    bounds or negative-index handling)."""
+    ary = context.make_array(signature.args[0])(context, builder, args[0])
+    index = context.cast(builder, args[1], signature.args[1], types.intp)
+    return builder.gep(ary.data, [index])
+
+
 @intrinsic
 def load8(typingctx, arr, idx):
     """The 8 bytes ``arr[idx:idx+8]`` of a C-contiguous uint8 array as one little-endian
     uint64: one unaligned load, no checks (the caller guarantees ``0 <= idx`` and
     ``idx + 8 <= len(arr)``). CPU only."""
-    if not (isinstance(arr, types.Array) and arr.dtype == types.uint8 and arr.layout == "C"
-            and isinstance(idx, types.Integer)):
+    if not (_c_array_and_index(arr, idx) and arr.dtype == types.uint8):
         return None
     sig = types.uint64(arr, idx)
 
     def codegen(context, builder, signature, args):
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        index = context.cast(builder, args[1], signature.args[1], types.intp)
-        ptr = builder.gep(ary.data, [index])
-        word = builder.bitcast(ptr, ir.IntType(64).as_pointer())
+        word = builder.bitcast(_element_pointer(context, builder, signature, args),
+                               ir.IntType(64).as_pointer())
         return builder.load(word, align=1)
 
     return sig, codegen
@@ -330,15 +340,13 @@ def prefetch(typingctx, arr, idx):
     """A hint to bring the cache line of ``arr[idx]`` (a C-contiguous array) into the
     cache, for reading: no load, no fault, nothing returned; an index outside the array
     is harmless. CPU only."""
-    if not (isinstance(arr, types.Array) and arr.layout == "C"
-            and isinstance(idx, types.Integer)):
+    if not _c_array_and_index(arr, idx):
         return None
     sig = types.void(arr, idx)
 
     def codegen(context, builder, signature, args):
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        index = context.cast(builder, args[1], signature.args[1], types.intp)
-        ptr = builder.bitcast(builder.gep(ary.data, [index]), ir.IntType(8).as_pointer())
+        ptr = builder.bitcast(_element_pointer(context, builder, signature, args),
+                              ir.IntType(8).as_pointer())
         i32 = ir.IntType(32)
         fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
         fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
