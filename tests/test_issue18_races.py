@@ -143,3 +143,35 @@ def test_a_claimed_output_is_opened_under_any_spelling(tmp_path, monkeypatch):
             out.write(b"ok")
     assert (tmp_path / "sub" / "x.bin").read_bytes() == b"ok"
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["x.bin"]
+
+
+def test_ctrl_c_while_claimed_locks_are_released_removes_every_lock(tmp_path, monkeypatch):
+    """A Ctrl-C that lands while a command lets go of its claimed outputs (the dataset
+    already committed) is delivered after the last lock file is gone: found by the slow
+    Ctrl-C campaign, which once left ``.X.idx.pythia-lock`` beside a complete dataset."""
+    import os
+    import signal
+
+    from pythia_data.io import atomic
+
+    release = atomic.OutputLock.release
+    calls = []
+
+    def release_then_ctrl_c(self):
+        release(self)
+        calls.append(self.final)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # handled at the next bytecode
+
+    monkeypatch.setattr(atomic.OutputLock, "release", release_then_ctrl_c)
+    # Python's own handler, even where the test process was started with SIGINT ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with atomic.claim_outputs([tmp_path / "x.bin", tmp_path / "x.idx"]):
+                (tmp_path / "x.bin").write_bytes(b"b")
+                (tmp_path / "x.idx").write_bytes(b"i")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert len(calls) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.bin", "x.idx"]

@@ -242,14 +242,15 @@ class OutputLock:
         raise OutputError(f"cannot lock {self.final}: its lock file keeps changing")
 
     def release(self) -> None:
-        """Remove the lock file and drop the lock (idempotent)."""
+        """Remove the lock file and drop the lock (idempotent; a Ctrl-C waits for both)."""
         if self.fd is None:
             return
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
-        self.fd = None
+        with interrupts_deferred():
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
 
 
 def _key(final: str) -> str:
@@ -298,10 +299,12 @@ def claim_outputs(paths: Iterable[str | os.PathLike]):
                     _HELD[_key(final)] = lock
         yield
     finally:
-        for lock in taken:
-            with _REGISTRY:
-                _HELD.pop(_key(lock.final), None)
-            lock.release()
+        # a Ctrl-C here (the outputs may be committed already) waits for the last lock file
+        with interrupts_deferred():
+            for lock in taken:
+                with _REGISTRY:
+                    _HELD.pop(_key(lock.final), None)
+                lock.release()
 
 
 def abort_all() -> int:

@@ -24,7 +24,7 @@ from pythia_data.format.header import expected_bin_bytes
 from pythia_data.format.shardset import ShardSet, find_shards
 from pythia_data.integrity.hashing import hash_file
 from pythia_data.integrity.manifest import Manifest, is_manifest_name, known_manifest
-from pythia_data.io.atomic import fsync_dir, output_lock
+from pythia_data.io.atomic import fsync_dir, interrupts_deferred, output_lock
 from pythia_data.io.copy import (
     Cancelled,
     SequentialHasher,
@@ -553,14 +553,15 @@ class _PartialFile:
                 q.unlink()
 
     def close(self, remove: bool = False) -> None:
-        if remove:
-            self.discard()
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        with interrupts_deferred():  # a Ctrl-C here waits for the lock file's removal
+            if remove:
+                self.discard()
+            if self.fd >= 0:
+                os.close(self.fd)
+                self.fd = -1
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
 
 class _ShardCopier:
