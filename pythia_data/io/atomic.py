@@ -20,7 +20,8 @@ Rules (docs/architecture.md, "Outputs"):
   when the output is committed or aborted (a later locker re-checks that the file it locked
   is still the one on disk). A command can take the lock at its very start
   (:func:`claim_outputs`), before a slow start-up, so the second run is refused at once;
-* Ctrl-C arriving while an output is being opened or committed is delivered just after,
+* Ctrl-C arriving while an output is being opened or committed, or while its lock file is
+  removed, is delivered just after,
   and :func:`abort_all` (called by the CLI on any failure) removes the partial files of
   outputs that were opened but never committed or aborted;
 * every error names the file (``OutputError``, exit code 2).
