@@ -313,6 +313,40 @@ def test_a_damaged_part_is_caught_at_the_merge(tmp_path, tok):
         tokenize_units(src, out, tok, LocalExecutor(1), unit_bytes=1000)
 
 
+def test_a_damaged_part_found_by_the_merge_thread_stops_the_run(tmp_path, tok, monkeypatch):
+    """The parts are appended by the merge thread while units still run: a part of an
+    earlier run found damaged there ends the run at the next finished unit (not after
+    every unit), with no output."""
+    import pythia_data.tokenize.units as tu
+
+    src = [str(_corpus(tmp_path / "a.jsonl", 400))]
+    out = str(tmp_path / "o")
+    s = tokenize_units(src, out, tok, LocalExecutor(1), unit_bytes=1000, keep_job=True)
+    os.unlink(out + ".bin")
+    os.unlink(out + ".idx")
+    n = s["units"]
+    assert n > 20
+    done = tmp_path / "o.job" / "done"
+    for name in sorted(os.listdir(done))[1:]:  # unit 0 stays done, the rest to redo
+        os.unlink(done / name)
+    part = tmp_path / "o.job" / "parts" / "u00000.bin"
+    part.write_bytes(b"\x00" + part.read_bytes()[1:] if part.read_bytes()[:1] != b"\x00"
+                     else b"\x01" + part.read_bytes()[1:])
+    ran = []
+    real = tu._tokenize_unit
+
+    def slow_unit(ctx, unit):
+        ran.append(unit.id)
+        time.sleep(0.05)  # time for the merge thread to check unit 0's part
+        return real(ctx, unit)
+
+    monkeypatch.setattr(tu, "_tokenize_unit", slow_unit)
+    with pytest.raises(InputError, match="u00000.bin changed after unit 0 finished"):
+        tokenize_units(src, out, tok, LocalExecutor(1), unit_bytes=1000)
+    assert len(ran) < n - 1 - 5
+    assert not os.path.exists(out + ".bin") and not os.path.exists(out + ".idx")
+
+
 def test_two_drivers_of_one_job_do_not_mix(tmp_path):
     inputs, units = plan_files([str(_corpus(tmp_path / "a.jsonl", 10))], 100)
     with JobStore(tmp_path / "j", "t", {}, inputs, units):
@@ -708,6 +742,50 @@ def test_parts_of_units_with_any_batching_merge_to_one_process_bytes(
     assert docs == IndexedDataset(one).num_documents
 
 
+def test_a_units_batches_ramp_up_then_down_and_keep_every_document(tmp_path):
+    """A text unit's batches start small, double, and shrink again towards the unit's
+    end (its last batch's write is waited for: it should be a small one); the documents
+    are the unit's, in order, whatever the sizes."""
+    src = str(_corpus(tmp_path / "a.jsonl", 24_000, 5))
+    _, units = plan_files([src], 4 << 20)
+    unit = units[0]
+    assert unit.end - unit.start > 1_500_000
+    batches = list(unit_batches(unit, batch_documents=1 << 20, batch_chars=1 << 20))
+    sizes = [int(b.data.size) for b in batches]
+    top = sizes.index(max(sizes))
+    assert max(sizes) >= 256 << 10
+    assert 0 < top < len(sizes) - 2  # up, then down
+    assert sizes[-1] <= max(sizes) // 3
+    texts = [bytes(b.data[b.offsets[i]:b.offsets[i + 1]]).decode()
+             for b in batches for i in range(b.documents)]
+    assert texts == [d.text for d in unit_documents(unit)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(max_bytes=st.integers(1, 1 << 24), ramp=st.integers(1, 512),
+       total=st.one_of(st.none(), st.integers(0, 1 << 26)), seed=st.integers(0, 2**32 - 1))
+def test_ramp_limits_follow_their_rule(max_bytes, ramp, total, seed):
+    """Oracle of _Ramp: double up to the maximum after each batch; with a known total,
+    never above half of what is left to read, never below the first size."""
+    from pythia_data.tokenize.pipeline import _Ramp
+
+    rng = np.random.default_rng(seed)
+    r = _Ramp(4096, max_bytes, ramp, total)
+    floor = max(1, max_bytes // ramp)
+    up, left = floor, total
+    for _ in range(30):
+        want = up if left is None else min(up, max(floor, left // 2))
+        assert r.bytes == want
+        assert floor <= r.bytes <= max(max_bytes, floor)
+        if rng.integers(0, 2):
+            n = int(rng.integers(0, 2 * want + 2))
+            r.consumed(n)
+            left = None if left is None else left - n
+        else:
+            r.step()
+            up = min(max_bytes, 2 * up)
+
+
 class _InterruptingTokenizer:
     """The tokenizer, but Ctrl-C arrives in its encode call number ``at`` (``encode_flat``,
     ``encode_utf8_flat``, or ``encode_utf8_documents``, which the tokenize reader's batches
@@ -747,9 +825,12 @@ def _reader_threads():
 
 
 def test_ctrl_c_during_the_overlap_leaves_no_thread_and_resumes(tmp_path, tok, monkeypatch):
+    import pythia_data.tokenize.units as tu
     from pythia_data.tokenize import pipeline as pl
 
-    monkeypatch.setattr(pl, "RAMP", 1 << 20)  # first batches of 1 document, then doubling
+    # first batches of 1 document, then doubling
+    monkeypatch.setattr(pl, "RAMP", 1 << 20)
+    monkeypatch.setattr(tu, "UNIT_RAMP", 1 << 20)
     src = [str(_corpus(tmp_path / "a.jsonl", 600))]
     one = tokenize_files(src, tmp_path / "one", tok, append_eod=True)["output"]
     out = str(tmp_path / "o")
@@ -918,6 +999,7 @@ def test_parts_are_merged_in_unit_order_while_units_finish(tmp_path, tok, monkey
     class Spy(PartMerger):
         def advance(self):
             super().advance()
+            self.wait()  # the merge thread has caught up with this unit
             done = sorted(u.id for u in self.store.units if self.store.record(u) is not None)
             prefix = 0
             while prefix < len(done) and done[prefix] == prefix:
@@ -968,6 +1050,7 @@ def test_a_part_redone_with_other_bytes_after_it_was_merged_is_refused(tmp_path,
 
     class Redone(PartMerger):
         def finish(self, records):
+            self.wait()
             assert len(self._merged) == len(records)  # all appended while running
             first = dict(records[0])
             first["outputs"] = {name: {**meta, "xxh3": "0" * 32}

@@ -12,7 +12,7 @@ import numpy as np
 from pythia_data.dataset import DatasetBuilder
 from pythia_data.errors import InputError, OutputError
 from pythia_data.format.header import read_index_header
-from pythia_data.io.atomic import AtomicOutput
+from pythia_data.io.atomic import AtomicOutput, interrupts_deferred
 from pythia_data.jobs.executors import Executor
 from pythia_data.jobs.plan import Unit
 from pythia_data.jobs.store import JobStore
@@ -73,15 +73,20 @@ def merge_dataset_parts(store: JobStore, records: Sequence[dict], prefix: str, d
 
 class PartMerger:
     """Appends the units' dataset parts to the output in unit order *while the job runs*:
-    :meth:`advance` (called after each unit finishes) appends every part whose units
-    before it are all appended, and a background thread flushes the appended data to disk
-    (``fdatasync``) meanwhile. After the last unit, :meth:`finish` has one part or so left
-    to append, and the final fsync little left to write: at 1 GB of input the merge after
-    the units took ~1.5 s, most of it copying 750 MB of parts and waiting for the disk.
+    :meth:`advance` (called after each unit finishes) wakes a merge thread that appends
+    every part whose units before it are all appended, and a flush thread writes the
+    appended data to disk (``fdatasync``) meanwhile. After the last unit, :meth:`finish`
+    has one part or so left to append, and the final fsync little left to write: at 1 GB
+    of input the merge after the units took ~1.5 s, most of it copying 750 MB of parts and
+    waiting for the disk. The appends run on their own thread, not in :meth:`advance`'s
+    caller: a job whose units run in the calling thread (one local worker) went on to its
+    next unit while the copy ran, instead of after it (~0.5 s of 15 at 1 GB).
 
     The output is the same :class:`DatasetBuilder` partial files as a merge at the end:
     nothing is visible under the final names before :meth:`finish` commits, and
-    :meth:`abort` (or any exception in :meth:`finish`) removes them."""
+    :meth:`abort` (or any exception in :meth:`finish`) removes them. An error of the merge
+    thread (a part changed since its unit finished) is raised by the next :meth:`advance`
+    or by :meth:`finish`."""
 
     def __init__(self, store: JobStore, prefix: str, dtype, *, overwrite: bool = True,
                  fresh: Collection[int] = ()):
@@ -91,6 +96,12 @@ class PartMerger:
         self._builder: DatasetBuilder | None = None
         self._merged: list[dict] = []  # the records of the parts appended, in unit order
         self._flush: _Flusher | None = None
+        self._thread: threading.Thread | None = None
+        self._cond = threading.Condition()
+        self._asked = 0  # advance() calls so far
+        self._served = 0  # of those, the calls the merge thread has caught up with
+        self._stopping = False
+        self._error: BaseException | None = None
 
     def _append(self, unit: Unit, rec: dict) -> None:
         if self._builder is None:
@@ -107,11 +118,12 @@ class PartMerger:
         self._builder.add_index(_Part(bin_path, idx, self._builder.dtype))
         self._merged.append(rec)
 
-    def advance(self) -> None:
-        """Append the parts of the finished units that follow the last one appended."""
+    def _append_finished(self) -> None:
+        """Append the parts of the finished units that follow the last one appended (in
+        the merge thread), then ask for a flush."""
         units = self.store.units
         before = len(self._merged)
-        while len(self._merged) < len(units):
+        while len(self._merged) < len(units) and not self._stopping:
             rec = self.store.record(units[len(self._merged)])
             if rec is None:
                 break
@@ -124,10 +136,68 @@ class PartMerger:
             if self._flush is not None:
                 self._flush.request()
 
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._served == self._asked and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                asked = self._asked
+            try:
+                self._append_finished()
+            except BaseException as exc:  # noqa: BLE001 - raised by advance() or finish()
+                with self._cond:
+                    self._error = exc
+                    self._served = self._asked
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._served = asked
+                self._cond.notify_all()
+
+    def advance(self) -> None:
+        """A unit finished: have the merge thread append the parts now in order."""
+        self._raise_error()
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="pythia-data-merge",
+                                                daemon=True)
+                self._thread.start()
+            self._asked += 1
+            self._cond.notify_all()
+
+    def wait(self) -> None:
+        """Wait until the merge thread has appended what the :meth:`advance` calls so far
+        found finished (or failed: its error is raised)."""
+        with self._cond:
+            target = self._asked
+            while self._served < target and self._thread is not None \
+                    and self._thread.is_alive():
+                self._cond.wait(0.1)
+        self._raise_error()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _stop_thread(self) -> None:
+        """Stop the merge thread (after the part it is appending, if any)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+        self._stopping = False
+
     def finish(self, records: Sequence[dict]) -> None:
         """Append the remaining parts and commit; ``records`` are the job's final records
         (a part appended early whose unit was redone since must have the same bytes)."""
         try:
+            self.wait()
+            self._stop_thread()
+            self._raise_error()
             for k, (unit, rec) in enumerate(zip(self.store.units, records)):
                 if k < len(self._merged):
                     if rec.get("outputs") != self._merged[k].get("outputs"):
@@ -151,11 +221,14 @@ class PartMerger:
             self._flush = None
 
     def abort(self) -> None:
-        """Drop the partial output (nothing once :meth:`finish` has committed)."""
-        self._stop_flush()
-        if self._builder is not None:
-            builder, self._builder = self._builder, None
-            builder.abort()
+        """Drop the partial output (nothing once :meth:`finish` has committed); a Ctrl-C
+        meanwhile waits for the merge thread's part and the removal."""
+        with interrupts_deferred():
+            self._stop_thread()
+            self._stop_flush()
+            if self._builder is not None:
+                builder, self._builder = self._builder, None
+                builder.abort()
 
 
 class _Flusher:

@@ -128,6 +128,11 @@ def default_threads(executor: Executor) -> int:
 
 # --------------------------------------------------------------------------- reading a unit
 
+#: A text unit's first batch is this fraction of the full size (64 KiB of 16 MiB): every
+#: unit's encoder waits for its first batch to be read, and its last is small too (the
+#: ramp down of :class:`~pythia_data.tokenize.pipeline._Ramp`).
+UNIT_RAMP = 256
+
 
 class _Slice(io.RawIOBase):
     """``size`` bytes of an open binary file from its current position."""
@@ -189,7 +194,8 @@ def unit_batches(unit: Unit, *, key: str = "text", errors: str = "strict",
         yield from _pl.read_jsonl_batches(reader, unit.path, key, errors,
                                           file_start=unit.start == 0,
                                           batch_documents=batch_documents,
-                                          batch_chars=batch_chars)
+                                          batch_chars=batch_chars, ramp=UNIT_RAMP,
+                                          size=unit.end - unit.start)
 
 
 @contextlib.contextmanager
