@@ -195,8 +195,7 @@ class PartMerger:
         """Append the remaining parts and commit; ``records`` are the job's final records
         (a part appended early whose unit was redone since must have the same bytes)."""
         try:
-            self.wait()
-            self._stop_thread()
+            self._stop_thread()  # the parts it has not appended yet are appended here
             self._raise_error()
             for k, (unit, rec) in enumerate(zip(self.store.units, records)):
                 if k < len(self._merged):
