@@ -223,6 +223,7 @@ def test_subprocess_one_line_error(pre):
     assert proc.stderr.count("\n") == 1 and "past the end" in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra", [[], ["--window", "0:1000"]], ids=["file-copy", "chunks"])
 def test_real_pipe_into_head_ends_quietly(tmp_path, extra):
     # 4 iterations x 64 sequences x 1025 uint16 tokens: ~0.5 MB, more than a pipe holds

@@ -83,6 +83,7 @@ def test_positional_load_path_and_default_end(tmp_path, preshuffled):
     assert np.load(tmp_path / "s" / "indicies.npy").shape == (2 * BATCH, SEQ)
 
 
+@pytest.mark.slow
 def test_subprocess_errors_one_line(tmp_path, preshuffled, capsys):
     cases = (
         (["--start_iteration", "0", "--end_iteration", "3"], "past the end"),

@@ -243,6 +243,7 @@ def test_bare_group_prints_help(args):
     assert "\nCommands:\n" in result.stdout
 
 
+@pytest.mark.slow
 def test_bare_command_real_subprocess():
     proc = subprocess.run(pd(), capture_output=True, text=True, env=subprocess_env(),
                           timeout=60)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from .conftest import subprocess_env
 
 SCRIPT = r"""
@@ -88,6 +90,7 @@ console_main()
 """
 
 
+@pytest.mark.slow
 def test_a_command_runs_openblas_with_one_thread_unless_the_user_set_it():
     """console_main sets OPENBLAS_NUM_THREADS=1 before numpy is imported (its threads spin
     at import, ~0.1 s of CPU a process): one thread in the process after numpy's import; a

@@ -138,6 +138,7 @@ PYTHON_PAGES = [p for p in PAGES if _runnable(p, {"python"})]
 SHELL_PAGES = [p for p in PAGES if _runnable(p, {"bash", "sh", "console"})]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", PYTHON_PAGES, ids=lambda p: p.name)
 def test_python_blocks_run(page, demo_dir, tmp_path):
     from pythia_data.batches.sinks import SINKS
@@ -170,6 +171,7 @@ def _run_bash(where: str, code: str, folder) -> None:
 _SLOW_SHELL_PAGES = {"scale.md"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", [
     pytest.param(p, id=p.name, marks=pytest.mark.slow if p.name in _SLOW_SHELL_PAGES else ())
     for p in SHELL_PAGES if _runnable(p, {"bash", "sh"})])

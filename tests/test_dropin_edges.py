@@ -59,6 +59,7 @@ def test_checksum_shards_under_head_is_quiet(shards):
     assert "Traceback" not in err and "BrokenPipe" not in err and err == ""
 
 
+@pytest.mark.slow
 def test_batch_viewer_under_head_is_quiet(tmp_path, p2049):
     prefix, _ = p2049
     code, err = closed_stdout("batch_viewer.py", prefix, "--save_path", tmp_path / "out",
@@ -103,6 +104,7 @@ def test_batch_viewer_other_batch_size_one_clear_message(tmp_path, p2049, capsys
     assert err.count("\n") == 1 and "5 iterations of 2 (0..4)" in err
 
 
+@pytest.mark.slow
 def test_batch_viewer_batch_size_real_subprocess(tmp_path, p2049):
     prefix, full = p2049
     proc = subprocess.run([sys.executable, str(BIN / "batch_viewer.py"), "--load_path",

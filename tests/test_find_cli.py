@@ -196,6 +196,7 @@ def test_stats_cli_table_json_and_careless(data, tmp_path):
     assert code == 2 and len(out.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_stats_plot(data, tmp_path):
     pytest.importorskip("matplotlib")
     prefix, tmp = data
@@ -220,6 +221,7 @@ def test_find_in_a_real_process(data):
 
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend, loaded", [("cpu", False), ("cuda", True)])
 def test_find_leaves_numba_extensions_unloaded_except_for_cuda(backend, loaded):
     """find/stats mark numba's extension entry points as done before numba's first compile

@@ -71,6 +71,7 @@ def test_scan_equals_brute_force(case):
     _check_scan(*case)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(case=long_query_case(), base=st.integers(0, 3))
 def test_scan_sampled_pairs_equals_brute_force(case, base):

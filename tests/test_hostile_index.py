@@ -139,6 +139,7 @@ def test_index_check_matches_exact_integer_oracle(arrays):
     assert index_check.check_index(*args) == index_check.check_index_reference(*args)
 
 
+@pytest.mark.slow
 def test_cli_hostile_pointer_fails_cleanly(ten_docs, tmp_path):
     prefix, _ = ten_docs
     _poke_pointer(prefix, 5, 2**63 - 2)

@@ -10,6 +10,8 @@ import sys
 import time
 from collections import namedtuple
 
+import pytest
+
 from tests.conftest import subprocess_env
 from tests.hub_fixtures import (
     PRESHUFFLED,
@@ -78,6 +80,7 @@ def test_rerun_fetches_only_what_is_missing_and_rehashes_touched_files(hub, tmp_
         n: int(n == SHARD1) for n in gets}
 
 
+@pytest.mark.slow
 def test_dropped_connection_mid_file_resumes(hub, tmp_path):
     hub.faults[SHARD1] = ["drop"]
     out = tmp_path / "pre"
@@ -285,6 +288,7 @@ def test_checksum_from_hub(hub, tmp_path):
     assert r.exit_code == 2 and one_line(r.stderr)
 
 
+@pytest.mark.slow
 def test_real_subprocess(hub, tmp_path):
     out = tmp_path / "sub"
     env = subprocess_env()
@@ -302,6 +306,7 @@ def test_real_subprocess(hub, tmp_path):
     assert one_line(p.stderr) and "cannot reach the hub" in p.stderr
 
 
+@pytest.mark.slow
 def test_interrupt_ends_promptly_and_resumes(tmp_path, monkeypatch):
     import signal
 

@@ -69,6 +69,7 @@ class _OddJson(_Html):
     ctype = "application/json"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("handler", "command"), [
     (_Html, "download"),
     pytest.param(_OddJson, "download", marks=pytest.mark.slow),

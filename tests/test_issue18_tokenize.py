@@ -194,6 +194,7 @@ def _tokenizer_without_eod(path):
     return path
 
 
+@pytest.mark.slow
 def test_retokenize_into_a_tokenizer_without_eod_needs_eod_id(tmp_path):
     src = tmp_path / "a.jsonl"
     src.write_bytes(jsonl(DOCS[:5]))

@@ -168,6 +168,7 @@ def test_units_of_empty_inputs_and_empty_documents(tmp_path, tok):
     assert ds.num_documents == 0 and ds.bin_bytes == 0
 
 
+@pytest.mark.slow
 def test_detokenize_and_retokenize_units_match_one_process(tmp_path, tok):
     src = str(_corpus(tmp_path / "a.jsonl", 80))
     data = tokenize_files([src], tmp_path / "d", tok, append_eod=True)["output"]
@@ -354,6 +355,7 @@ def test_two_drivers_of_one_job_do_not_mix(tmp_path):
             JobStore(tmp_path / "j", "t", {}, inputs, units)
 
 
+@pytest.mark.slow
 def test_driver_killed_then_rerun_does_only_missing_units(tmp_path, tok):
     """kill -9 of the CLI mid-job; the rerun skips the units recorded as done."""
     src = str(_corpus(tmp_path / "a.jsonl", 3000))
@@ -398,6 +400,7 @@ def _units(n):
     return [Unit(k, "file", f"/x/{k}", 0, 1, 1) for k in range(n)]
 
 
+@pytest.mark.slow
 def test_process_worker_killed_mid_unit_is_retried(tmp_path, monkeypatch):
     import pythia_data.jobs.executors as jex
 
@@ -525,6 +528,7 @@ def test_cli_ctrl_c_with_thread_workers_stops_promptly_and_the_rerun_resumes(tmp
     assert _files(out + "_text_document") == _files(one)
 
 
+@pytest.mark.slow
 def test_cli_local_mode_process_matches_threads_and_needs_the_local_executor(tmp_path, tok):
     src = str(_corpus(tmp_path / "a.jsonl", 300))
     one = tokenize_files([src], tmp_path / "one", tok, append_eod=True)["output"]
@@ -714,6 +718,7 @@ def test_batches_ramp_up_and_keep_every_document_in_order(lengths, max_docs, max
         d_lim, c_lim = min(max_docs, 2 * d_lim), min(max_chars, 2 * c_lim)
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None)
 @given(unit=st.sampled_from([1, 2, 37, 400, 3000]), max_docs=st.integers(1, 9),
        max_chars=st.integers(1, 500), ramp=st.sampled_from([1, 4, 64]))
@@ -742,6 +747,7 @@ def test_parts_of_units_with_any_batching_merge_to_one_process_bytes(
     assert docs == IndexedDataset(one).num_documents
 
 
+@pytest.mark.slow
 def test_a_units_batches_ramp_up_then_down_and_keep_every_document(tmp_path):
     """A text unit's batches start small, double, and shrink again towards the unit's
     end (its last batch's write is waited for: it should be a small one); the documents
@@ -1105,6 +1111,7 @@ def test_collector_is_tuned_only_where_a_command_or_worker_runs():
         gc.set_threshold(*before)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
 def test_malloc_is_tuned_unless_the_user_set_glibc_malloc_variables():
     """tune() keeps freed batch buffers in the heap (mallopt); a process whose user set

@@ -159,6 +159,7 @@ def test_block_kernel_agrees_with_json_loads_full(data):
     check(data)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(objects())
 def test_plain_object_lines_are_taken(line):

@@ -71,6 +71,7 @@ print(lazy, registries, ids, fresh(5))
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("setup", ["lazy", "full"])
 def test_lazy_numba_setup_loads_cached_kernels_and_still_compiles(setup):
     """PYTHIA_DATA_NUMBA_SETUP=lazy (what the command sets): cached kernels load with

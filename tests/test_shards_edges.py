@@ -275,6 +275,7 @@ main()
 """
 
 
+@pytest.mark.slow
 def test_two_unshards_into_one_folder(tmp_path):
     data, paths, folder = dataset_shards(tmp_path)
     out = tmp_path / "out"

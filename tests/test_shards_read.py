@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,6 +13,7 @@ from pythia_data.dataset import IndexedDataset, write_dataset
 from pythia_data.shards import find_shards, shard
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(
     doc_sizes=st.lists(st.integers(0, 60), min_size=1, max_size=12),

@@ -150,6 +150,7 @@ def test_hypothesis_any_unicode_full(cpu, hf, texts):
     assert_same(cpu, hf, texts)
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.lists(_BIASED, max_size=60).map("".join), min_size=1, max_size=6))
 def test_hypothesis_biased_alphabet(cpu, hf, texts):
@@ -161,6 +162,7 @@ _SPACEY = st.sampled_from([" ", " ", "  ", "   ", " " * 7, " " * 9, " " * 23, " 
                           "\u00a0", "日本"])
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.lists(_SPACEY, max_size=40).map("".join), min_size=1, max_size=4))
 def test_hypothesis_space_runs(cpu, hf, texts):
@@ -230,6 +232,7 @@ def test_decode_round_trip(cpu, hf):
         [cpu.encode(t) for t in EDGE[:5]])
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(st.integers(0, 50276), st.integers(0, 300), st.integers(50250, 50290)),
                 max_size=30))

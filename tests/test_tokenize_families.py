@@ -320,6 +320,7 @@ def machine_corpus():
     return docs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ENGINE_FAMILIES)
 def test_engine_equals_hf_on_the_machine_corpus(engines, family, machine_corpus):
     docs = machine_corpus

@@ -378,6 +378,7 @@ def test_nfc_quick_flag_chars_are_nfc_inert_in_context():
                 assert norm.normalize_str(s) == s, (hex(ord(c)), b, a)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_text_of_unflagged_chars_is_nfc(data):

@@ -98,6 +98,7 @@ def test_bundled_20b_every_stage_exact():
     assert "pre_tokenizer: ByteLevel (gpt2)" in repr(model)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("edit, reason", [
     (lambda r: r.__setitem__("normalizer", {"type": "NFKC"}), "normalizer 'NFKC'"),
     (lambda r: r.__setitem__("normalizer", {"type": "Sequence", "normalizers": [
@@ -126,6 +127,7 @@ def test_each_stage_refused_with_its_reason(tmp_path, edit, reason):
     assert tok.backend == "hf"
 
 
+@pytest.mark.slow
 def test_sequence_of_one_nfc_is_nfc(tmp_path):
     raw = raw20b()
     raw["normalizer"] = {"type": "Sequence", "normalizers": [{"type": "NFC"}]}
@@ -197,6 +199,7 @@ ADDED_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(ADDED_CASES))
 def test_added_token_ids_are_hfs(tmp_path, case):
     raw = raw20b()
@@ -340,6 +343,7 @@ def test_unigram_through_the_command_is_clean(tmp_path):
     assert "Traceback" not in res.output
 
 
+@pytest.mark.slow
 def test_added_token_fields_are_required_as_hf_requires_them(tmp_path):
     for field in ("id", "special", "normalized", "lstrip", "rstrip", "single_word", "content"):
         raw = raw20b()
@@ -376,6 +380,7 @@ def _ignore_merges_file(tmp_path) -> Path:
     return write(tmp_path, raw)
 
 
+@pytest.mark.slow
 def test_ignore_merges_exact(tmp_path):
     path = _ignore_merges_file(tmp_path)
     tok = load_tokenizer(path, backend="cpu", workers=1)

@@ -133,6 +133,7 @@ def _rebuilt(path: Path, before: bytes) -> None:
     assert tc.load_model(open_config(None)) is not None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["truncated", "empty", "flipped", "garbage", "trailer"])
 def test_damaged_file_is_compiled_again(damage, cache):
     path = _entry(cache)
@@ -162,6 +163,7 @@ def _n(a, i, v):
     return a
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", [
     "trie_node_out_of_range", "trie_token_out_of_range", "trie_shape", "byte_id_out_of_range",
     "merge_table_full", "merge_table_not_pow2", "merge_new_out_of_range", "wrong_key",
@@ -206,6 +208,7 @@ def test_craft_helper_makes_files_that_load(cache):
     _assert_same_model(tc.load_model(open_config(None)), model)
 
 
+@pytest.mark.slow
 def test_a_changed_tokenizer_file_is_another_entry(cache, tmp_path):
     raw = json.loads(bundled_path().read_text("utf-8"))
     path = tmp_path / "tokenizer.json"
@@ -250,6 +253,7 @@ def test_refused_tokenizer_is_not_cached(cache, tmp_path):
     assert not cache.exists() or not list(cache.iterdir())
 
 
+@pytest.mark.slow
 def test_at_most_keep_files(cache, tmp_path, monkeypatch):
     monkeypatch.setattr(tc, "KEEP", 2)
     cache.mkdir(parents=True)
@@ -285,6 +289,7 @@ def _tokenize_cmd(out, inp, env, backend="cpu"):
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_command_output_is_the_same_with_a_good_a_hostile_and_no_cache(tmp_path):
     inp = tmp_path / "in.jsonl"
     inp.write_text("\n".join(json.dumps({"text": t}) for t in TEXTS) + "\n", "utf-8")

@@ -30,6 +30,7 @@ def hf_matches(pattern: str) -> np.ndarray:
     return hit
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bit,pattern", [
     (1, r"\p{L}"), (2, r"\p{N}"), (4, r"\s"),
     # the Split-regex families' classes (pythia_data/kernels/pretokenize_split.py)
