@@ -331,8 +331,9 @@ def test_a_damaged_part_found_by_the_merge_thread_stops_the_run(tmp_path, tok, m
     for name in sorted(os.listdir(done))[1:]:  # unit 0 stays done, the rest to redo
         os.unlink(done / name)
     part = tmp_path / "o.job" / "parts" / "u00000.bin"
-    part.write_bytes(b"\x00" + part.read_bytes()[1:] if part.read_bytes()[:1] != b"\x00"
-                     else b"\x01" + part.read_bytes()[1:])
+    damaged = bytearray(part.read_bytes())
+    damaged[0] ^= 1  # same size, other bytes
+    part.write_bytes(bytes(damaged))
     ran = []
     real = tu._tokenize_unit
 
